@@ -1,0 +1,47 @@
+"""Entry point: builds the parser from each command module and turns user errors into exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from glassformer.errors import UserError
+
+# Each module has `register(subparsers)`, adding its subcommands with `func` set.
+COMMAND_MODULES = ("describe",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="glassformer",
+        description="Train, run and see through the Transformer of 'Attention Is All You Need'.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"glassformer.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except UserError as error:
+        print(f"glassformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"glassformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

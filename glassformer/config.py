@@ -1,0 +1,238 @@
+"""Model configuration: one validated dataclass for all three families, and named presets.
+
+Shape letters used throughout the package, declared once:
+B batch, S source length, T target (query) length, H heads, D head width (d_head),
+V vocabulary size, d_model model width, A attention width (d_attn = H * D).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from glassformer.errors import ConfigError
+
+FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
+NORMS = ("post", "pre")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+POSITIONS = ("sinusoidal", "learned")
+HEADS = ("none", "mlm", "classify", "tag")
+
+
+@dataclass
+class ModelConfig:
+    """Every dimension and switch of a Transformer; the family picks which parts are built."""
+
+    family: str = "encoder-decoder"
+    """"encoder-decoder" (the paper), "encoder-only" (BERT) or "decoder-only" (GPT)."""
+    vocab_size: int = 1000
+    """Source vocabulary, or the only one when the vocabulary is shared."""
+    tgt_vocab_size: int | None = None
+    """Target vocabulary of an encoder-decoder with separate vocabularies; None means shared."""
+    d_model: int = 512
+    """Width of the residual stream and of the embeddings."""
+    n_heads: int = 8
+    d_attn: int | None = None
+    """Width of Q, K and V (all heads together); None means d_model. Article A uses 512 in a 768 model."""
+    d_ff: int = 2048
+    """Hidden width of the position-wise feed-forward network."""
+    n_layers: int = 6
+    """Encoder layers (encoder-decoder, encoder-only) or decoder layers (decoder-only)."""
+    n_decoder_layers: int | None = None
+    """Decoder layers of an encoder-decoder; None means n_layers."""
+    max_len: int = 512
+    """Longest sequence the positions cover."""
+    positions: str = "sinusoidal"
+    activation: str = "relu"
+    norm: str = "post"
+    """"post": LayerNorm(x + sublayer(x)) as in the paper and BERT; "pre": x + sublayer(LayerNorm(x)) as GPT-2."""
+    final_norm: bool | None = None
+    """A LayerNorm after each stack; None means True for pre-norm, False for post-norm."""
+    norm_eps: float = 1e-5
+    dropout: float = 0.1
+    attn_dropout: float | None = None
+    """Dropout on attention probabilities; None means `dropout`."""
+    scale_embeddings: bool = True
+    """Multiply token embeddings by sqrt(d_model), as the paper does."""
+    bias: bool = True
+    """Biases in the attention and feed-forward linear layers."""
+    output_bias: bool = False
+    """A bias in the pre-softmax projection."""
+    tie_embeddings: bool = True
+    """Encoder-decoder: share the source and target embedding (needs a shared vocabulary)."""
+    tie_output: bool = True
+    """Share the pre-softmax projection with the (target) token embedding."""
+    n_segments: int = 0
+    """Segment (token-type) embeddings, BERT uses 2; 0 means none."""
+    embedding_norm: bool = False
+    """LayerNorm (and dropout) right after the embedding sum, as BERT does."""
+    pooler: bool = False
+    """Encoder-only: dense + tanh on the first token (BERT's pooler)."""
+    head: str = "none"
+    """Encoder-only task head: "none", "mlm", "classify" (pooled first token) or "tag" (per token)."""
+    n_labels: int = 0
+    """Classes of the classify/tag head."""
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # Derived sizes ---------------------------------------------------------------------------
+    @property
+    def attn_width(self) -> int:
+        return self.d_model if self.d_attn is None else self.d_attn
+
+    @property
+    def d_head(self) -> int:
+        return self.attn_width // self.n_heads
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_layers if self.n_decoder_layers is None else self.n_decoder_layers
+
+    @property
+    def use_final_norm(self) -> bool:
+        return self.norm == "pre" if self.final_norm is None else self.final_norm
+
+    @property
+    def attention_dropout(self) -> float:
+        return self.dropout if self.attn_dropout is None else self.attn_dropout
+
+    # Validation --------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError naming the offending value and what was expected."""
+        _one_of("family", self.family, FAMILIES)
+        _one_of("norm", self.norm, NORMS)
+        _one_of("activation", self.activation, ACTIVATIONS)
+        _one_of("positions", self.positions, POSITIONS)
+        _one_of("head", self.head, HEADS)
+        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("tgt_vocab_size", "d_attn", "n_decoder_layers"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ConfigError(f"{name} must be a positive integer or null, got {value}")
+        if self.attn_width % self.n_heads != 0:
+            raise ConfigError(
+                f"d_attn={self.attn_width} is not divisible by n_heads={self.n_heads}: "
+                "each head needs an equal slice of the attention width"
+            )
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if self.family == "encoder-decoder" and self.tie_embeddings and (
+            self.tgt_vocab_size not in (None, self.vocab_size)
+        ):
+            raise ConfigError(
+                f"tie_embeddings needs one shared vocabulary, got vocab_size={self.vocab_size} "
+                f"and tgt_vocab_size={self.tgt_vocab_size}"
+            )
+        if self.head in ("classify", "tag") and self.n_labels < 1:
+            raise ConfigError(f"head={self.head!r} needs n_labels >= 1, got {self.n_labels}")
+        if self.head != "none" and self.family != "encoder-only":
+            raise ConfigError(f"head={self.head!r} belongs to the encoder-only family, not {self.family}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ConfigError(f"pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    # Serialisation -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"model config is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("model config must be a JSON object")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def replace(self, **changes) -> "ModelConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _paper(**changes) -> ModelConfig:
+    base = dict(
+        family="encoder-decoder", vocab_size=37000, d_model=512, n_heads=8, d_ff=2048, n_layers=6,
+        positions="sinusoidal", activation="relu", norm="post", dropout=0.1, scale_embeddings=True,
+        tie_embeddings=True, tie_output=True, output_bias=False,
+    )
+    base.update(changes)
+    return ModelConfig(**base)
+
+
+def _small(family: str, **changes) -> ModelConfig:
+    base = dict(
+        family=family, vocab_size=1000, d_model=128, n_heads=4, d_ff=512, n_layers=3, max_len=128,
+        positions="sinusoidal", activation="relu", norm="pre", dropout=0.1,
+    )
+    base.update(changes)
+    return ModelConfig(**base)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper's Table 3 models, with the shared 37,000-token BPE vocabulary.
+    "paper-base": _paper(),
+    "paper-big": _paper(d_model=1024, n_heads=16, d_ff=4096, dropout=0.3),
+    # GPT-2 small (124M) and BERT-base (110M) as published.
+    "gpt2-small": ModelConfig(
+        family="decoder-only", vocab_size=50257, d_model=768, n_heads=12, d_ff=3072, n_layers=12,
+        max_len=1024, positions="learned", activation="gelu_tanh", norm="pre", dropout=0.1,
+        scale_embeddings=False, tie_output=True, output_bias=False, pad_id=0,
+    ),
+    "bert-base": ModelConfig(
+        family="encoder-only", vocab_size=30522, d_model=768, n_heads=12, d_ff=3072, n_layers=12,
+        max_len=512, positions="learned", activation="gelu", norm="post", norm_eps=1e-12,
+        dropout=0.1, scale_embeddings=False, n_segments=2, embedding_norm=True, pooler=True,
+    ),
+    # The articles' worked examples.
+    "article-a": _paper(vocab_size=10000, d_model=768, d_attn=512, n_heads=8, max_len=512),
+    "article-b": _paper(vocab_size=32, d_model=6, n_heads=2, d_ff=12, n_layers=1, max_len=64, dropout=0.0),
+    # Small models for the built-in tasks and the tests (vocabularies are set from the tokenizer).
+    "tiny-seq2seq": _small("encoder-decoder", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
+    "tiny-lm": _small("decoder-only", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
+    "tiny-encoder": _small("encoder-only", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
+    "small-seq2seq": _small("encoder-decoder", n_layers=2, dropout=0.0),
+    "small-lm": _small("decoder-only", dropout=0.1),
+    "small-encoder": _small("encoder-only", norm="post", dropout=0.1),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The named preset (a fresh copy), or a ConfigError listing the names."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name])

@@ -1,0 +1,54 @@
+"""A decoder-only Transformer language model (GPT): masked self-attention blocks and an LM head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from glassformer.config import ModelConfig
+from glassformer.nn.embedding import Embeddings
+from glassformer.nn.hooks import HookPoint
+from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.stack import Decoder
+
+
+class DecoderOnly(nn.Module):
+    """Next-token prediction over one stream of tokens."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = Embeddings(config, config.vocab_size)
+        self.decoder = Decoder(config, config.n_layers, cross=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        if config.tie_output:
+            self.lm_head.weight = self.embed.token.weight
+        self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
+        self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """Token ids [B, T] -> next-token logits [B, T, V].
+
+        Args:
+            mask: key padding [B, 1, 1, cache_pos + T], True at real tokens, or None when there
+                is no padding before real tokens (right padding is hidden by the causal mask).
+            positions: [B, T] position ids (left-padded batches count from each first real token).
+            cache: KV cache from `new_cache`; ids then hold positions cache_pos ... cache_pos + T - 1.
+        """
+        x = self.embed(ids, positions=positions, offset=cache_pos)
+        hidden = self.decoder(x, None, mask, None, cache, cache_pos)
+        logits = self.hook_logits(self.lm_head(hidden))
+        if self.hook_output_probs.active:
+            self.hook_output_probs(torch.softmax(logits.float(), dim=-1))
+        return logits
+
+    def new_cache(self, max_len: int | None = None) -> DecoderCache:
+        """An empty KV cache for incremental decoding, up to max_len positions."""
+        return DecoderCache.empty(len(self.decoder.layers), max_len or self.config.max_len, cross=False)

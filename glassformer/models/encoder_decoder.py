@@ -1,0 +1,84 @@
+"""The paper's model (Figure 1): an encoder stack, a decoder stack and a pre-softmax projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from glassformer.config import ModelConfig
+from glassformer.nn.embedding import Embeddings
+from glassformer.nn.hooks import HookPoint
+from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.masks import padding_mask
+from glassformer.nn.stack import Decoder, Encoder
+
+
+class EncoderDecoder(nn.Module):
+    """Encoder-decoder Transformer for translation and other sequence-to-sequence tasks."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.src_embed = Embeddings(config, config.vocab_size)
+        self.tgt_embed = Embeddings(config, config.target_vocab_size)
+        if config.tie_embeddings:
+            self.tgt_embed.token.weight = self.src_embed.token.weight
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config, config.decoder_layers, cross=True)
+        self.lm_head = nn.Linear(config.d_model, config.target_vocab_size, bias=config.output_bias)
+        if config.tie_output:
+            self.lm_head.weight = self.tgt_embed.token.weight
+        self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
+        self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Source ids [B, S] -> encoder output [B, S, d_model].
+
+        Args:
+            src_mask: [B, 1, 1, S], True at real tokens; defaults to the tokens that are not pad_id.
+        """
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)
+        return self.encoder(self.src_embed(src), src_mask)
+
+    def decode(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        tgt_mask: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """Target ids so far [B, T] and the encoder output -> next-token logits [B, T, V].
+
+        Args:
+            memory: encoder output [B, S, d_model].
+            src_mask: [B, 1, 1, S] source padding (True at real tokens), or None for none.
+            tgt_mask: [B, 1, 1, cache_pos + T] target padding, or None: right-padded targets
+                need none, since the causal mask already hides what follows each position.
+            cache: KV cache from `new_cache` for incremental decoding; tgt then holds the
+                tokens at positions cache_pos ... cache_pos + T - 1 only.
+        """
+        x = self.tgt_embed(tgt, offset=cache_pos)
+        hidden = self.decoder(x, memory, tgt_mask, src_mask, cache, cache_pos)
+        logits = self.hook_logits(self.lm_head(hidden))
+        if self.hook_output_probs.active:
+            self.hook_output_probs(torch.softmax(logits.float(), dim=-1))
+        return logits
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        tgt_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits [B, T, V] for source [B, S] and shifted target [B, T]."""
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)
+        return self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask)
+
+    def new_cache(self, max_len: int | None = None) -> DecoderCache:
+        """An empty KV cache for incremental decoding, up to max_len target positions."""
+        return DecoderCache.empty(len(self.decoder.layers), max_len or self.config.max_len, cross=True)

@@ -1,0 +1,47 @@
+"""Attention masks as pure functions.
+
+Polarity, used everywhere in glassformer: a boolean mask is True where a query MAY attend to
+a key and False where it may not (the convention of
+`torch.nn.functional.scaled_dot_product_attention`). Masks broadcast against attention scores
+of shape [B, H, T, S]: padding masks are [B, 1, 1, S], causal masks [1, 1, T, S].
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """True at real tokens, False at padding.
+
+    Args:
+        ids: token ids [B, S].
+    Returns:
+        [B, 1, 1, S] boolean.
+    """
+    return (ids != pad_id)[:, None, None, :]
+
+
+def causal_mask(t: int, s: int | None = None, offset: int = 0, device=None) -> torch.Tensor:
+    """True where key position <= query position: no query sees its future.
+
+    Args:
+        t: number of queries; their positions are offset, ..., offset + t - 1.
+        s: number of keys (positions 0 ... s - 1); defaults to offset + t.
+    Returns:
+        [1, 1, T, S] boolean, lower-triangular when offset is 0 and s == t.
+    """
+    s = offset + t if s is None else s
+    query_pos = torch.arange(offset, offset + t, device=device)[:, None]
+    key_pos = torch.arange(s, device=device)[None, :]
+    return (key_pos <= query_pos)[None, None]
+
+
+def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
+    """Allowed only where every given mask allows (None masks are ignored)."""
+    result = None
+    for mask in masks:
+        if mask is None:
+            continue
+        result = mask if result is None else result & mask
+    return result

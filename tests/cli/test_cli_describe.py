@@ -1,0 +1,25 @@
+import pytest
+
+from glassformer.cli import main
+
+
+@pytest.mark.parametrize(
+    "preset, count", [("paper-base", "63,082,496"), ("gpt2-small", "124,439,808"), ("bert-base", "109,482,240")]
+)
+def test_describe_prints_exact_parameter_count(preset, count, capsys):
+    assert main(["describe", "--preset", preset]) == 0
+    out = capsys.readouterr().out
+    assert f"parameters: {count}\n" in out
+    assert f"preset: {preset}" in out
+
+
+def test_describe_vocab_size_override(capsys):
+    assert main(["describe", "--preset", "paper-base", "--vocab-size", "1000"]) == 0
+    # 63,082,496 - (37,000 - 1,000) * 512
+    assert "parameters: 44,650,496\n" in capsys.readouterr().out
+
+
+def test_unknown_preset_is_one_line_and_exit_2(capsys):
+    assert main(["describe", "--preset", "gpt5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown preset 'gpt5'" in err and "Traceback" not in err
