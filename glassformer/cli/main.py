@@ -7,8 +7,18 @@ import sys
 
 from glassformer.errors import UserError
 
-# Each module has `register(subparsers)`, adding its subcommands with `func` set.
-COMMAND_MODULES = ("describe",)
+# Every module of this package but `main` and `_private` ones has `register(subparsers)`, adding its subcommands
+# with `func` set; ORDER puts the common ones first in --help, the rest follow by name.
+ORDER = ("train", "evaluate", "describe", "tasks")
+
+
+def command_modules() -> list[str]:
+    import pkgutil
+
+    import glassformer.cli as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "main" and not m.name.startswith("_")]
+    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, run and see through the Transformer of 'Attention Is All You Need'.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"glassformer.cli.{name}").register(subparsers)
     return parser
 

@@ -1,0 +1,48 @@
+"""`glassformer evaluate`: held-out metrics of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="metrics of a trained model on held-out data",
+        description="Loss, perplexity, token accuracy, exact-match and BLEU (seq2seq) or accuracy (classify) "
+        "on the run's test split, or on --data.",
+    )
+    parser.add_argument("--model", required=True, help="run folder")
+    parser.add_argument("--data", help="a file of the run's kind (default: the run's own test split)")
+    parser.add_argument("--split", default="test", choices=("valid", "test"), help="which held-out split (default test)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=evaluate_command)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from glassformer.cli._output import format_metrics
+    from glassformer.data import read_examples
+    from glassformer.errors import UserError
+    from glassformer.run_folder import load_run
+    from glassformer.train.batches import encode_examples
+    from glassformer.train.config import TrainConfig
+    from glassformer.train.evaluate import evaluate
+    from glassformer.train.setup import load_splits
+    from glassformer.train.trainer import pick_device
+
+    device = pick_device(args.device)
+    run = load_run(args.model, device=device)
+    if args.data:
+        examples = read_examples(args.data, run.kind)
+    elif "train" in run.meta:
+        _, splits, _ = load_splits(TrainConfig.from_dict(run.meta["train"]))
+        examples = getattr(splits, args.split)
+    else:
+        raise UserError(f"{args.model} records no training data; give --data FILE")
+    encoded = encode_examples(examples, run.kind, run.source_tokenizer, run.target_tokenizer, run.labels, run.config.max_len)
+    if len(encoded) == 0:
+        raise UserError("no example fits the model's maximum length")
+    metrics = evaluate(run, encoded, examples, args.batch_size, device)
+    print(f"{len(encoded)} examples" + (f" ({encoded.skipped} longer than max_len skipped)" if encoded.skipped else ""))
+    print(format_metrics(metrics))
+    return 0

@@ -1,0 +1,114 @@
+"""`glassformer train`: train a model on a built-in task or the user's files, then report on it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from glassformer.train.config import OPTIMIZERS, SCHEDULES, TOKENIZERS, TrainConfig
+
+# Flags derived from TrainConfig fields: name -> (type, help). Fields not listed are not flags.
+_FLAGS = {
+    "task": (str, "built-in task (see `glassformer tasks`); the default task when neither --task nor --data"),
+    "data": (str, "your training file: TSV source<TAB>target, plain text, or TSV label<TAB>text"),
+    "valid_data": (str, "your held-out file (split in half for validation and test); default: split off --data"),
+    "kind": (str, "how --data is read: seq2seq, lm, mlm or classify"),
+    "preset": (str, "model preset (see `glassformer describe`); default: the task's"),
+    "steps": (int, "optimiser steps in total (default: the task's)"),
+    "minutes": (float, "wall-clock budget in minutes; stops at whichever of --steps/--minutes comes first"),
+    "batch_size": (int, "examples per optimiser step"),
+    "accumulate": (int, "gradient accumulation steps per optimiser step"),
+    "lr": (float, "peak learning rate (noam default: the paper's d_model^-0.5 scale)"),
+    "schedule": (str, f"learning-rate schedule: {', '.join(SCHEDULES)}"),
+    "warmup": (int, "warm-up steps"),
+    "optimizer": (str, f"{', '.join(OPTIMIZERS)}"),
+    "beta1": (float, "Adam beta1"),
+    "beta2": (float, "Adam beta2"),
+    "eps": (float, "Adam epsilon"),
+    "weight_decay": (float, "weight decay"),
+    "label_smoothing": (float, "label smoothing"),
+    "clip": (float, "gradient-norm clipping (0 turns it off)"),
+    "dropout": (float, "override the preset's dropout"),
+    "seed": (int, "seed for data order, initialisation, dropout and masking"),
+    "eval_every": (int, "validate every N steps"),
+    "log_every": (int, "log every N steps"),
+    "checkpoint_every": (int, "write a resumable checkpoint every N steps"),
+    "eval_examples": (int, "validation examples decoded for exact-match/BLEU at each validation"),
+    "tokenizer": (str, f"tokenizer kind: {', '.join(TOKENIZERS)}"),
+    "vocab_size": (int, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
+    "mask_prob": (float, "masked-LM: fraction of tokens to predict"),
+}
+
+# Settings the built-in tasks start from unless the user gives the flag.
+TASK_DEFAULTS = {"lr": 2e-3, "warmup": 200, "label_smoothing": 0.1, "eval_every": 250, "checkpoint_every": 250}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model on a built-in task or your own data",
+        description="Train a model, keep the best weights by validation, and report held-out results.",
+    )
+    defaults = TrainConfig()
+    for name, (kind, text) in _FLAGS.items():
+        default = getattr(defaults, name)
+        suffix = f" (default: {default})" if default is not None and name not in TASK_DEFAULTS else ""
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + suffix)
+    parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies")
+    parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--examples", type=int, default=5, help="test translations/predictions to show at the end")
+    parser.set_defaults(func=train_command)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A TrainConfig from the flags: given flags win, then the task's defaults, then the fields' own."""
+    from glassformer.data.tasks import DEFAULT_TASK, get_task
+    from glassformer.errors import UserError
+
+    given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
+    if args.clip == 0:
+        given["clip"] = None
+    values = {}
+    if args.data is None:
+        task = get_task(args.task or DEFAULT_TASK)
+        values.update(TASK_DEFAULTS, task=task.name, steps=task.default_steps)
+    values.update(given)
+    values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase)
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:  # pragma: no cover - flags and fields are kept in step by _FLAGS
+        raise UserError(str(error)) from None
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from glassformer.cli._output import format_metrics, print_examples
+    from glassformer.train.trainer import Trainer
+
+    if args.resume:
+        if args.out is None:
+            from glassformer.errors import UserError
+
+            raise UserError("--resume needs --out DIR, the run folder to continue")
+        config = TrainConfig(steps=args.steps, minutes=args.minutes)
+    else:
+        config = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / (config.task or Path(config.data).stem)
+    trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    result = trainer.fit()
+    print(f"trained {result.step} steps in {result.elapsed:.0f} s (stopped by {result.stopped_by}); "
+          f"best validation at step {result.best_step}")
+    from glassformer.run_folder import load_run
+
+    run = load_run(out, device=trainer.device)
+    trainer.run = run  # evaluate the best weights, as every later command will use them
+    metrics = trainer.validate("test")
+    print("test: " + format_metrics(metrics))
+    print_examples(run, trainer.splits.test[: args.examples], trainer.device)
+    print(f"run folder: {out}")
+    return 0

@@ -1,0 +1,226 @@
+"""A run folder: what every command needs to use a trained model, written atomically.
+
+Layout:
+    config.json              {"format": "glassformer-run", "model": ModelConfig, "kind", "labels", ...}
+    tokenizer.json           one shared tokenizer, or
+    source_tokenizer.json / target_tokenizer.json   separate vocabularies (encoder-decoder)
+    model.safetensors        the weights commands use (the best by validation when training)
+    checkpoint/              training state for --resume (see glassformer.train.checkpoint)
+    metrics.jsonl            one JSON object per logged step or evaluation
+
+Weights are safetensors and everything else JSON: nothing in a run folder is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from glassformer.config import ModelConfig
+from glassformer.errors import ConfigError, UserError
+from glassformer.models import build_model
+from glassformer.text import Tokenizer, load_tokenizer
+
+RUN_FORMAT = "glassformer-run"
+RUN_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+SHARED_TOKENIZER = "tokenizer.json"
+SOURCE_TOKENIZER = "source_tokenizer.json"
+TARGET_TOKENIZER = "target_tokenizer.json"
+KINDS = ("seq2seq", "lm", "mlm", "classify", "tag", "qa", "encode")
+FAMILY_OF_KIND = {
+    "seq2seq": "encoder-decoder", "lm": "decoder-only", "mlm": "encoder-only",
+    "classify": "encoder-only", "tag": "encoder-only", "qa": "encoder-only", "encode": "encoder-only",
+}
+
+
+@dataclass
+class Run:
+    """A model ready to use, with the tokenizers and labels it was trained with."""
+
+    path: Path
+    model: nn.Module
+    config: ModelConfig
+    kind: str
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    labels: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer of the model's input (the source side of an encoder-decoder)."""
+        return self.source_tokenizer
+
+
+# Atomic files --------------------------------------------------------------------------------
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(tmp_path) for a temporary file beside path, then move it over path in one step.
+
+    A crash before the move leaves the previous file intact; after it, the new one is complete.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's persistent tensors with tied aliases dropped (safetensors stores each once)."""
+    seen: set[int] = set()
+    state = {}
+    for name, tensor in model.state_dict().items():
+        key = id(tensor.untyped_storage()) if tensor.numel() else id(tensor)
+        if key in seen:
+            continue
+        seen.add(key)
+        state[name] = tensor.detach().contiguous().cpu()
+    return state
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write model's weights to a safetensors file, atomically."""
+    state = unique_state(model)
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Read weights saved by save_weights into model; a missing or extra tensor is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
+    try:
+        state = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+    expected = unique_state(model)
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:5])}")
+        if wrong:
+            parts.append(
+                "wrong shape " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in wrong[:5])
+            )
+        raise UserError(f"{path}: weights do not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=False)
+
+
+# Run folders -----------------------------------------------------------------------------------
+def save_run(
+    path: str | Path,
+    model: nn.Module,
+    config: ModelConfig,
+    kind: str,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer | None = None,
+    labels: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
+    weights: bool = True,
+) -> Path:
+    """Write a run folder that `load_run` reads back.
+
+    Args:
+        target_tokenizer: a separate target vocabulary, or None when the source one is shared.
+        labels: class or tag names of a classify/tag model, in id order.
+        meta: anything else worth keeping (task name, data file, training config).
+        weights: also write model.safetensors.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"unknown run kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    shared = target_tokenizer is None or target_tokenizer is source_tokenizer
+    if shared:
+        atomic_write(path / SHARED_TOKENIZER, source_tokenizer.save)
+    else:
+        atomic_write(path / SOURCE_TOKENIZER, source_tokenizer.save)
+        atomic_write(path / TARGET_TOKENIZER, target_tokenizer.save)
+    document = {
+        "format": RUN_FORMAT, "version": RUN_VERSION, "kind": kind, "model": config.to_dict(),
+        "labels": list(labels or []), "shared_tokenizer": shared, **(meta or {}),
+    }
+    atomic_write_text(path / CONFIG_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if weights:
+        save_weights(model, path / WEIGHTS_FILE)
+    return path
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The config.json of a run folder, checked; UserError when path is not a run folder."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder (expected a run folder from `glassformer train`)")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise UserError(f"{path}: not a run folder (no {CONFIG_FILE})")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{config_path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
+        raise UserError(f"{path}: not a glassformer run folder ({CONFIG_FILE} has no \"format\": \"{RUN_FORMAT}\")")
+    if document.get("version", 0) > RUN_VERSION:
+        raise UserError(f"{path}: written by a newer glassformer (run format {document['version']} > {RUN_VERSION})")
+    return document
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool = True) -> Run:
+    """Load a run folder (or a Hugging Face model folder) as a model ready to use, in eval mode.
+
+    Args:
+        weights: read model.safetensors (False leaves freshly initialised weights).
+    """
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file() and _is_foreign(path / CONFIG_FILE):
+        from glassformer.interop import load_foreign_folder  # imported late: optional heavy mapping code
+
+        return load_foreign_folder(path, device=device)
+    document = read_run_config(path)
+    config = ModelConfig.from_dict(document["model"])
+    if document.get("shared_tokenizer", True):
+        source = target = load_tokenizer(path / SHARED_TOKENIZER)
+    else:
+        source, target = load_tokenizer(path / SOURCE_TOKENIZER), load_tokenizer(path / TARGET_TOKENIZER)
+    model = build_model(config, init=not weights)
+    if weights:
+        load_weights(model, path / WEIGHTS_FILE)
+    model.to(device).eval()
+    meta = {k: v for k, v in document.items() if k not in ("format", "version", "kind", "model", "labels", "shared_tokenizer")}
+    return Run(path, model, config, document["kind"], source, target, list(document.get("labels", [])), meta)
+
+
+def _is_foreign(config_path: Path) -> bool:
+    """Whether config.json belongs to another library (it then names a "model_type")."""
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(document, dict) and document.get("format") != RUN_FORMAT and "model_type" in document

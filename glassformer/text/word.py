@@ -1,0 +1,63 @@
+"""Word-level tokenizer: one id per word or punctuation mark, as the articles count a vocabulary."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from glassformer.errors import ConfigError
+from glassformer.text.base import VocabTokenizer
+from glassformer.text.specials import SPECIALS
+
+# A word is a run of letters/digits/underscores, keeping inner apostrophes ("didn't");
+# every other non-space character is a piece of its own, so "tired." -> "tired", ".".
+_PIECE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+
+
+def split_words(text: str) -> list[str]:
+    """Split text into words and single punctuation marks, dropping whitespace."""
+    return _PIECE.findall(text)
+
+
+class WordTokenizer(VocabTokenizer):
+    """Words and punctuation marks as tokens; decode joins them with single spaces."""
+
+    kind = "word"
+    separator = " "
+
+    def _split(self, text: str) -> list[str]:
+        return split_words(text)
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        lowercase: bool = False,
+        min_freq: int = 1,
+        max_size: int | None = None,
+    ) -> WordTokenizer:
+        """Count the words of texts and keep them, most frequent first, ties alphabetical.
+
+        Args:
+            texts: the training corpus, one string per sentence or line.
+            lowercase: lowercase text before splitting, here and when encoding.
+            min_freq: drop words seen fewer times than this.
+            max_size: cap on the vocabulary size, the five specials included.
+        """
+        if min_freq < 1:
+            raise ConfigError(f"min_freq must be at least 1, got {min_freq}")
+        if max_size is not None and max_size < len(SPECIALS):
+            raise ConfigError(
+                f"max_size must be at least {len(SPECIALS)} (the specials), got {max_size}"
+            )
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(split_words(text.lower() if lowercase else text))
+        # Sorting on (count, word) rather than first appearance makes the ids independent
+        # of corpus order, so the same corpus shuffled gives the same vocabulary.
+        kept = [w for w, c in counts.items() if c >= min_freq]
+        words = sorted(kept, key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            words = words[: max_size - len(SPECIALS)]
+        return cls(SPECIALS + words, lowercase=lowercase)

@@ -1,0 +1,148 @@
+"""Training checkpoints: weights, optimiser, schedule position and every RNG state, with no pickle.
+
+Layout inside a run folder:
+    checkpoint/LATEST              the name of the newest complete checkpoint
+    checkpoint/step-000500/        model.safetensors, optimizer.safetensors, state.json
+
+A checkpoint is written into a hidden folder, renamed into place in one step, and only then
+named in LATEST (itself replaced atomically): a crash at any moment leaves the previous
+checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from glassformer.errors import UserError
+from glassformer.run_folder import atomic_write_text, load_weights, save_weights
+
+CHECKPOINT_DIR = "checkpoint"
+LATEST = "LATEST"
+
+
+@dataclass
+class TrainingState:
+    """Where training stands, besides weights and optimiser moments."""
+
+    step: int = 0
+    order: dict[str, int] = field(default_factory=lambda: {"epoch": 0, "position": 0})
+    best_metric: float | None = None
+    best_step: int | None = None
+    elapsed: float = 0.0
+    targets_seen: int = 0
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state dict into tensors (safetensors) and the rest (JSON)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for name, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in rest["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    rest = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    return tensors, rest
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = rest["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = rest["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def save_checkpoint(
+    run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, keep: int = 1
+) -> Path:
+    """Write a complete checkpoint for `state.step` and make it the latest, atomically."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state.step:07d}"
+    tmp = root / f".{name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_weights(model, tmp / "model.safetensors")
+    opt_tensors, opt_rest = _optimizer_tensors(optimizer)
+    rng_tensors, rng_rest = _rng_state()
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    save_file(rng_tensors, str(tmp / "rng.safetensors"))
+    document = {"training": state.__dict__, "optimizer": opt_rest, "rng": rng_rest}
+    (tmp / "state.json").write_text(json.dumps(document) + "\n", encoding="utf-8")
+    for path in tmp.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(root / LATEST, name + "\n")
+    older = sorted(p for p in root.glob("step-*") if p.name != name)
+    for path in older[: max(0, len(older) - (keep - 1))]:
+        shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    pointer = root / LATEST
+    if pointer.is_file():
+        candidate = root / pointer.read_text(encoding="utf-8").strip()
+        if (candidate / "state.json").is_file():
+            return candidate
+    complete = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
+    """Restore weights, optimiser, RNG states and the training position from the latest checkpoint."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise UserError(f"{run_dir}: no checkpoint to resume from (train without --resume first)")
+    load_weights(model, path / "model.safetensors")
+    document = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    _load_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), document["optimizer"])
+    _set_rng_state(load_file(str(path / "rng.safetensors")), document["rng"])
+    return TrainingState(**document["training"])

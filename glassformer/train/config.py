@@ -1,0 +1,95 @@
+"""Training configuration: what to train on, how long, and the optimiser's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from glassformer.errors import ConfigError
+
+SCHEDULES = ("noam", "cosine", "constant")
+OPTIMIZERS = ("adam", "adamw")
+TOKENIZERS = ("word", "char", "bpe", "wordpiece")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `glassformer train` needs besides the model configuration."""
+
+    task: str | None = None
+    """A built-in task name; None when training on the user's files."""
+    data: str | None = None
+    """The user's training file (TSV pairs, plain text, or TSV label/text, by `kind`)."""
+    valid_data: str | None = None
+    """A validation file; None splits validation and test examples off `data`."""
+    kind: str | None = None
+    """"seq2seq", "lm", "mlm" or "classify": how `data` is read and which family is trained."""
+    preset: str | None = None
+    steps: int | None = None
+    """Optimiser steps in total (the cosine schedule's horizon too)."""
+    minutes: float | None = None
+    """Wall-clock training budget; stops at whichever of steps/minutes comes first."""
+    batch_size: int = 64
+    """Examples per optimiser step over all processes and accumulation steps."""
+    accumulate: int = 1
+    """Gradient accumulation steps per optimiser step."""
+    lr: float | None = None
+    """Peak learning rate; None uses the paper's d_model^-0.5 scale for "noam"."""
+    schedule: str = "noam"
+    warmup: int = 4000
+    min_lr: float = 0.0
+    optimizer: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip: float | None = 1.0
+    """Gradient-norm clipping; None turns it off."""
+    dropout: float | None = None
+    """Override the preset's dropout."""
+    bf16: bool = False
+    """bf16 autocast for forward and loss."""
+    seed: int = 0
+    eval_every: int = 500
+    log_every: int = 50
+    checkpoint_every: int = 500
+    eval_examples: int = 500
+    """Validation examples decoded for exact-match/BLEU at each evaluation (all for the final one)."""
+    tokenizer: str = "word"
+    vocab_size: int | None = None
+    """Cap (word/char) or target (bpe/wordpiece) vocabulary size."""
+    shared_vocab: bool = True
+    """Encoder-decoder: one vocabulary for source and target."""
+    lowercase: bool = False
+    mask_prob: float = 0.15
+    """Masked-LM: fraction of tokens to predict (80% <mask>, 10% random, 10% kept)."""
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r} is not one of: {', '.join(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer={self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"tokenizer={self.tokenizer!r} is not one of: {', '.join(TOKENIZERS)}")
+        for name in ("batch_size", "accumulate", "eval_every", "log_every", "checkpoint_every", "warmup"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.batch_size % self.accumulate:
+            raise ConfigError(
+                f"batch_size={self.batch_size} is not divisible by accumulate={self.accumulate}"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

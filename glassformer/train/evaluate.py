@@ -1,0 +1,75 @@
+"""Held-out metrics: loss, perplexity, token accuracy, exact-match, BLEU, accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from glassformer.run_folder import Run
+from glassformer.train.batches import IGNORE, Encoded, make_batch
+from glassformer.train.loss import cross_entropy, model_outputs
+
+# The metric that picks the best checkpoint, per kind, and whether higher is better.
+PRIMARY_METRIC = {"seq2seq": "exact_match", "lm": "loss", "mlm": "loss", "classify": "accuracy"}
+HIGHER_IS_BETTER = {"exact_match": True, "accuracy": True, "bleu": True, "loss": False}
+EVAL_SEED = 1234
+
+
+def is_better(metric: str, new: float, old: float) -> bool:
+    return new > old if HIGHER_IS_BETTER[metric] else new < old
+
+
+@torch.no_grad()
+def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device) -> dict[str, float]:
+    """Loss (no label smoothing), perplexity and accuracy over every scored target."""
+    model = run.model.eval()
+    total_loss, total, correct = 0.0, 0, 0
+    generator = torch.Generator().manual_seed(EVAL_SEED)  # masked-LM masks are the same every time
+    for start in range(0, len(encoded), batch_size):
+        indices = list(range(start, min(start + batch_size, len(encoded))))
+        batch = make_batch(encoded, indices, run.source_tokenizer, run.target_tokenizer, generator=generator)
+        batch = batch.to(device)
+        logits = model_outputs(model, batch)
+        total_loss += cross_entropy(logits, batch.targets).item() * batch.n_targets
+        scored = batch.targets != IGNORE
+        correct += int((logits.argmax(-1)[scored] == batch.targets[scored]).sum())
+        total += batch.n_targets
+    loss = total_loss / max(total, 1)
+    name = "accuracy" if encoded.kind == "classify" else "token_accuracy"
+    metrics = {"loss": loss, name: correct / max(total, 1)}
+    if encoded.kind != "classify":
+        metrics["perplexity"] = math.exp(min(loss, 50.0))
+    return metrics
+
+
+def translations(run: Run, sources: list[list[int]], batch_size: int, device) -> list[list[int]]:
+    """Greedy translations (ids, without <start>/<end>) of framed sources."""
+    from glassformer.generate import greedy_seq2seq
+
+    out: list[list[int]] = []
+    for start in range(0, len(sources), batch_size):
+        out.extend(greedy_seq2seq(run, sources[start : start + batch_size], device=device))
+    return out
+
+
+def decoded_metrics(run: Run, encoded: Encoded, examples: list, batch_size: int, device, limit: int | None) -> dict:
+    """Exact-match and BLEU of greedy translations against the references."""
+    import sacrebleu
+
+    n = len(encoded) if limit is None else min(limit, len(encoded))
+    hypotheses = translations(run, encoded.inputs[:n], batch_size, device)
+    exact = sum(h == encoded.targets[i] for i, h in enumerate(hypotheses))
+    decode = run.target_tokenizer.decode
+    hyp_text = [decode(h) for h in hypotheses]
+    ref_text = [decode(encoded.targets[i]) for i in range(n)]
+    bleu = sacrebleu.corpus_bleu(hyp_text, [ref_text], tokenize="none" if run.target_tokenizer.kind == "word" else "13a")
+    return {"exact_match": exact / max(n, 1), "bleu": bleu.score, "decoded": n}
+
+
+def evaluate(run: Run, encoded: Encoded, examples: list, batch_size: int, device, decode_limit: int | None = None) -> dict:
+    """All metrics of the run's kind on one encoded split."""
+    metrics = teacher_forced(run, encoded, batch_size, device)
+    if encoded.kind == "seq2seq":
+        metrics.update(decoded_metrics(run, encoded, examples, batch_size, device, decode_limit))
+    return metrics

@@ -1,0 +1,302 @@
+"""The training loop: steps, schedule, validation with the best model kept, checkpoints, logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from glassformer.errors import UserError
+from glassformer.models import build_model, count_parameters
+from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_weights
+from glassformer.train.batches import BatchOrder, encode_examples, make_batch
+from glassformer.train.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from glassformer.train.config import TrainConfig
+from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
+from glassformer.train.loss import cross_entropy, model_outputs
+from glassformer.train.schedule import learning_rate
+from glassformer.train.setup import prepare
+
+METRICS_FILE = "metrics.jsonl"
+DEFAULT_STEPS = 1000
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+@dataclass
+class Result:
+    """What a finished (or stopped) training run reports."""
+
+    run_dir: Path
+    step: int
+    metrics: dict[str, float]
+    best_step: int | None
+    elapsed: float
+    stopped_by: str
+    history: list[dict] = field(default_factory=list)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(
+        model.parameters(), lr=0.0, betas=(config.beta1, config.beta2), eps=config.eps,
+        weight_decay=config.weight_decay,
+    )
+
+
+class Trainer:
+    """Trains the model of a run folder; `fit()` runs until the step or time budget is spent.
+
+    Args:
+        config: the training configuration (for --resume, read back from the run folder).
+        run_dir: where the run folder lives.
+        resume: continue from the run folder's latest checkpoint.
+        log: called with each line meant for the user (rank 0 prints them).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        resume: bool = False,
+        device: str = "auto",
+        log: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
+        self.run_dir = Path(run_dir)
+        self.log = log
+        self.progress = progress
+        self.device = pick_device(device)
+        if resume:
+            self._resume(config)
+        else:
+            self._start(config)
+        self.encoded = {
+            name: encode_examples(
+                getattr(self.splits, name), self.run.kind, self.run.source_tokenizer, self.run.target_tokenizer,
+                self.run.labels, self.run.config.max_len,
+            )
+            for name in ("train", "valid", "test")
+        }
+        if self.encoded["train"].skipped:
+            self.log(f"skipped {self.encoded['train'].skipped} training examples longer than max_len={self.run.config.max_len}")
+        if len(self.encoded["train"]) == 0:
+            raise UserError("no training example fits the model's maximum length")
+        self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed)
+        self.optimizer = make_optimizer(self.run.model, self.config)
+        self.state = TrainingState()
+        self.last_metrics: dict[str, float] = {}
+        if resume:
+            self.state = load_checkpoint(self.run_dir, self.run.model, self.optimizer)
+            self.order.load_state(self.state.order)
+            self.log(f"resumed from step {self.state.step}")
+
+    # Set-up --------------------------------------------------------------------------------
+    def _start(self, config: TrainConfig) -> None:
+        if latest_checkpoint(self.run_dir) is not None:
+            raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
+        torch.manual_seed(config.seed)
+        prepared = prepare(config)
+        self.config = config
+        self.splits = prepared.splits
+        model = build_model(prepared.model_config).to(self.device)
+        meta = {"task": config.task, "train": config.to_dict()}
+        save_run(
+            self.run_dir, model, prepared.model_config, prepared.kind, prepared.source,
+            None if prepared.target is prepared.source else prepared.target, prepared.labels, meta, weights=False,
+        )
+        self.run = Run(self.run_dir, model, prepared.model_config, prepared.kind, prepared.source, prepared.target,
+                       prepared.labels, meta)
+
+    def _resume(self, overrides: TrainConfig) -> None:
+        document = read_run_config(self.run_dir)
+        saved = TrainConfig.from_dict(document.get("train", {}))
+        # Only the budget may change on resume; everything that shapes the computation stays.
+        saved.steps = overrides.steps if overrides.steps is not None else saved.steps
+        saved.minutes = overrides.minutes
+        self.config = saved
+        self.run = load_run(self.run_dir, device=self.device, weights=False)
+        self.run.model.train()
+        prepared_kind, splits, _ = _splits_of(saved)
+        if prepared_kind != self.run.kind:
+            raise UserError(f"{self.run_dir}: its data is now read as {prepared_kind!r}, but the run is {self.run.kind!r}")
+        self.splits = splits
+
+    # Training ------------------------------------------------------------------------------
+    def _lr(self, step: int) -> float:
+        c = self.config
+        return learning_rate(step, c.schedule, self.run.config.d_model, c.warmup, c.lr, c.steps, c.min_lr)
+
+    def _autocast(self):
+        if not self.config.bf16:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def train_step(self) -> tuple[float, int]:
+        """One optimiser step over `accumulate` micro-batches; returns (mean loss, scored targets)."""
+        model, c = self.run.model, self.config
+        model.train()
+        step = self.state.step + 1
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        indices = self.order.next()
+        micro = max(1, math.ceil(len(indices) / c.accumulate))
+        chunks = [indices[i : i + micro] for i in range(0, len(indices), micro)]
+        batches = [self._batch(chunk, step, i) for i, chunk in enumerate(chunks)]
+        total_targets = sum(b.n_targets for b in batches)
+        loss_sum = 0.0
+        for batch in batches:
+            batch = batch.to(self.device)
+            with self._autocast():
+                logits = model_outputs(model, batch)
+            loss = cross_entropy(logits, batch.targets, c.label_smoothing)
+            # Weight each micro-batch by its share of scored targets: the same gradient as one big batch.
+            (loss * (batch.n_targets / max(total_targets, 1))).backward()
+            loss_sum += loss.item() * batch.n_targets
+        if c.clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
+        self.optimizer.step()
+        self.state.step = step
+        self.state.order = self.order.state()
+        self.state.targets_seen += total_targets
+        return loss_sum / max(total_targets, 1), total_targets
+
+    def _batch(self, indices: list[int], step: int, micro: int):
+        generator = torch.Generator().manual_seed(self.config.seed * 7919 + step * 131 + micro)
+        return make_batch(
+            self.encoded["train"], indices, self.run.source_tokenizer, self.run.target_tokenizer,
+            mask_prob=self.config.mask_prob, generator=generator,
+        )
+
+    def validate(self, split: str = "valid", limit: int | None = None) -> dict[str, float]:
+        """Metrics on a held-out split; RNG states are left exactly as they were."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            return evaluate(self.run, self.encoded[split], getattr(self.splits, split), self.config.batch_size,
+                            self.device, decode_limit=limit)
+
+    def _append_metrics(self, record: dict) -> None:
+        with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _evaluate_and_keep_best(self) -> dict[str, float]:
+        metrics = self.validate("valid", self.config.eval_examples)
+        self._append_metrics({"step": self.state.step, "split": "valid", **metrics})
+        key = PRIMARY_METRIC[self.run.kind]
+        if self.state.best_metric is None or is_better(key, metrics[key], self.state.best_metric):
+            self.state.best_metric, self.state.best_step = metrics[key], self.state.step
+            save_weights(self.run.model, self.run_dir / WEIGHTS_FILE)
+        self.last_metrics = metrics
+        return metrics
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state)
+
+    def fit(self) -> Result:
+        """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors."""
+        c = self.config
+        total = c.steps if c.steps is not None else (None if c.minutes else DEFAULT_STEPS)
+        if total is None and c.minutes is None:
+            total = DEFAULT_STEPS
+        n_params = count_parameters(self.run.model)
+        self.log(
+            f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
+            f"{len(self.encoded['train']):,} training examples, batch {c.batch_size}, device {self.device}"
+        )
+        bar = _progress_bar(total, self.state.step, c.minutes, self.progress)
+        start = time.perf_counter() - self.state.elapsed
+        window_targets, window_start = 0, time.perf_counter()
+        stopped_by, history = "steps", []
+        loss = float("nan")
+        try:
+            while True:
+                if total is not None and self.state.step >= total:
+                    break
+                if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
+                    stopped_by = "minutes"
+                    break
+                loss, n = self.train_step()
+                window_targets += n
+                self.state.elapsed = time.perf_counter() - start
+                step = self.state.step
+                if step % c.log_every == 0 or step == 1:
+                    rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
+                    record = {"step": step, "loss": round(loss, 5), "lr": self._lr(step),
+                              "targets_per_s": round(rate, 1), "elapsed": round(self.state.elapsed, 2)}
+                    self._append_metrics(record)
+                    history.append(record)
+                    window_targets, window_start = 0, time.perf_counter()
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr(step):.2e}", tok_s=f"{rate:,.0f}")
+                bar.update(_bar_advance(bar, c.minutes, self.state.elapsed))
+                if step % c.eval_every == 0:
+                    metrics = self._evaluate_and_keep_best()
+                    bar.write(f"step {step}: " + _format_metrics(metrics))
+                if step % c.checkpoint_every == 0:
+                    self.checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            self.checkpoint()
+            self.log(f"interrupted at step {self.state.step}; checkpoint saved, continue with --resume")
+            raise
+        bar.close()
+        if self.state.step % c.eval_every:
+            self._evaluate_and_keep_best()
+        self.checkpoint()
+        return Result(self.run_dir, self.state.step, self.last_metrics, self.state.best_step, self.state.elapsed,
+                      stopped_by, history)
+
+
+def _splits_of(config: TrainConfig):
+    from glassformer.train.setup import load_splits
+
+    return load_splits(config)
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def write(self, line):
+        print(line)
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total: int | None, done: int, minutes: float | None, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    if total is not None and minutes is None:
+        return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=round(minutes * 60), unit="s", dynamic_ncols=True, mininterval=1.0,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s [{elapsed}<{remaining}{postfix}]")
+
+
+def _bar_advance(bar, minutes: float | None, elapsed: float) -> float:
+    if minutes is None or not hasattr(bar, "n"):
+        return 1
+    return max(0.0, min(elapsed, minutes * 60) - bar.n)
