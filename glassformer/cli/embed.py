@@ -1,0 +1,84 @@
+"""`glassformer embed`: sentence embeddings from an encoder, as sentence-transformers makes them.
+
+An embedding is the mean of the encoder's last hidden states over a text's tokens (its [CLS]
+and [SEP] included, padding excluded), scaled to unit length: MiniLM sentence embedders
+(all-MiniLM-L6-v2) are used exactly this way. --pooling cls takes the first token instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from glassformer.errors import UserError
+
+ENCODER_KINDS = ("encode", "mlm", "classify", "tag")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed", help="print sentence embeddings (mean-pooled, unit length)",
+        description="Print one unit-length sentence embedding per text (mean of the encoder's last hidden "
+        "states over the text's tokens), or with --similarity the matrix of their cosine similarities.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="run folder of an encoder (kind encode/mlm/classify/tag) or a Hugging Face BERT folder"
+    )
+    parser.add_argument("text", nargs="+", help="texts to embed")
+    parser.add_argument("--similarity", action="store_true", help="print the cosine-similarity matrix instead")
+    parser.add_argument(
+        "--pooling", choices=("mean", "cls"), default="mean", help="mean of the tokens (default) or the first token"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    parser.set_defaults(func=embed_command)
+
+
+def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.Tensor:
+    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder run.
+
+    Args:
+        run: a Run of an encoder-only model (any head; the head is not used).
+        pooling: "mean" over the non-pad tokens, or "cls" for the first token.
+    """
+    from glassformer.framing import Framing, sequence_ids
+
+    if run.config.family != "encoder-only":
+        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}), not kind {run.kind!r}")
+    framing = Framing.from_meta(run.meta)
+    rows = [sequence_ids(run.tokenizer, text, framing) for text in texts]
+    device = next(run.model.parameters()).device
+    ids = torch.full((len(rows), max(map(len, rows))), run.tokenizer.pad_id, dtype=torch.long, device=device)
+    real = torch.zeros(ids.shape, dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        real[i, : len(row)] = True
+    with torch.no_grad():
+        hidden = run.model.encode(ids, real[:, None, None, :])  # [N, T, d_model]
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = real.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
+
+
+def embed_command(args: argparse.Namespace) -> int:
+    from glassformer.run_folder import load_run
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {args.device!r} (expected cpu, cuda, cuda:N or auto)") from None
+    run = load_run(args.model, device=device)
+    embeddings = sentence_embeddings(run, args.text, args.pooling)
+    if args.similarity:
+        for row in embeddings @ embeddings.T:
+            print("  ".join(f"{x:6.3f}" for x in row.tolist()))
+    else:
+        for row in embeddings:
+            print(" ".join(f"{x:.6f}" for x in row.tolist()))
+    return 0

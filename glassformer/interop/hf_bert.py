@@ -1,0 +1,192 @@
+"""BERT (Hugging Face `bert`) <-> glassformer's encoder-only model: settings and weight names.
+
+BERT is post-norm with exact GELU, learned positions, token-type (segment) embeddings and a
+LayerNorm on the embedding sum. Which head a folder carries decides the run kind:
+`cls.predictions.*` -> "mlm", `classifier.*` -> "classify" (BertForSequenceClassification,
+with the pooler) or "tag" (BertForTokenClassification), neither -> "encode" (BertModel, e.g.
+the MiniLM sentence embedders). The next-sentence head of pretraining checkpoints
+(`cls.seq_relationship.*`, present in the original bert-base files) has no glassformer
+counterpart: it is left out and named in the run's meta["hf_dropped"].
+
+Framing: [CLS] text [SEP], as BERT's tokenizer adds them.
+"""
+
+from __future__ import annotations
+
+from glassformer.config import ModelConfig
+from glassformer.errors import UserError
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+
+MODEL_TYPE = "bert"
+BASE_PREFIX = "bert."
+HEAD_PREFIXES = ("cls.", "classifier.")  # names outside the base model
+ARCHITECTURES = (
+    "BertModel", "BertForMaskedLM", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+)
+IGNORED = (r"(^|\.)embeddings\.position_ids$", r"(^|\.)embeddings\.token_type_ids$")
+DROPPED = (r"^cls\.seq_relationship\.",)
+SPECIAL_TOKENS = {
+    "pad": ("pad_token", "pad_token_id", "[PAD]"),
+    "start": ("cls_token", None, "[CLS]"),
+    "end": ("sep_token", None, "[SEP]"),
+    "unk": ("unk_token", None, "[UNK]"),
+    "mask": ("mask_token", None, "[MASK]"),
+}
+_KIND_OF_ARCHITECTURE = {
+    "BertForMaskedLM": "mlm", "BertForPreTraining": "mlm",
+    "BertForSequenceClassification": "classify", "BertForTokenClassification": "tag",
+}
+_ARCHITECTURE_OF_KIND = {
+    "encode": "BertModel", "mlm": "BertForMaskedLM",
+    "classify": "BertForSequenceClassification", "tag": "BertForTokenClassification",
+}
+_HEAD_OF_KIND = {"encode": "none", "mlm": "mlm", "classify": "classify", "tag": "tag"}
+
+
+def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
+    """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
+    unsupported = [setting(name, hf[name]) for name in ("is_decoder", "add_cross_attention") if hf.get(name)]
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        unsupported.append(setting("position_embedding_type", hf["position_embedding_type"]))
+    activation = hf.get("hidden_act", "gelu")
+    if activation not in ACTIVATIONS:
+        unsupported.append(setting("hidden_act", activation))
+    if unsupported:
+        raise UserError(f"bert setting(s) not supported: {', '.join(unsupported)}")
+    kind = _kind(hf, keys)
+    labels = _labels(hf) if kind in ("classify", "tag") else []
+    vocab = require(hf, "vocab_size")
+    config = ModelConfig(
+        family="encoder-only", vocab_size=vocab, d_model=require(hf, "hidden_size"),
+        n_heads=require(hf, "num_attention_heads"), d_ff=require(hf, "intermediate_size"),
+        n_layers=require(hf, "num_hidden_layers"), max_len=hf.get("max_position_embeddings", 512),
+        positions="learned", activation=ACTIVATIONS[activation], norm="post", final_norm=False,
+        norm_eps=float(hf.get("layer_norm_eps", 1e-12)), dropout=float(hf.get("hidden_dropout_prob", 0.1)),
+        attn_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)), scale_embeddings=False, bias=True,
+        tie_output=bool(hf.get("tie_word_embeddings", True)), n_segments=hf.get("type_vocab_size", 2),
+        embedding_norm=True, pooler=kind == "classify" or "bert.pooler.dense.weight" in keys,
+        head=_HEAD_OF_KIND[kind], n_labels=len(labels), pad_id=_pad_id(hf, vocab),
+    )
+    return config, kind, labels
+
+
+def _kind(hf: dict, keys: set[str]) -> str:
+    for architecture in hf.get("architectures") or ():
+        if architecture in _KIND_OF_ARCHITECTURE:
+            return _KIND_OF_ARCHITECTURE[architecture]
+    if any(k.startswith("cls.predictions.") for k in keys):
+        return "mlm"
+    if "classifier.weight" in keys:
+        # Only the sequence classifier sits on the pooler.
+        return "classify" if "bert.pooler.dense.weight" in keys else "tag"
+    return "encode"
+
+
+def _labels(hf: dict) -> list[str]:
+    id2label = hf.get("id2label") or {}
+    n = len(id2label) or int(hf.get("num_labels", 2))
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+
+
+def _pad_id(hf: dict, vocab: int) -> int:
+    value = hf.get("pad_token_id")
+    return value if isinstance(value, int) and 0 <= value < vocab else 0
+
+
+def framing(ids: dict[str, int | None], hf: dict) -> dict:
+    return {"sequence_prefix": [ids["start"]], "sequence_suffix": [ids["end"]]}
+
+
+def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
+    """Tensors a file may repeat under a second name (tied weights)."""
+    if kind != "mlm":
+        return {}
+    tied = {"cls.predictions.decoder.bias": "cls.predictions.bias"}
+    if config.tie_output:
+        tied["cls.predictions.decoder.weight"] = "bert.embeddings.word_embeddings.weight"
+    return tied
+
+
+def _linear(ours: str, hf: str) -> list[tuple[str, str]]:
+    return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
+
+
+def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
+    """Our name(s) <-> HF name(s); every BERT tensor maps one to one."""
+    out = [
+        ("embed.token.weight", "bert.embeddings.word_embeddings.weight"),
+        ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
+        ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
+        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
+    ]
+    for i in range(config.n_layers):
+        ours, hf = f"encoder.layers.{i}.", f"bert.encoder.layer.{i}."
+        out += [
+            *_linear(f"{ours}self_attn.w_q", f"{hf}attention.self.query"),
+            *_linear(f"{ours}self_attn.w_k", f"{hf}attention.self.key"),
+            *_linear(f"{ours}self_attn.w_v", f"{hf}attention.self.value"),
+            *_linear(f"{ours}self_attn.w_o", f"{hf}attention.output.dense"),
+            *_linear(f"{ours}self_attn_residual.norm", f"{hf}attention.output.LayerNorm"),
+            *_linear(f"{ours}ffn.w_1", f"{hf}intermediate.dense"),
+            *_linear(f"{ours}ffn.w_2", f"{hf}output.dense"),
+            *_linear(f"{ours}ffn_residual.norm", f"{hf}output.LayerNorm"),
+        ]
+    if config.pooler:
+        out += _linear("pooler.dense", "bert.pooler.dense")
+    if config.head == "mlm":
+        out += [
+            *_linear("head.dense", "cls.predictions.transform.dense"),
+            *_linear("head.norm", "cls.predictions.transform.LayerNorm"),
+            ("head.decoder.bias", "cls.predictions.bias"),
+        ]
+        if not config.tie_output:
+            out.append(("head.decoder.weight", "cls.predictions.decoder.weight"))
+    elif config.head in ("classify", "tag"):
+        out += _linear("head.classifier", "classifier")
+    return out
+
+
+# Export ------------------------------------------------------------------------------------------
+def check_export(config: ModelConfig, kind: str) -> list[str]:
+    """What keeps config from being a BERT (empty when it is one)."""
+    problems = []
+    if kind not in _ARCHITECTURE_OF_KIND:
+        problems.append(f"kind {kind!r} (BERT exports: {', '.join(_ARCHITECTURE_OF_KIND)})")
+    if config.norm != "post" or config.use_final_norm:
+        problems.append("BERT is post-norm without a final LayerNorm")
+    if config.scale_embeddings:
+        problems.append("scale_embeddings=true (BERT does not scale embeddings)")
+    if not config.embedding_norm:
+        problems.append("embedding_norm=false (BERT has a LayerNorm on the embeddings)")
+    if kind == "classify" and not config.pooler:
+        problems.append("a classify head without the pooler (BertForSequenceClassification classifies the pooled token)")
+    return problems
+
+
+def export_config(config: ModelConfig) -> ModelConfig:
+    """The config of the exported model: BERT always adds a token-type embedding, so a model
+    without segments gets one all-zero segment row (adding zero changes nothing)."""
+    return config.replace(positions="learned", n_segments=max(config.n_segments, 1))
+
+
+def headless(kind: str) -> bool:
+    """Whether the HF class of kind is the bare BertModel (its names carry no "bert." prefix)."""
+    return kind == "encode"
+
+
+def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
+    """Our config -> HF config.json for the BERT class of kind."""
+    document = {
+        "model_type": MODEL_TYPE, "architectures": [_ARCHITECTURE_OF_KIND[kind]], "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model, "num_hidden_layers": config.n_layers, "num_attention_heads": config.n_heads,
+        "intermediate_size": config.d_ff, "hidden_act": EXPORT_ACTIVATIONS[config.activation],
+        "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.attention_dropout,
+        "max_position_embeddings": config.max_len, "type_vocab_size": config.n_segments,
+        "layer_norm_eps": config.norm_eps, "pad_token_id": ids["pad"], "tie_word_embeddings": config.tie_output,
+        "initializer_range": 0.02,
+    }
+    if kind in ("classify", "tag"):
+        names = labels or [f"LABEL_{i}" for i in range(config.n_labels)]
+        document["id2label"] = {str(i): name for i, name in enumerate(names)}
+        document["label2id"] = {name: i for i, name in enumerate(names)}
+    return document

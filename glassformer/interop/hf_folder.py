@@ -1,0 +1,348 @@
+"""Read a Hugging Face model folder (GPT-2, BERT, BART) as a glassformer Run.
+
+A folder holds config.json (with "model_type"), the weights (model.safetensors, or
+pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
+.index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart) says how its
+settings become a ModelConfig and gives a table of weight-name rules; this module applies the
+table in either direction and checks a checkpoint against it strictly: a missing tensor, an
+unused one or a wrong shape is one UserError naming them all. Tensors transformers itself
+treats as non-weights (old causal-mask buffers, position_ids) are skipped, and tied copies of
+one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
+
+A family module defines: MODEL_TYPE; BASE_PREFIX and HEAD_PREFIXES (how names sit inside the
+head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads; IGNORED and DROPPED name
+patterns; SPECIAL_TOKENS (role -> tokenizer_config key, config.json id key, usual token);
+read_config, framing, aliases and rules for import; check_export, export_config, headless and
+write_config for export. A rule is (ours, hf) for a tensor that only changes name, or
+(ours, hf, to_hf, to_ours) when it changes form; ours and hf are a name or a tuple of names
+(GPT-2's fused c_attn is three of ours). One table serves both directions, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+
+from glassformer.config import ModelConfig
+from glassformer.errors import UserError
+
+if TYPE_CHECKING:
+    from glassformer.run_folder import Run
+    from glassformer.text import SubwordTokenizer
+
+CONFIG_FILE = "config.json"
+GENERATION_FILE = "generation_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+FAMILIES = {"gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart"}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+# HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
+# approximation of GELU written three ways; gelu and gelu_python are the exact one.
+ACTIVATIONS = {
+    "relu": "relu", "gelu": "gelu", "gelu_python": "gelu",
+    "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+}
+EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
+# Decoding settings kept in a Run's meta["generation"], for generate to honour and export to write back.
+GENERATION_KEYS = (
+    "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id",
+    "forced_eos_token_id", "max_length", "min_length", "num_beams", "no_repeat_ngram_size", "length_penalty",
+    "early_stopping",
+)
+# Old names transformers still renames on load, for every model (BERT's original files use them).
+LEGACY_NAMES = ((r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias"))
+_LISTED = 5  # names shown per kind of mismatch
+
+
+# Small helpers the family modules share --------------------------------------------------------
+def require(hf: dict, name: str):
+    """hf[name], or a UserError naming the missing setting."""
+    if hf.get(name) is None:
+        raise UserError(f"{CONFIG_FILE} lacks {name!r}")
+    return hf[name]
+
+
+def setting(name: str, value) -> str:
+    """name=value as config.json writes it."""
+    return f"{name}={json.dumps(value)}"
+
+
+def family_module(model_type: object) -> ModuleType:
+    """The mapping module of model_type, or a UserError listing the supported ones."""
+    if model_type not in FAMILIES:
+        raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return importlib.import_module(f"glassformer.interop.{FAMILIES[model_type]}")
+
+
+# Rules ------------------------------------------------------------------------------------------
+class Rule(NamedTuple):
+    """Our tensors <-> HF tensors, and the two conversions (each returns one tensor or a tuple)."""
+
+    ours: tuple[str, ...]
+    hf: tuple[str, ...]
+    to_hf: Callable[..., object]
+    to_ours: Callable[..., object]
+
+
+def _same(*tensors: torch.Tensor):
+    return tensors if len(tensors) > 1 else tensors[0]
+
+
+def rules(family: ModuleType, config: ModelConfig, kind: str, extra: dict) -> list[Rule]:
+    """The family's rule table with every entry in the long form."""
+    table = []
+    for entry in family.rules(config, kind, extra):
+        ours, hf, *convert = entry
+        ours = (ours,) if isinstance(ours, str) else tuple(ours)
+        hf = (hf,) if isinstance(hf, str) else tuple(hf)
+        to_hf, to_ours = convert or (_same, _same)
+        table.append(Rule(ours, hf, to_hf, to_ours))
+    return table
+
+
+def _apply(table: list[Rule], state: dict[str, torch.Tensor], forward: bool) -> dict[str, torch.Tensor]:
+    out = {}
+    for rule in table:
+        sources, targets = (rule.ours, rule.hf) if forward else (rule.hf, rule.ours)
+        values = (rule.to_hf if forward else rule.to_ours)(*(state[name] for name in sources))
+        values = values if isinstance(values, tuple) else (values,)
+        out.update(zip(targets, values))
+    return out
+
+
+def to_hf_state(table: list[Rule], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict -> HF names (each HF tensor once, tied copies left out)."""
+    return _apply(table, state, forward=True)
+
+
+def to_our_state(table: list[Rule], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF state dict (canonical names) -> ours."""
+    return _apply(table, state, forward=False)
+
+
+# Reading files -------------------------------------------------------------------------------------
+def _read_json(path: Path, required: bool = True) -> dict:
+    if not path.is_file():
+        if required:
+            raise UserError(f"no {path.name}")
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path.name} is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{path.name} is not a JSON object")
+    return document
+
+
+def _load_one(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(file))
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and pickle raise many types for a damaged file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{file.name} is not a readable weights file ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{file.name} does not hold a state dict of tensors")
+    return state
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the folder's checkpoint (safetensors preferred; shards joined)."""
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            return _load_one(path / name)
+        index = path / f"{name}.index.json"
+        if index.is_file():
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise UserError(f"{index.name} has no \"weight_map\"")
+            state = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(_load_one(path / shard))
+            return state
+    raise UserError(f"no weights (expected {' or '.join(WEIGHT_FILES)})")
+
+
+def _declared_tokens(path: Path) -> dict[str, str]:
+    """The special tokens named in tokenizer_config.json / special_tokens_map.json."""
+    declared = {}
+    for name in TOKENIZER_SETTINGS:
+        for key, value in _read_json(path / name, required=False).items():
+            if isinstance(value, dict):
+                value = value.get("content")
+            if key.endswith("_token") and isinstance(value, str):
+                declared[key] = value
+    return declared
+
+
+def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer:
+    """tokenizer.json wrapped as a SubwordTokenizer, with the family's special roles.
+
+    A role takes the token tokenizer_config.json names, else the token of config.json's id,
+    else the family's usual token (BERT's [CLS]), whichever the vocabulary has first.
+    """
+    from glassformer.text import SubwordTokenizer
+
+    file = path / TOKENIZER_FILE
+    if not file.is_file():
+        raise UserError(f"no {TOKENIZER_FILE} (the tokenizer is read from the `tokenizers` library's JSON file)")
+    try:
+        raw = HFTokenizer.from_file(str(file))
+    except Exception as error:  # the tokenizers library raises plain Exception
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{TOKENIZER_FILE} is not a readable tokenizer ({reason})") from None
+    declared = _declared_tokens(path)
+    specials = {}
+    for role, (token_key, id_key, default) in family.SPECIAL_TOKENS.items():
+        candidates = [declared.get(token_key)]
+        if id_key and isinstance(hf.get(id_key), int):
+            candidates.append(raw.id_to_token(hf[id_key]))
+        candidates.append(default)
+        specials[role] = next((t for t in candidates if t is not None and raw.token_to_id(t) is not None), None)
+    try:
+        return SubwordTokenizer(raw, specials)
+    except UserError as error:
+        raise UserError(f"{TOKENIZER_FILE}: {error}") from None
+
+
+# Matching a checkpoint -------------------------------------------------------------------------------
+def _canonical(family: ModuleType, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """Names as the family's head model has them (a bare BertModel's "pooler..." -> "bert.pooler...",
+    "LayerNorm.gamma" -> "LayerNorm.weight").
+
+    Returns:
+        the renamed state, and whether the file already used the prefix.
+    """
+    prefixed = any(name.startswith(family.BASE_PREFIX) for name in state)
+    outside = (family.BASE_PREFIX, *family.HEAD_PREFIXES)
+    renamed = {}
+    for name, tensor in state.items():
+        for old, new in LEGACY_NAMES:
+            name = re.sub(old, new, name)
+        renamed[name if name.startswith(outside) else family.BASE_PREFIX + name] = tensor
+    return renamed, prefixed
+
+
+def _listed(names: list[str]) -> str:
+    more = f" (and {len(names) - _LISTED} more)" if len(names) > _LISTED else ""
+    return ", ".join(names[:_LISTED]) + more
+
+
+def match_weights(
+    family: ModuleType, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+    aliases: dict[str, str], prefixed: bool,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Check canonical-named state against expected (name -> tensor of the right shape).
+
+    Returns:
+        the state reduced to the expected names, and the names knowingly dropped (DROPPED).
+    Raises:
+        UserError naming every missing, unexpected and wrongly shaped tensor.
+    """
+    def shown(name: str) -> str:
+        return name if prefixed or not name.startswith(family.BASE_PREFIX) else name[len(family.BASE_PREFIX):]
+
+    def matches(name: str, patterns: tuple[str, ...]) -> bool:
+        return any(re.search(p, name) for p in patterns)
+
+    dropped = sorted(shown(n) for n in state if matches(n, family.DROPPED))
+    state = {n: t for n, t in state.items() if not matches(n, family.IGNORED + family.DROPPED)}
+    wrong = []
+    for alias, name in aliases.items():
+        if alias in state:
+            tensor = state.pop(alias)
+            if name not in state:
+                state[name] = tensor
+            elif tensor.shape != state[name].shape:
+                wrong.append(f"{shown(alias)} {tuple(tensor.shape)} != {tuple(state[name].shape)}")
+    missing = [shown(n) for n in expected if n not in state]
+    extra = sorted(shown(n) for n in state if n not in expected)
+    wrong += [
+        f"{shown(n)} {tuple(state[n].shape)} != {tuple(t.shape)}"
+        for n, t in expected.items() if n in state and state[n].shape != t.shape
+    ]
+    found = (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+    parts = [f"{label} {_listed(names)}" for label, names in found if names]
+    if parts:
+        raise UserError(f"weights do not match {family.MODEL_TYPE}: {'; '.join(parts)}")
+    return {n: state[n] for n in expected}, dropped
+
+
+# The whole folder -----------------------------------------------------------------------------------
+def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a Hugging Face GPT-2, BERT or BART folder as a Run, in eval mode.
+
+    Raises:
+        UserError, one line starting with the folder, for anything that does not map exactly.
+    """
+    path = Path(path)
+    try:
+        return _load(path, device)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def _load(path: Path, device: str | torch.device) -> Run:
+    from glassformer.models import build_model
+    from glassformer.run_folder import Run
+
+    hf = _read_json(path / CONFIG_FILE)
+    family = family_module(hf.get("model_type"))
+    architectures = hf.get("architectures") if isinstance(hf.get("architectures"), list) else []
+    unknown = [a for a in architectures if a not in family.ARCHITECTURES]
+    if unknown:
+        supported = ", ".join(family.ARCHITECTURES)
+        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
+    settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
+    state, prefixed = _canonical(family, read_weights(path))
+    try:
+        config, kind, labels = family.read_config(hf, set(state))
+    except UserError:  # a ConfigError is also a ValueError: let its own message through
+        raise
+    except (TypeError, ValueError, KeyError) as error:
+        raise UserError(f"{CONFIG_FILE} has a value of the wrong kind ({error})") from None
+    model = build_model(config, init=False)
+    extra: dict = {}
+    table = rules(family, config, kind, extra)
+    expected = to_hf_state(table, model.state_dict())
+    state, dropped = match_weights(family, expected, state, family.aliases(config, kind), prefixed)
+    ours = to_our_state(table, state)
+    _load_state(model, ours)
+    tokenizer = read_tokenizer(path, hf, family)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise UserError(
+            f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
+        )
+    ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
+    meta = {
+        "framing": family.framing(ids, settings),
+        "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
+        "generation": {k: settings[k] for k in GENERATION_KEYS if settings.get(k) is not None},
+    }
+    if extra:
+        meta["hf_position_rows"] = extra
+    if dropped:
+        meta["hf_dropped"] = dropped
+    model.to(device).eval()
+    return Run(path, model, config, kind, tokenizer, tokenizer, labels, meta)
+
+
+def _load_state(model: torch.nn.Module, ours: dict[str, torch.Tensor]) -> None:
+    """Copy ours into model; every parameter must be given once (tied ones through their first name)."""
+    missing, unexpected = model.load_state_dict(ours, strict=False)
+    given = {id(p) for name, p in model.named_parameters(remove_duplicate=False) if name in ours}
+    untouched = [name for name in missing if id(model.get_parameter(name)) not in given]
+    if unexpected or untouched:  # a bug in a rule table, not a user mistake
+        raise RuntimeError(f"rule table out of step with the model: {unexpected or untouched}")
