@@ -86,21 +86,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's persistent tensors with tied aliases dropped (safetensors stores each once)."""
+    """The model's persistent tensors, whole, with tied aliases dropped (safetensors stores each once).
+
+    Sharded (DTensor) weights are gathered, which every process of the group must take part in.
+    """
     seen: set[int] = set()
     state = {}
     for name, tensor in model.state_dict().items():
-        key = id(tensor.untyped_storage()) if tensor.numel() else id(tensor)
+        local = getattr(tensor, "_local_tensor", tensor)
+        key = local.untyped_storage().data_ptr() if local.numel() else id(tensor)
         if key in seen:
             continue
         seen.add(key)
+        if hasattr(tensor, "full_tensor"):
+            tensor = tensor.full_tensor()
         state[name] = tensor.detach().contiguous().cpu()
     return state
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write model's weights to a safetensors file, atomically."""
-    state = unique_state(model)
+    save_tensors(unique_state(model), path)
+
+
+def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write named tensors to a safetensors file, atomically."""
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
 
 

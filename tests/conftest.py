@@ -1,10 +1,22 @@
-"""Shared test settings: seeded randomness, 2 threads, CUDA tests skipped without a GPU."""
+"""Shared test settings: seeded randomness, one intra-op thread, CUDA tests skipped without a GPU.
+
+The tests run thousands of tiny matrix products; on a busy 2-core machine two intra-op threads
+waiting on each other made them many times slower than one thread, so every test gets one.
+"""
 
 import random
 
 import numpy as np
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
 
 from glassformer.train.config import OPTIMIZERS, SCHEDULES, TOKENIZERS, TrainConfig
 
@@ -61,6 +61,10 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--examples", type=int, default=5, help="test translations/predictions to show at the end")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP")
+    parser.add_argument("--dist-timeout", type=float, default=300.0,
+                        help="under torchrun: seconds to wait for the other processes before failing (default 300)")
     parser.set_defaults(func=train_command)
 
 
@@ -87,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def train_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glassformer.cli._output import format_metrics, print_examples
+    from glassformer.train.distributed import shutdown
     from glassformer.train.trainer import Trainer
 
     if args.resume:
@@ -99,16 +103,38 @@ def train_command(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / (config.task or Path(config.data).stem)
-    trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    result = trainer.fit()
-    print(f"trained {result.step} steps in {result.elapsed:.0f} s (stopped by {result.stopped_by}); "
-          f"best validation at step {result.best_step}")
-    from glassformer.run_folder import load_run
+    trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
+                      fsdp=args.fsdp, dist_timeout=args.dist_timeout)
+    try:
+        return _train_and_report(trainer, out, args.examples)
+    except RuntimeError as error:
+        if not trainer.world.distributed:
+            raise
+        # A collective that timed out or lost a peer: say so in one line instead of a traceback.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"glassformer train: error: process {trainer.world.rank} of {trainer.world.size} lost contact with "
+              f"the others ({first[:200]})", file=sys.stderr)
+        return 1
+    finally:
+        shutdown(trainer.world)
 
+
+def _train_and_report(trainer, out, n_examples: int) -> int:
+    from glassformer.cli._output import format_metrics, print_examples
+    from glassformer.run_folder import load_run
+    from glassformer.train.distributed import barrier
+
+    say = print if trainer.world.is_main else (lambda *a, **k: None)
+    result = trainer.fit()
+    say(f"trained {result.step} steps in {result.elapsed:.0f} s (stopped by {result.stopped_by}); "
+        f"best validation at step {result.best_step}")
+    barrier(trainer.world)
     run = load_run(out, device=trainer.device)
     trainer.run = run  # evaluate the best weights, as every later command will use them
+    trainer.fsdp = False  # the reloaded model is whole on every process
     metrics = trainer.validate("test")
-    print("test: " + format_metrics(metrics))
-    print_examples(run, trainer.splits.test[: args.examples], trainer.device)
-    print(f"run folder: {out}")
+    say("test: " + format_metrics(metrics))
+    if trainer.world.is_main:
+        print_examples(run, trainer.splits.test[:n_examples], trainer.device)
+    say(f"run folder: {out}")
     return 0

@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
-from glassformer.run_folder import atomic_write_text, load_weights, save_weights
+from glassformer.run_folder import atomic_write_text, load_weights, unique_state
+from glassformer.train.distributed import full_tensor, shard_like
 
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "LATEST"
@@ -43,28 +44,43 @@ class TrainingState:
     targets_seen: int = 0
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser state dict into tensors (safetensors) and the rest (JSON)."""
-    state = optimizer.state_dict()
+def _optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimiser state keyed by parameter name, gathered whole: any number of processes can load it.
+
+    Returns tensors for safetensors ("NAME::SLOT") and the rest (hyperparameters) for JSON.
+    """
+    names = {id(p): name for name, p in model.named_parameters()}
     tensors, scalars = {}, {}
-    for index, slots in state["state"].items():
-        for name, value in slots.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
-            else:
-                scalars[f"{index}.{name}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for slot, value in optimizer.state.get(parameter, {}).items():
+                key = f"{names[id(parameter)]}::{slot}"
+                if torch.is_tensor(value):
+                    tensors[key] = full_tensor(value).detach().contiguous().cpu()
+                else:
+                    scalars[key] = value
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    for key, value in rest["scalars"].items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+def _load_optimizer(
+    model: nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict[str, Any]
+) -> None:
+    for group, saved in zip(optimizer.param_groups, rest["param_groups"]):
+        group.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    slots: dict[str, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *rest["scalars"].items()]:
+        name, slot = key.split("::", 1)
+        slots.setdefault(name, {})[slot] = value
+    for name, parameter in model.named_parameters():
+        if name not in slots:
+            continue
+        state = {}
+        for slot, value in slots[name].items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                value = shard_like(value, parameter) if hasattr(parameter, "device_mesh") else value.to(parameter.device)
+            state[slot] = value
+        optimizer.state[parameter] = state
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -93,18 +109,31 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> No
 
 
 def save_checkpoint(
-    run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, keep: int = 1
+    run_dir: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    keep: int = 1,
+    write: bool = True,
 ) -> Path:
-    """Write a complete checkpoint for `state.step` and make it the latest, atomically."""
+    """Write a complete checkpoint for `state.step` and make it the latest, atomically.
+
+    Args:
+        model: the model itself (unwrapped); sharded weights are gathered whole.
+        write: False on every process but the first, which still takes part in gathering.
+    """
+    weights = unique_state(model)
+    opt_tensors, opt_rest = _optimizer_tensors(model, optimizer)
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:07d}"
+    if not write:
+        return root / name
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_weights(model, tmp / "model.safetensors")
-    opt_tensors, opt_rest = _optimizer_tensors(optimizer)
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     rng_tensors, rng_rest = _rng_state()
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
@@ -136,13 +165,29 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def load_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
-    """Restore weights, optimiser, RNG states and the training position from the latest checkpoint."""
+@dataclass
+class Checkpoint:
+    """A checkpoint read from disk, applied in steps: weights before the model is wrapped or
+    sharded, the optimiser after it is built, the RNG states last."""
+
+    path: Path
+    state: TrainingState
+    document: dict[str, Any]
+
+    def load_model(self, model: nn.Module) -> None:
+        load_weights(model, self.path / "model.safetensors")
+
+    def load_optimizer(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        _load_optimizer(model, optimizer, load_file(str(self.path / "optimizer.safetensors")), self.document["optimizer"])
+
+    def restore_rng(self) -> None:
+        _set_rng_state(load_file(str(self.path / "rng.safetensors")), self.document["rng"])
+
+
+def read_checkpoint(run_dir: str | Path) -> Checkpoint:
+    """The latest checkpoint of a run; UserError when there is none."""
     path = latest_checkpoint(run_dir)
     if path is None:
         raise UserError(f"{run_dir}: no checkpoint to resume from (train without --resume first)")
-    load_weights(model, path / "model.safetensors")
     document = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    _load_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), document["optimizer"])
-    _set_rng_state(load_file(str(path / "rng.safetensors")), document["rng"])
-    return TrainingState(**document["training"])
+    return Checkpoint(path, TrainingState(**document["training"]), document)

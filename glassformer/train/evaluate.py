@@ -1,4 +1,8 @@
-"""Held-out metrics: loss, perplexity, token accuracy, exact-match, BLEU, accuracy."""
+"""Held-out metrics: loss, perplexity, token accuracy, exact-match, BLEU, accuracy.
+
+With several processes, each scores every world-th example and the sums are reduced, so all
+processes end with the same metrics.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import torch
 
 from glassformer.run_folder import Run
 from glassformer.train.batches import IGNORE, Encoded, make_batch
+from glassformer.train.distributed import World, all_reduce_sum, gather_objects, unwrap
 from glassformer.train.loss import cross_entropy, model_outputs
 
 # The metric that picks the best checkpoint, per kind, and whether higher is better.
@@ -21,13 +26,15 @@ def is_better(metric: str, new: float, old: float) -> bool:
 
 
 @torch.no_grad()
-def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device) -> dict[str, float]:
+def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device, world: World = World()) -> dict[str, float]:
     """Loss (no label smoothing), perplexity and accuracy over every scored target."""
-    model = run.model.eval()
+    model = unwrap(run.model).eval()
+    mine = list(range(world.rank, len(encoded), world.size))
     total_loss, total, correct = 0.0, 0, 0
-    generator = torch.Generator().manual_seed(EVAL_SEED)  # masked-LM masks are the same every time
-    for start in range(0, len(encoded), batch_size):
-        indices = list(range(start, min(start + batch_size, len(encoded))))
+    for start in range(0, len(mine), batch_size):
+        indices = mine[start : start + batch_size]
+        # Masked-LM masks depend on the examples only, so every evaluation scores the same positions.
+        generator = torch.Generator().manual_seed(EVAL_SEED + indices[0])
         batch = make_batch(encoded, indices, run.source_tokenizer, run.target_tokenizer, generator=generator)
         batch = batch.to(device)
         logits = model_outputs(model, batch)
@@ -35,6 +42,7 @@ def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device) -> dict[
         scored = batch.targets != IGNORE
         correct += int((logits.argmax(-1)[scored] == batch.targets[scored]).sum())
         total += batch.n_targets
+    total_loss, total, correct = all_reduce_sum([total_loss, float(total), float(correct)], world, device)
     loss = total_loss / max(total, 1)
     name = "accuracy" if encoded.kind == "classify" else "token_accuracy"
     metrics = {"loss": loss, name: correct / max(total, 1)}
@@ -43,23 +51,28 @@ def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device) -> dict[
     return metrics
 
 
-def translations(run: Run, sources: list[list[int]], batch_size: int, device) -> list[list[int]]:
+def translations(run: Run, sources: list[list[int]], batch_size: int) -> list[list[int]]:
     """Greedy translations (ids, without <start>/<end>) of framed sources."""
     from glassformer.generate import greedy_seq2seq
 
     out: list[list[int]] = []
     for start in range(0, len(sources), batch_size):
-        out.extend(greedy_seq2seq(run, sources[start : start + batch_size], device=device))
+        out.extend(greedy_seq2seq(run, sources[start : start + batch_size]))
     return out
 
 
-def decoded_metrics(run: Run, encoded: Encoded, examples: list, batch_size: int, device, limit: int | None) -> dict:
+def decoded_metrics(run: Run, encoded: Encoded, batch_size: int, limit: int | None, world: World = World()) -> dict:
     """Exact-match and BLEU of greedy translations against the references."""
     import sacrebleu
 
     n = len(encoded) if limit is None else min(limit, len(encoded))
-    hypotheses = translations(run, encoded.inputs[:n], batch_size, device)
-    exact = sum(h == encoded.targets[i] for i, h in enumerate(hypotheses))
+    mine = list(range(world.rank, n, world.size))
+    local = Run(run.path, unwrap(run.model).eval(), run.config, run.kind, run.source_tokenizer,
+                run.target_tokenizer, run.labels, run.meta)
+    outputs = translations(local, [encoded.inputs[i] for i in mine], batch_size)
+    pairs = sorted(gather_objects(list(zip(mine, outputs)), world))
+    hypotheses = [h for _, h in pairs]
+    exact = sum(h == encoded.targets[i] for i, h in pairs)
     decode = run.target_tokenizer.decode
     hyp_text = [decode(h) for h in hypotheses]
     ref_text = [decode(encoded.targets[i]) for i in range(n)]
@@ -67,9 +80,12 @@ def decoded_metrics(run: Run, encoded: Encoded, examples: list, batch_size: int,
     return {"exact_match": exact / max(n, 1), "bleu": bleu.score, "decoded": n}
 
 
-def evaluate(run: Run, encoded: Encoded, examples: list, batch_size: int, device, decode_limit: int | None = None) -> dict:
+def evaluate(
+    run: Run, encoded: Encoded, examples: list, batch_size: int, device, decode_limit: int | None = None,
+    world: World = World(),
+) -> dict:
     """All metrics of the run's kind on one encoded split."""
-    metrics = teacher_forced(run, encoded, batch_size, device)
+    metrics = teacher_forced(run, encoded, batch_size, device, world)
     if encoded.kind == "seq2seq":
-        metrics.update(decoded_metrics(run, encoded, examples, batch_size, device, decode_limit))
+        metrics.update(decoded_metrics(run, encoded, batch_size, decode_limit, world))
     return metrics

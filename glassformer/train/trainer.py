@@ -15,10 +15,13 @@ from torch import nn
 
 from glassformer.errors import UserError
 from glassformer.models import build_model, count_parameters
-from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_weights
+from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.train.batches import BatchOrder, encode_examples, make_batch
-from glassformer.train.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from glassformer.train.checkpoint import TrainingState, latest_checkpoint, read_checkpoint, save_checkpoint
 from glassformer.train.config import TrainConfig
+from glassformer.train.distributed import (
+    World, all_reduce_sum, barrier, check_batch, init_world, local_device, parallelize,
+)
 from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.schedule import learning_rate
@@ -65,8 +68,10 @@ class Trainer:
         config: the training configuration (for --resume, read back from the run folder).
         run_dir: where the run folder lives.
         resume: continue from the run folder's latest checkpoint.
-        log: called with each line meant for the user (rank 0 prints them).
-        progress: show a progress bar.
+        log: called with each line meant for the user (only the first process logs).
+        progress: show a progress bar (first process only).
+        fsdp: shard parameters, gradients and optimiser state over the processes (FSDP2).
+        dist_timeout: seconds a process waits for the others before giving up with an error.
     """
 
     def __init__(
@@ -77,15 +82,20 @@ class Trainer:
         device: str = "auto",
         log: Callable[[str], None] = print,
         progress: bool = True,
+        fsdp: bool = False,
+        dist_timeout: float = 300.0,
     ):
         self.run_dir = Path(run_dir)
-        self.log = log
-        self.progress = progress
-        self.device = pick_device(device)
+        self.world = init_world(pick_device(device), dist_timeout)
+        self.device = local_device(pick_device(device), self.world)
+        self.log = log if self.world.is_main else (lambda line: None)
+        self.progress = progress and self.world.is_main
+        self.fsdp = fsdp
         if resume:
             self._resume(config)
         else:
             self._start(config)
+        check_batch(self.config.batch_size, self.config.accumulate, self.world)
         self.encoded = {
             name: encode_examples(
                 getattr(self.splits, name), self.run.kind, self.run.source_tokenizer, self.run.target_tokenizer,
@@ -97,14 +107,28 @@ class Trainer:
             self.log(f"skipped {self.encoded['train'].skipped} training examples longer than max_len={self.run.config.max_len}")
         if len(self.encoded["train"]) == 0:
             raise UserError("no training example fits the model's maximum length")
-        self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed)
-        self.optimizer = make_optimizer(self.run.model, self.config)
+        self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed,
+                                self.world.rank, self.world.size)
+        checkpoint = read_checkpoint(self.run_dir) if resume else None
+        if checkpoint is not None:
+            checkpoint.load_model(self.run.model)
+        self.model = parallelize(self.run.model, self.world, fsdp)
+        self.optimizer = make_optimizer(self.model, self.config)
         self.state = TrainingState()
         self.last_metrics: dict[str, float] = {}
-        if resume:
-            self.state = load_checkpoint(self.run_dir, self.run.model, self.optimizer)
+        if checkpoint is not None:
+            checkpoint.load_optimizer(self.run.model, self.optimizer)
+            checkpoint.restore_rng()
+            if self.world.rank:  # each process its own dropout masks, still reproducible
+                torch.manual_seed(self.config.seed + 7_777 * self.world.rank + checkpoint.state.step)
+            self.state = checkpoint.state
             self.order.load_state(self.state.order)
             self.log(f"resumed from step {self.state.step}")
+        per_rank = self.config.batch_size // self.world.size
+        self.log(
+            f"global batch {self.config.batch_size} = {per_rank} per process x {self.world.size} processes "
+            f"({per_rank // self.config.accumulate} per micro-batch x {self.config.accumulate} accumulation steps)"
+        )
 
     # Set-up --------------------------------------------------------------------------------
     def _start(self, config: TrainConfig) -> None:
@@ -114,12 +138,14 @@ class Trainer:
         prepared = prepare(config)
         self.config = config
         self.splits = prepared.splits
-        model = build_model(prepared.model_config).to(self.device)
+        model = build_model(prepared.model_config).to(self.device)  # the same on every process: same seed
+        torch.manual_seed(config.seed + 7_777 * self.world.rank)
         meta = {"task": config.task, "train": config.to_dict()}
-        save_run(
-            self.run_dir, model, prepared.model_config, prepared.kind, prepared.source,
-            None if prepared.target is prepared.source else prepared.target, prepared.labels, meta, weights=False,
-        )
+        if self.world.is_main:
+            save_run(
+                self.run_dir, model, prepared.model_config, prepared.kind, prepared.source,
+                None if prepared.target is prepared.source else prepared.target, prepared.labels, meta, weights=False,
+            )
         self.run = Run(self.run_dir, model, prepared.model_config, prepared.kind, prepared.source, prepared.target,
                        prepared.labels, meta)
 
@@ -148,8 +174,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def train_step(self) -> tuple[float, int]:
-        """One optimiser step over `accumulate` micro-batches; returns (mean loss, scored targets)."""
-        model, c = self.run.model, self.config
+        """One optimiser step over `accumulate` micro-batches; returns (mean loss, scored targets),
+        both over all processes."""
+        model, c = self.model, self.config
         model.train()
         step = self.state.step + 1
         for group in self.optimizer.param_groups:
@@ -159,23 +186,26 @@ class Trainer:
         micro = max(1, math.ceil(len(indices) / c.accumulate))
         chunks = [indices[i : i + micro] for i in range(0, len(indices), micro)]
         batches = [self._batch(chunk, step, i) for i, chunk in enumerate(chunks)]
-        total_targets = sum(b.n_targets for b in batches)
+        local_targets = sum(b.n_targets for b in batches)
+        (total_targets,) = all_reduce_sum([float(local_targets)], self.world, self.device)
         loss_sum = 0.0
         for batch in batches:
             batch = batch.to(self.device)
             with self._autocast():
                 logits = model_outputs(model, batch)
             loss = cross_entropy(logits, batch.targets, c.label_smoothing)
-            # Weight each micro-batch by its share of scored targets: the same gradient as one big batch.
-            (loss * (batch.n_targets / max(total_targets, 1))).backward()
+            # Weight each micro-batch by its share of all scored targets (times the number of
+            # processes, whose gradients are averaged): the same gradient as one big batch.
+            (loss * (self.world.size * batch.n_targets / max(total_targets, 1))).backward()
             loss_sum += loss.item() * batch.n_targets
         if c.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
         self.optimizer.step()
+        (loss_sum,) = all_reduce_sum([loss_sum], self.world, self.device)
         self.state.step = step
         self.state.order = self.order.state()
-        self.state.targets_seen += total_targets
-        return loss_sum / max(total_targets, 1), total_targets
+        self.state.targets_seen += int(total_targets)
+        return loss_sum / max(total_targets, 1), int(total_targets)
 
     def _batch(self, indices: list[int], step: int, micro: int):
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + step * 131 + micro)
@@ -186,11 +216,16 @@ class Trainer:
 
     def validate(self, split: str = "valid", limit: int | None = None) -> dict[str, float]:
         """Metrics on a held-out split; RNG states are left exactly as they were."""
+        # Sharded (FSDP) models gather weights inside every forward, so all processes must run
+        # the same forwards: each then evaluates everything; replicas split the work.
+        world = World() if self.fsdp else self.world
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return evaluate(self.run, self.encoded[split], getattr(self.splits, split), self.config.batch_size,
-                            self.device, decode_limit=limit)
+                            self.device, decode_limit=limit, world=world)
 
     def _append_metrics(self, record: dict) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -200,12 +235,15 @@ class Trainer:
         key = PRIMARY_METRIC[self.run.kind]
         if self.state.best_metric is None or is_better(key, metrics[key], self.state.best_metric):
             self.state.best_metric, self.state.best_step = metrics[key], self.state.step
-            save_weights(self.run.model, self.run_dir / WEIGHTS_FILE)
+            state = unique_state(self.run.model)  # gathers shards: every process takes part
+            if self.world.is_main:
+                save_tensors(state, self.run_dir / WEIGHTS_FILE)
         self.last_metrics = metrics
         return metrics
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state)
+        save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state, write=self.world.is_main)
+        barrier(self.world)
 
     def fit(self) -> Result:
         """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors."""
@@ -213,7 +251,7 @@ class Trainer:
         total = c.steps if c.steps is not None else (None if c.minutes else DEFAULT_STEPS)
         if total is None and c.minutes is None:
             total = DEFAULT_STEPS
-        n_params = count_parameters(self.run.model)
+        n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
         self.log(
             f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
             f"{len(self.encoded['train']):,} training examples, batch {c.batch_size}, device {self.device}"

@@ -37,14 +37,16 @@ def splits(name, seed=0):
 
 def test_registry():
     assert DEFAULT_TASK == "toy-translation"
-    assert list(TASKS) == list(SIZES)
+    # The first six are these; tasks added later come after them.
+    assert list(TASKS)[: len(SIZES)] == list(SIZES)
     assert get_task("copy") is TASKS["copy"]
     with pytest.raises(ConfigError) as err:
         get_task("translation")
-    assert str(err.value) == (
+    assert str(err.value).startswith(
         "unknown task 'translation' (expected one of: toy-translation, copy, reverse, "
-        "grammar-lm, grammar-mlm, toy-sentiment)"
+        "grammar-lm, grammar-mlm, toy-sentiment"
     )
+    assert str(err.value) == f"unknown task 'translation' (expected one of: {', '.join(TASKS)})"
 
 
 @pytest.mark.parametrize("name", list(SIZES))

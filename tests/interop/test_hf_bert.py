@@ -44,15 +44,6 @@ HEADS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Models this small gain nothing from a second thread, and lose a lot when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def wordpiece(path):
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)

@@ -24,15 +24,6 @@ CORPUS = ["the cat sat on the mat", "a dog ran in the park", "hello world, again
 EOS = 0  # <|endoftext|> is the tokenizer's first token
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Models this small gain nothing from a second thread, and lose a lot when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def byte_level_bpe(path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -142,9 +133,7 @@ def until_end(row, eos):
 
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_glassformer_generate_matches_generate(gpt2, use_cache):
-    generate = pytest.importorskip("glassformer.generate")
-    if not hasattr(generate, "generate_lm"):
-        pytest.skip("glassformer.generate has no generate_lm yet")
+    from glassformer import generate
     hf, folder = gpt2
     run = load_hf_folder(folder)
     prompts = [[5, 17, 33, 2, 61, 8], [40, 41, 42, 43], [77, 9]]

@@ -1,0 +1,171 @@
+"""`glassformer translate`, `generate` and `fill-mask`: use a trained run folder on new text."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from glassformer.errors import UserError
+from glassformer.framing import MASK_TEXT, Framing, sequence_ids
+from glassformer.generate import (
+    LENGTH_PENALTIES,
+    PAPER_LENGTH_MARGIN,
+    Sampling,
+    Stopping,
+    TextStreamer,
+    fill_mask,
+    generate_lm,
+    translate_nbest,
+)
+from glassformer.run_folder import Run, load_run
+
+
+def register(subparsers) -> None:
+    translate = subparsers.add_parser(
+        "translate", help="translate text with a seq2seq run (greedy or beam search)",
+        description="Translate each TEXT, or each line of stdin when no TEXT is given, one output line per input.",
+    )
+    _model_args(translate)
+    translate.add_argument("text", nargs="*", metavar="TEXT", help="texts to translate (default: lines of stdin)")
+    translate.add_argument("--beam", type=int, default=1, help="beam size; 1 is greedy decoding (default 1)")
+    translate.add_argument("--nbest", type=int, default=1, help="print this many hypotheses per input, with scores")
+    translate.add_argument("--length-penalty", type=float, default=0.6, metavar="A",
+                           help="alpha of the GNMT length penalty ((5+len)/6)^A (default 0.6, as the paper)")
+    translate.add_argument("--length-norm", choices=LENGTH_PENALTIES, default="gnmt",
+                           help="how beam scores are normalised by length (default gnmt)")
+    translate.add_argument("--max-new-tokens", type=int,
+                           help=f"longest translation in tokens (default: the source's length + {PAPER_LENGTH_MARGIN}, "
+                                "as the paper)")
+    translate.add_argument("--batch-size", type=int, default=32, help="inputs decoded together (default 32)")
+    translate.set_defaults(func=translate_command)
+
+    generate = subparsers.add_parser(
+        "generate", help="continue a prompt with a language-model run, streaming the tokens",
+        description="Continue --prompt with a decoder-only run; tokens are printed as they are produced.",
+    )
+    _model_args(generate)
+    generate.add_argument("--prompt", required=True, help="the text to continue")
+    generate.add_argument("--greedy", action="store_true", help="always take the most probable token")
+    generate.add_argument("--temperature", type=float, default=1.0, help="below 1 sharper, above 1 flatter (default 1)")
+    generate.add_argument("--top-k", type=int, help="sample among the K most probable tokens")
+    generate.add_argument("--top-p", type=float, help="sample among the fewest tokens whose mass reaches P")
+    generate.add_argument("--min-p", type=float, help="drop tokens below MIN_P times the top token's probability")
+    generate.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1)")
+    generate.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N", help="never repeat an N-gram")
+    generate.add_argument("--max-new-tokens", type=int, default=50, help="most tokens to generate (default 50)")
+    generate.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    generate.add_argument("--stop", action="append", default=[], metavar="STR",
+                          help="stop once the output contains STR (repeatable; STR is kept)")
+    generate.set_defaults(func=generate_command)
+
+    mask = subparsers.add_parser(
+        "fill-mask", help="the likeliest tokens at each <mask> of a text (mlm run)",
+        description=f"Print the top-k tokens and probabilities at each {MASK_TEXT} of TEXT.",
+    )
+    _model_args(mask)
+    mask.add_argument("text", metavar="TEXT", help=f"a text containing {MASK_TEXT}")
+    mask.add_argument("--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    mask.set_defaults(func=fill_mask_command)
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="a run folder from `glassformer train`")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                        help="where to run (default auto: cuda when available)")
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
+def _load(args: argparse.Namespace, command: str, kind: str) -> Run:
+    run = load_run(args.model, device=_device(args.device))
+    if run.kind != kind:
+        raise UserError(f"{args.model} is a {run.kind!r} model; {command} needs a {kind!r} model")
+    return run
+
+
+def _positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"{flag} must be at least 1, got {value}")
+
+
+# translate ---------------------------------------------------------------------------------------
+def translate_command(args: argparse.Namespace) -> int:
+    for value, flag in ((args.beam, "--beam"), (args.nbest, "--nbest"), (args.batch_size, "--batch-size"),
+                        (args.max_new_tokens, "--max-new-tokens")):
+        _positive(value, flag)
+    if args.nbest > args.beam:
+        raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
+    run = _load(args, "translate", "seq2seq")  # before waiting on stdin: a wrong model fails at once
+    texts = args.text if args.text else sys.stdin.read().splitlines()
+    if not any(t.strip() for t in texts):
+        raise UserError("no input: give TEXT arguments or lines on stdin")
+    decode = run.target_tokenizer.decode
+    # Each batch is printed as soon as it is decoded, so long inputs show progress.
+    for first in range(0, len(texts), args.batch_size):
+        chunk = texts[first:first + args.batch_size]
+        nbests = translate_nbest(
+            run, chunk, beam=args.beam, nbest=args.nbest, penalty=args.length_norm, alpha=args.length_penalty,
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        )
+        for i, hyps in enumerate(nbests):
+            if args.nbest == 1:
+                print(decode(hyps[0].tokens) if hyps else "")  # blank input, blank output line
+            else:
+                for h in hyps:
+                    print(f"{first + i}\t{h.score:.4f}\t{decode(h.tokens)}")
+        sys.stdout.flush()
+    return 0
+
+
+# generate ----------------------------------------------------------------------------------------
+def generate_command(args: argparse.Namespace) -> int:
+    _positive(args.max_new_tokens, "--max-new-tokens")
+    if not args.prompt.strip():
+        raise UserError("empty prompt: give --prompt some text to continue")
+    run = _load(args, "generate", "lm")
+    tok = run.tokenizer
+    prompt = sequence_ids(tok, args.prompt, Framing.from_meta(run.meta), end=False)
+    sampling = Sampling(
+        greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram=args.no_repeat_ngram, seed=args.seed,
+    )
+    stopping = Stopping(
+        end_id=tok.end_id, max_new_tokens=args.max_new_tokens, stop_strings=tuple(args.stop),
+        decode=tok.decode,
+    )
+
+    def write(_row: int, piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    generate_lm(run.model, [prompt], sampling, stopping, on_token=TextStreamer(tok.decode, write))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+# fill-mask ---------------------------------------------------------------------------------------
+def fill_mask_command(args: argparse.Namespace) -> int:
+    _positive(args.top_k, "--top-k")
+    if not args.text.strip():
+        raise UserError(f"empty text: give a text containing {MASK_TEXT}")
+    if MASK_TEXT not in args.text:
+        raise UserError(f"the text has no {MASK_TEXT} to fill")
+    run = _load(args, "fill-mask", "mlm")
+    tok = run.tokenizer
+    ids = sequence_ids(tok, args.text, Framing.from_meta(run.meta))
+    [fills] = fill_mask(run.model, [ids], tok.mask_id, args.top_k)
+    for n, fill in enumerate(fills, start=1):
+        print(f"{MASK_TEXT} {n} (position {fill.position}):")
+        for token, prob in zip(fill.tokens, fill.probs):
+            print(f"  {prob:.4f}  {tok.id_to_token(token)}")
+    return 0
