@@ -1,0 +1,16 @@
+"""Seeing through the model: record activations, print shape tables and numeric walk-throughs,
+draw attention, and write a self-contained HTML report.
+
+Entry points:
+    record(model, names=None, values=False)      context manager -> Recording (recorder.py)
+    run_trace(model, ids, target) -> rows          article A's shape table (trace.py)
+    explain(model, tokenizer, text)                article C's numbers (explain.py, toy.py)
+    collect_attention(subject, text)               every attention map (attention_data.py)
+    shade_grid(weights, rows, cols)                a terminal heatmap (attention_map.py)
+    build_report / render_report / write_report    the HTML page (report.py)
+    bertviz_data / save_bertviz / load_bertviz     maps for bertviz (bertviz.py)
+"""
+
+from glassformer.inspect.recorder import Record, Recording, hook_points, record
+
+__all__ = ["Record", "Recording", "hook_points", "record"]

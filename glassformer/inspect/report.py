@@ -1,0 +1,114 @@
+"""A self-contained HTML report of one input: shape flow, attention heatmaps, token-by-token decoding.
+
+The page is one file: the template (CSS and JavaScript inline, a content-security policy that
+forbids any network request) with the data as JSON inside it. It opens by double-click.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glassformer.errors import UserError
+from glassformer.inspect.attention_data import KIND_TITLES, AttentionSet, collect_attention
+from glassformer.inspect.subject import Subject, decoded_text, input_ids, token_labels
+from glassformer.inspect.trace import named_shape, run_trace, select_layers
+from glassformer.models import count_parameters
+
+TEMPLATE = "report_template.html"
+PLACEHOLDER = "__GLASSFORMER_DATA__"
+
+
+def _round(a: np.ndarray, digits: int = 4) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
+def _decoding(subject: Subject, attention: AttentionSet, top_k: int) -> list[dict]:
+    tok = subject.target_tokenizer
+    out = []
+    for k, (step, probs) in enumerate(zip(attention.steps, attention.probabilities)):
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        out.append({
+            "step": k,
+            "prefix": token_labels(tok, step.prefix),
+            "chosen": token_labels(tok, [step.chosen])[0],
+            "top": [[token_labels(tok, [int(i)])[0], round(float(probs[i]), 4)] for i in order],
+        })
+    return out
+
+
+@torch.no_grad()
+def build_report(subject: Subject, text: str, max_steps: int = 20, top_k: int = 5) -> dict:
+    """Everything the page shows, as JSON-ready data.
+
+    Args:
+        text: the input (an encoder-decoder's source, a decoder-only prompt, an encoder-only text).
+        max_steps: the most tokens to decode greedily.
+        top_k: candidates shown per decoding step.
+    """
+    if max_steps < 1 or top_k < 1:
+        raise UserError(f"--max-steps and --top-k must be at least 1, got {max_steps} and {top_k}")
+    config, family = subject.config, subject.family
+    attention = collect_attention(subject, text, max_steps=max_steps)
+    ids = input_ids(subject, text)
+    if family == "encoder-decoder":
+        decoder_in = torch.tensor([attention.steps[-1].prefix])
+        rows = run_trace(subject.model, ids, decoder_in)
+        inputs = [
+            {"label": "source", "tokens": attention.source_tokens, "ids": ids[0].tolist()},
+            {"label": "decoder input", "tokens": attention.target_tokens, "ids": decoder_in[0].tolist()},
+        ]
+    elif family == "decoder-only":
+        full = torch.tensor([attention.steps[-1].prefix])
+        rows = run_trace(subject.model, full)
+        inputs = [{"label": "prompt and continuation", "tokens": attention.target_tokens, "ids": full[0].tolist()}]
+    else:
+        rows = run_trace(subject.model, ids)
+        inputs = [{"label": "tokens", "tokens": attention.source_tokens, "ids": ids[0].tolist()}]
+    translation = None
+    if attention.steps:
+        chosen = [s.chosen for s in attention.steps if s.chosen != subject.end_id]
+        translation = decoded_text(subject.target_tokenizer, chosen)
+    layers = f"{config.n_layers} layers" if family != "encoder-decoder" else f"{config.n_layers}+{config.decoder_layers} layers"
+    return {
+        "format": "glassformer-report",
+        "model": {
+            "name": subject.name, "family": family, "d_model": config.d_model, "n_heads": config.n_heads,
+            "d_head": config.d_head, "layers": layers, "parameters": count_parameters(subject.model),
+        },
+        "text": text,
+        "inputs": inputs,
+        "translation": translation,
+        "trace": [
+            {"step": r.step, "shape": named_shape(r.shape, r.dims), "where": r.where, "what": r.what, "layer": r.layer}
+            for r in select_layers(rows)
+        ],
+        "attention": {
+            "kinds": attention.kinds(),
+            "titles": {k: KIND_TITLES[k] for k in attention.kinds()},
+            "maps": {k: [_round(m) for m in attention.maps[k]] for k in attention.kinds()},
+            "axes": {k: list(attention.axes(k)) for k in attention.kinds()},
+        },
+        "decoding": _decoding(subject, attention, top_k),
+    }
+
+
+def render_report(data: dict) -> str:
+    """The HTML page for build_report's data."""
+    template = resources.files("glassformer.inspect").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    # "<" escaped so that no token ("</script>", "<!--") can end the script element early.
+    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+    return template.replace(PLACEHOLDER, payload)
+
+
+def write_report(subject: Subject, text: str, out: str | Path, max_steps: int = 20, top_k: int = 5) -> Path:
+    """Build, render and write the report; returns the path written."""
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        raise UserError(f"{out.parent}: no such folder for the report")
+    out.write_text(render_report(build_report(subject, text, max_steps, top_k)), encoding="utf-8")
+    return out
