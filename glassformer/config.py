@@ -18,7 +18,7 @@ FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
 NORMS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITIONS = ("sinusoidal", "learned")
-HEADS = ("none", "mlm", "classify", "tag")
+HEADS = ("none", "mlm", "classify", "tag", "qa")
 
 
 @dataclass
@@ -71,7 +71,8 @@ class ModelConfig:
     pooler: bool = False
     """Encoder-only: dense + tanh on the first token (BERT's pooler)."""
     head: str = "none"
-    """Encoder-only task head: "none", "mlm", "classify" (pooled first token) or "tag" (per token)."""
+    """Encoder-only task head: "none", "mlm", "classify" (pooled first token), "tag" (per token) or
+    "qa" (answer start/end per token)."""
     n_labels: int = 0
     """Classes of the classify/tag head."""
     pad_id: int = 0

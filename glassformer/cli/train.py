@@ -12,7 +12,7 @@ _FLAGS = {
     "task": (str, "built-in task (see `glassformer tasks`); the default task when neither --task nor --data"),
     "data": (str, "your training file: TSV source<TAB>target, plain text, or TSV label<TAB>text"),
     "valid_data": (str, "your held-out file (split in half for validation and test); default: split off --data"),
-    "kind": (str, "how --data is read: seq2seq, lm, mlm or classify"),
+    "kind": (str, "how --data is read: seq2seq, lm, mlm, classify, tag (CoNLL token<TAB>tag) or qa (JSON lines)"),
     "preset": (str, "model preset (see `glassformer describe`); default: the task's"),
     "steps": (int, "optimiser steps in total (default: the task's)"),
     "minutes": (float, "wall-clock budget in minutes; stops at whichever of --steps/--minutes comes first"),
@@ -37,6 +37,10 @@ _FLAGS = {
     "tokenizer": (str, f"tokenizer kind: {', '.join(TOKENIZERS)}"),
     "vocab_size": (int, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
     "mask_prob": (float, "masked-LM: fraction of tokens to predict"),
+    "init": (str, "fine-tune: start from this run folder's (or Hugging Face folder's) weights and tokenizer"),
+    "freeze_layers": (int, "fine-tune: keep the first N layers of each stack fixed"),
+    "body_lr_scale": (float, "fine-tune: the body's learning rate as a fraction of the head's"),
+    "patience": (int, "early stopping: stop after N validations without improvement"),
 }
 
 # Settings the built-in tasks start from unless the user gives the flag.
@@ -56,6 +60,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--freeze-embeddings", action="store_true", help="fine-tune: keep the embeddings fixed")
     parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies")
     parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -81,7 +86,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         task = get_task(args.task or DEFAULT_TASK)
         values.update(TASK_DEFAULTS, task=task.name, steps=task.default_steps)
     values.update(given)
-    values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase)
+    values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
+                  freeze_embeddings=args.freeze_embeddings)
     try:
         return TrainConfig(**values)
     except TypeError as error:  # pragma: no cover - flags and fields are kept in step by _FLAGS

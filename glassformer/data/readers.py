@@ -14,7 +14,7 @@ _PAIR_LINE = "'source<TAB>target'"
 _LABELED_LINE = "'label<TAB>text'"
 _TEXT_LINE = "text"
 
-EXAMPLE_KINDS = ("seq2seq", "lm", "mlm", "classify")
+EXAMPLE_KINDS = ("seq2seq", "lm", "mlm", "classify", "tag", "qa")
 
 
 def _read_lines(path: str | Path, expected: str) -> list[tuple[int, str]]:
@@ -104,7 +104,8 @@ def read_examples(path: str | Path, kind: str) -> list[Example]:
 
     Args:
         path: the file.
-        kind: "seq2seq" (pairs), "lm" or "mlm" (text lines) or "classify" (labelled lines).
+        kind: "seq2seq" (pairs), "lm" or "mlm" (text lines), "classify" (labelled lines),
+            "tag" (CoNLL token<TAB>tag lines) or "qa" (JSON lines).
     """
     if kind == "seq2seq":
         return read_pairs(path)
@@ -112,4 +113,12 @@ def read_examples(path: str | Path, kind: str) -> list[Example]:
         return read_text(path)
     if kind == "classify":
         return read_labeled(path)
+    if kind == "tag":
+        from glassformer.data.conll import read_conll  # conll and qa build on this module's line reader
+
+        return read_conll(path)
+    if kind == "qa":
+        from glassformer.data.qa import read_qa
+
+        return read_qa(path)
     raise ConfigError(f"unknown data kind {kind!r} (expected one of: {', '.join(EXAMPLE_KINDS)})")

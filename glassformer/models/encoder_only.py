@@ -12,18 +12,22 @@ from glassformer.models.heads import (
     SequenceClassificationHead,
     TokenClassificationHead,
 )
+from glassformer.models.qa_head import SpanHead
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.masks import padding_mask
 from glassformer.nn.stack import Encoder
 
-_HEADS = {"mlm": MaskedLMHead, "classify": SequenceClassificationHead, "tag": TokenClassificationHead}
+_HEADS = {
+    "mlm": MaskedLMHead, "classify": SequenceClassificationHead, "tag": TokenClassificationHead, "qa": SpanHead,
+}
 
 
 class EncoderOnly(nn.Module):
     """Encoder stack with the head config.head names ("none" returns the hidden states).
 
     Output of forward: hidden [B, T, d_model] ("none"), token logits [B, T, V] ("mlm"),
-    sequence logits [B, n_labels] ("classify") or token logits [B, T, n_labels] ("tag").
+    sequence logits [B, n_labels] ("classify"), token logits [B, T, n_labels] ("tag") or answer
+    start/end logits [B, 2, T] ("qa").
     """
 
     def __init__(self, config: ModelConfig):

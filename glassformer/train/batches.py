@@ -20,12 +20,15 @@ IGNORE = -100
 
 @dataclass
 class Encoded:
-    """A split as ids: sources/sequences, and targets (seq2seq ids or class ids), in example order."""
+    """A split as ids: sources/sequences, and targets (seq2seq ids, class ids, per-token tag ids,
+    or answer (start, end) positions), in example order."""
 
     kind: str
     inputs: list[list[int]]
     targets: list[list[int]] | list[int] | None
     skipped: int = 0
+    segments: list[list[int]] | None = None
+    """Segment ids per input (question 0, context 1) for question answering."""
     """Examples left out because they exceed the model's maximum length."""
 
     def __len__(self) -> int:
@@ -42,7 +45,10 @@ def encode_examples(
     framing: Framing = Framing(),
 ) -> Encoded:
     """Turn examples of one kind into ids framed as the model sees them."""
+    if kind == "qa":
+        return _encode_qa(examples, source, max_len)
     inputs, targets, skipped = [], [], 0
+    label_ids = {label: i for i, label in enumerate(labels)}
     for example in examples:
         if kind == "seq2seq":
             assert isinstance(example, Pair)
@@ -70,9 +76,29 @@ def encode_examples(
                 raise DataError(f"label {example.label!r} is not one of the model's labels: {', '.join(labels)}")
             inputs.append(ids)
             targets.append(labels.index(example.label))
+        elif kind == "tag":
+            from glassformer.train.tagging import align_labels
+
+            unknown = sorted(set(example.tags) - set(label_ids))
+            if unknown:
+                raise DataError(f"tag {unknown[0]!r} is not one of the model's tags: {', '.join(labels)}")
+            ids, row = align_labels(source, list(example.tokens), list(example.tags), label_ids)
+            if len(ids) > max_len:
+                skipped += 1
+                continue
+            inputs.append(ids)
+            targets.append(row)
         else:
             raise ValueError(f"no batching for kind {kind!r}")
-    return Encoded(kind, inputs, targets if kind in ("seq2seq", "classify") else None, skipped)
+    return Encoded(kind, inputs, targets if kind in ("seq2seq", "classify", "tag") else None, skipped)
+
+
+def _encode_qa(examples: list, tokenizer: Tokenizer, max_len: int) -> Encoded:
+    from glassformer.train.qa import encode_qa
+
+    features, dropped = encode_qa(examples, tokenizer, max_len)
+    return Encoded("qa", [f.ids for f in features], [[f.start, f.end] for f in features], dropped,
+                   segments=[f.segments for f in features])
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -129,6 +155,15 @@ def make_batch(
         ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
         labels = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)
         return Batch({"ids": ids}, labels, len(indices))
+    if kind == "tag":
+        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
+        tags = pad([encoded.targets[i] for i in indices], IGNORE)
+        return Batch({"ids": ids}, tags, int((tags != IGNORE).sum()))
+    if kind == "qa":
+        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
+        segments = pad([encoded.segments[i] for i in indices], 0)
+        spans = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)  # [B, 2]
+        return Batch({"ids": ids, "segments": segments}, spans, 2 * len(indices))
     raise ValueError(f"no batching for kind {kind!r}")
 
 

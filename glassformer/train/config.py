@@ -64,6 +64,16 @@ class TrainConfig:
     lowercase: bool = False
     mask_prob: float = 0.15
     """Masked-LM: fraction of tokens to predict (80% <mask>, 10% random, 10% kept)."""
+    init: str | None = None
+    """Fine-tune: start from this run folder's (or Hugging Face folder's) weights and tokenizer."""
+    freeze_embeddings: bool = False
+    """Fine-tune: keep the embeddings as they are."""
+    freeze_layers: int = 0
+    """Fine-tune: keep the first N layers of each stack as they are."""
+    body_lr_scale: float = 1.0
+    """The body's learning rate as a fraction of the head's (fine-tuning often uses 0.1-0.5)."""
+    patience: int | None = None
+    """Early stopping: stop after this many validations without a better primary metric."""
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -79,6 +89,12 @@ class TrainConfig:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers must be 0 or more, got {self.freeze_layers}")
+        if not 0.0 < self.body_lr_scale <= 10.0:
+            raise ConfigError(f"body_lr_scale must be in (0, 10], got {self.body_lr_scale}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1, got {self.patience}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.batch_size % self.accumulate:

@@ -16,8 +16,10 @@ from glassformer.train.distributed import World, all_reduce_sum, gather_objects,
 from glassformer.train.loss import cross_entropy, model_outputs
 
 # The metric that picks the best checkpoint, per kind, and whether higher is better.
-PRIMARY_METRIC = {"seq2seq": "exact_match", "lm": "loss", "mlm": "loss", "classify": "accuracy"}
-HIGHER_IS_BETTER = {"exact_match": True, "accuracy": True, "bleu": True, "loss": False}
+PRIMARY_METRIC = {
+    "seq2seq": "exact_match", "lm": "loss", "mlm": "loss", "classify": "accuracy", "tag": "entity_f1", "qa": "exact_match",
+}
+HIGHER_IS_BETTER = {"exact_match": True, "accuracy": True, "bleu": True, "entity_f1": True, "loss": False}
 EVAL_SEED = 1234
 
 
@@ -44,9 +46,9 @@ def teacher_forced(run: Run, encoded: Encoded, batch_size: int, device, world: W
         total += batch.n_targets
     total_loss, total, correct = all_reduce_sum([total_loss, float(total), float(correct)], world, device)
     loss = total_loss / max(total, 1)
-    name = "accuracy" if encoded.kind == "classify" else "token_accuracy"
+    name = {"classify": "accuracy", "qa": "position_accuracy"}.get(encoded.kind, "token_accuracy")
     metrics = {"loss": loss, name: correct / max(total, 1)}
-    if encoded.kind != "classify":
+    if encoded.kind in ("seq2seq", "lm", "mlm"):
         metrics["perplexity"] = math.exp(min(loss, 50.0))
     return metrics
 
@@ -88,4 +90,32 @@ def evaluate(
     metrics = teacher_forced(run, encoded, batch_size, device, world)
     if encoded.kind == "seq2seq":
         metrics.update(decoded_metrics(run, encoded, batch_size, decode_limit, world))
+    elif encoded.kind == "tag":
+        metrics.update(entity_metrics(run, examples, batch_size, device))
+    elif encoded.kind == "qa":
+        metrics.update(answer_metrics(run, examples, batch_size, device))
     return metrics
+
+
+@torch.no_grad()
+def entity_metrics(run: Run, examples: list, batch_size: int, device) -> dict:
+    """Entity-level precision, recall and F1 of the predicted BIO tags."""
+    from glassformer.train.tagging import entity_f1, predict_tags
+
+    model = unwrap(run.model).eval()
+    predicted = predict_tags(model, run.tokenizer, run.labels, [list(e.tokens) for e in examples],
+                             run.config.max_len, device=device, batch_size=batch_size)
+    scores = entity_f1([list(e.tags) for e in examples], predicted)
+    return {"entity_precision": scores["precision"], "entity_recall": scores["recall"], "entity_f1": scores["f1"]}
+
+
+@torch.no_grad()
+def answer_metrics(run: Run, examples: list, batch_size: int, device) -> dict:
+    """SQuAD-style exact-match and token F1 of the predicted answer spans."""
+    from glassformer.train.qa import answer_questions, qa_metrics
+
+    model = unwrap(run.model).eval()
+    answers = answer_questions(model, run.tokenizer, [e.question for e in examples], [e.context for e in examples],
+                               run.config.max_len, device=device, batch_size=batch_size)
+    scores = qa_metrics(answers, [e.answer_text for e in examples])
+    return {"exact_match": scores["exact_match"], "answer_f1": scores["f1"]}

@@ -10,10 +10,13 @@ from glassformer.train.batches import IGNORE, Batch
 
 
 def model_outputs(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Logits of the model for a batch: [B, T, V] (tokens) or [B, n_labels] (classification)."""
+    """Logits of the model for a batch: [B, T, V] (tokens), [B, n_labels] (classification),
+    [B, T, n_labels] (tagging) or [B, 2, T] (answer spans)."""
     inputs = batch.inputs
     if "src" in inputs:
         return model(inputs["src"], inputs["tgt"])
+    if "segments" in inputs:
+        return model(inputs["ids"], segments=inputs["segments"])
     return model(inputs["ids"])
 
 

@@ -6,14 +6,19 @@ from dataclasses import dataclass
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.data import Labeled, Pair, Splits, Text, read_examples, split_examples
+from glassformer.run_folder import Run
 from glassformer.data.tasks import DEFAULT_TASK, get_task
 from glassformer.errors import ConfigError, UserError
 from glassformer.run_folder import FAMILY_OF_KIND
 from glassformer.text import Tokenizer, train_tokenizer
 from glassformer.train.config import TrainConfig
 
-DEFAULT_PRESET_OF_KIND = {"seq2seq": "small-seq2seq", "lm": "small-lm", "mlm": "small-encoder", "classify": "small-encoder"}
-HEAD_OF_KIND = {"seq2seq": "none", "lm": "none", "mlm": "mlm", "classify": "classify"}
+DEFAULT_PRESET_OF_KIND = {
+    "seq2seq": "small-seq2seq", "lm": "small-lm", "mlm": "small-encoder", "classify": "small-encoder",
+    "tag": "small-encoder", "qa": "small-encoder",
+}
+HEAD_OF_KIND = {"seq2seq": "none", "lm": "none", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
+TRAINABLE_KINDS = tuple(HEAD_OF_KIND)
 
 
 @dataclass
@@ -32,15 +37,20 @@ def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
     """(kind, splits, task name) for a built-in task or the user's files."""
     if config.data is None:
         task = get_task(config.task or DEFAULT_TASK)
+        splits = task.splits(config.seed)
+        if config.kind in ("mlm", "lm") and task.kind != config.kind:
+            # Pre-training on the plain texts of any task, so fine-tuning on it shares the vocabulary.
+            return config.kind, Splits(*(list(map(as_text, part)) for part in (splits.train, splits.valid, splits.test))), task.name
         if config.kind is not None and config.kind != task.kind:
-            raise UserError(f"task {task.name!r} is a {task.kind!r} task, not {config.kind!r}")
-        return task.kind, task.splits(config.seed), task.name
+            raise UserError(f"task {task.name!r} is a {task.kind!r} task; as --kind it also takes mlm or lm "
+                            f"(pre-training on its texts), not {config.kind!r}")
+        return task.kind, splits, task.name
     if config.task is not None:
         raise UserError("give either --task or --data, not both")
     if config.kind is None:
         raise UserError("--data needs --kind (seq2seq, lm, mlm or classify)")
-    if config.kind not in FAMILY_OF_KIND or config.kind in ("tag", "qa", "encode"):
-        raise UserError(f"--kind {config.kind!r} is not one of: seq2seq, lm, mlm, classify")
+    if config.kind not in TRAINABLE_KINDS:
+        raise UserError(f"--kind {config.kind!r} is not one of: {', '.join(TRAINABLE_KINDS)}")
     examples = read_examples(config.data, config.kind)
     if config.valid_data is None:
         splits = split_examples(examples, config.seed)
@@ -53,12 +63,31 @@ def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
     return config.kind, splits, None
 
 
+def as_text(example) -> Text:
+    """The plain text of any example (a pair's source, a context), for language-model pre-training."""
+    if isinstance(example, Text):
+        return example
+    if isinstance(example, Pair):
+        return Text(example.source)
+    if isinstance(example, Labeled):
+        return Text(example.text)
+    if hasattr(example, "context"):
+        return Text(example.context)
+    return Text(" ".join(example.tokens))
+
+
 def texts_for_tokenizer(kind: str, examples: list) -> tuple[list[str], list[str]]:
     """(source-side texts, target-side texts) of the training examples."""
     if kind == "seq2seq":
         return [e.source for e in examples if isinstance(e, Pair)], [e.target for e in examples]
     if kind == "classify":
         texts = [e.text for e in examples if isinstance(e, Labeled)]
+        return texts, texts
+    if kind == "tag":
+        texts = [" ".join(e.tokens) for e in examples]
+        return texts, texts
+    if kind == "qa":
+        texts = [t for e in examples for t in (e.question, e.context)]
         return texts, texts
     texts = [e.text for e in examples if isinstance(e, Text)]
     return texts, texts
@@ -89,6 +118,8 @@ def model_config_for(
         n_labels=len(labels),
         pad_id=source.pad_id,
     )
+    if kind == "qa":
+        changes["n_segments"] = max(2, preset.n_segments)  # question and context
     if config.dropout is not None:
         changes.update(dropout=config.dropout, attn_dropout=None)
     try:
@@ -97,15 +128,48 @@ def model_config_for(
         raise UserError(f"preset {config.preset!r} does not fit this task: {error}") from None
 
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Read or generate the data, train tokenizers on its training split, fit the preset."""
-    kind, splits, task_name = load_splits(config)
-    source, target = build_tokenizers(config, kind, splits)
-    labels = sorted({e.label for e in splits.train}) if kind == "classify" else []
+def label_set(kind: str, splits: Splits) -> list[str]:
+    """Class names (classify) or BIO tags (tag) of the training split; held-out ones must occur there."""
     if kind == "classify":
-        unknown = sorted({e.label for e in splits.valid + splits.test} - set(labels))
-        if unknown:
-            raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
-    task_preset = get_task(task_name).default_preset if task_name else None
+        labels, held_out = sorted({e.label for e in splits.train}), {e.label for e in splits.valid + splits.test}
+    elif kind == "tag":
+        from glassformer.train.tagging import tag_labels
+
+        labels = tag_labels([e.tags for e in splits.train])
+        held_out = {t for e in splits.valid + splits.test for t in e.tags}
+    else:
+        return []
+    unknown = sorted(held_out - set(labels))
+    if unknown:
+        raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
+    return labels
+
+
+def prepare(config: TrainConfig, init: "Run | None" = None) -> Prepared:
+    """Read or generate the data, train tokenizers on its training split (or take those of the run
+    being fine-tuned), fit the preset (or the fine-tuned run's own configuration)."""
+    kind, splits, task_name = load_splits(config)
+    labels = label_set(kind, splits)
+    if init is not None:
+        return Prepared(kind, splits, init.source_tokenizer, init.target_tokenizer, labels,
+                        fine_tune_config(init, kind, labels, config))
+    source, target = build_tokenizers(config, kind, splits)
+    task = get_task(task_name) if task_name else None
+    task_preset = task.default_preset if task is not None and task.kind == kind else None
     model_config = model_config_for(config, kind, task_preset, source, target, labels)
     return Prepared(kind, splits, source, target, labels, model_config)
+
+
+def fine_tune_config(init: "Run", kind: str, labels: list[str], config: TrainConfig) -> ModelConfig:
+    """The configuration of the run being fine-tuned, with the head the new kind needs."""
+    family = FAMILY_OF_KIND[kind]
+    if init.config.family != family:
+        raise UserError(
+            f"--init {init.path} is a {init.config.family} model; a {kind!r} task needs a {family} model"
+        )
+    changes = dict(head=HEAD_OF_KIND[kind], n_labels=len(labels))
+    if kind == "qa" and init.config.n_segments < 2:
+        changes["n_segments"] = 2
+    if config.dropout is not None:
+        changes.update(dropout=config.dropout, attn_dropout=None)
+    return init.config.replace(**changes)

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import UserError
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
@@ -53,12 +54,72 @@ class Result:
     history: list[dict] = field(default_factory=list)
 
 
+HEAD_PREFIXES = ("head.", "lm_head.")
+
+
+def is_head(name: str) -> bool:
+    """Whether a parameter belongs to the task head rather than the body."""
+    return name.startswith(HEAD_PREFIXES)
+
+
+def freeze(model: nn.Module, config: TrainConfig) -> list[str]:
+    """Turn off gradients for the embeddings and/or the first layers; returns the frozen names."""
+    frozen = []
+    for name, parameter in model.named_parameters():
+        embedding = "embed." in name and not is_head(name)
+        layer = int(name.split(".layers.")[1].split(".")[0]) if ".layers." in name else None
+        if (config.freeze_embeddings and embedding) or (layer is not None and layer < config.freeze_layers):
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) over the trainable parameters: the head at the scheduled rate, the body scaled."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not is_head(n)], "scale": config.body_lr_scale},
+        {"params": [p for n, p in named if is_head(n)], "scale": 1.0},
+    ]
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return kind(
-        model.parameters(), lr=0.0, betas=(config.beta1, config.beta2), eps=config.eps,
+        [g for g in groups if g["params"]], lr=0.0, betas=(config.beta1, config.beta2), eps=config.eps,
         weight_decay=config.weight_decay,
     )
+
+
+BODY_FIELDS = ("d_model", "attn_width", "n_heads", "d_ff", "n_layers", "decoder_layers")
+
+
+def check_same_body(init: Run, preset: ModelConfig, name: str) -> None:
+    """A preset given with --init must describe the same body, or no weight could carry over."""
+    fields = BODY_FIELDS if init.config.family == "encoder-decoder" else BODY_FIELDS[:-1]
+    differ = [f for f in fields if getattr(init.config, f) != getattr(preset, f)]
+    if differ:
+        ours = ", ".join(f"{f}={getattr(init.config, f)}" for f in differ)
+        theirs = ", ".join(f"{f}={getattr(preset, f)}" for f in differ)
+        raise UserError(f"--init {init.path} has {ours} but preset {name!r} has {theirs}: its weights cannot carry over")
+
+
+def carry_over(model: nn.Module, init: Run, same_head: bool) -> dict[str, list[str]]:
+    """Copy the fine-tuned run's weights into model where names and shapes fit.
+
+    Args:
+        same_head: the head means the same thing (same kind and labels), so it is kept too.
+    Returns:
+        the tensor names loaded, created fresh and dropped.
+    """
+    source = unique_state(init.model)
+    own = unique_state(model)
+    loaded, created = {}, []
+    for name, tensor in own.items():
+        fits = name in source and source[name].shape == tensor.shape
+        if fits and (same_head or not is_head(name)):
+            loaded[name] = source[name]
+        else:
+            created.append(name)
+    model.load_state_dict(loaded, strict=False)
+    return {"loaded": sorted(loaded), "created": created, "dropped": sorted(set(source) - set(loaded))}
 
 
 class Trainer:
@@ -112,6 +173,9 @@ class Trainer:
         checkpoint = read_checkpoint(self.run_dir) if resume else None
         if checkpoint is not None:
             checkpoint.load_model(self.run.model)
+        frozen = freeze(self.run.model, self.config)
+        if frozen:
+            self.log(f"frozen: {len(frozen)} tensors ({frozen[0]} ... {frozen[-1]})")
         self.model = parallelize(self.run.model, self.world, fsdp)
         self.optimizer = make_optimizer(self.model, self.config)
         self.state = TrainingState()
@@ -135,12 +199,23 @@ class Trainer:
         if latest_checkpoint(self.run_dir) is not None:
             raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
         torch.manual_seed(config.seed)
-        prepared = prepare(config)
+        init = self._init_run(config) if config.init else None
+        prepared = prepare(config, init)
         self.config = config
         self.splits = prepared.splits
         model = build_model(prepared.model_config).to(self.device)  # the same on every process: same seed
+        if init is not None:
+            same_head = init.kind == prepared.kind and init.labels == prepared.labels
+            moved = carry_over(model, init, same_head)
+            self.log(f"init from {config.init}: loaded {len(moved['loaded'])} tensors")
+            self.log("  created fresh: " + (", ".join(moved["created"]) or "none")
+                     + ("" if same_head or not moved["created"] else
+                        f" (new {prepared.kind} head" + (f" for labels {', '.join(prepared.labels)})" if prepared.labels else ")")))
+            self.log("  dropped: " + (", ".join(moved["dropped"]) or "none"))
         torch.manual_seed(config.seed + 7_777 * self.world.rank)
         meta = {"task": config.task, "train": config.to_dict()}
+        if init is not None and "framing" in init.meta:
+            meta["framing"] = init.meta["framing"]  # an imported tokenizer keeps its own framing
         if self.world.is_main:
             save_run(
                 self.run_dir, model, prepared.model_config, prepared.kind, prepared.source,
@@ -148,6 +223,12 @@ class Trainer:
             )
         self.run = Run(self.run_dir, model, prepared.model_config, prepared.kind, prepared.source, prepared.target,
                        prepared.labels, meta)
+
+    def _init_run(self, config: TrainConfig) -> Run:
+        init = load_run(config.init, device=self.device)
+        if config.preset is not None:
+            check_same_body(init, get_preset(config.preset), config.preset)
+        return init
 
     def _resume(self, overrides: TrainConfig) -> None:
         document = read_run_config(self.run_dir)
@@ -180,7 +261,7 @@ class Trainer:
         model.train()
         step = self.state.step + 1
         for group in self.optimizer.param_groups:
-            group["lr"] = self._lr(step)
+            group["lr"] = self._lr(step) * group["scale"]
         self.optimizer.zero_grad(set_to_none=True)
         indices = self.order.next()
         micro = max(1, math.ceil(len(indices) / c.accumulate))
@@ -241,6 +322,12 @@ class Trainer:
         self.last_metrics = metrics
         return metrics
 
+    def _patience_ran_out(self) -> bool:
+        c = self.config
+        if c.patience is None or self.state.best_step is None:
+            return False
+        return (self.state.step - self.state.best_step) // c.eval_every >= c.patience
+
     def checkpoint(self) -> None:
         save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state, write=self.world.is_main)
         barrier(self.world)
@@ -284,6 +371,9 @@ class Trainer:
                 if step % c.eval_every == 0:
                     metrics = self._evaluate_and_keep_best()
                     bar.write(f"step {step}: " + _format_metrics(metrics))
+                    if self._patience_ran_out():
+                        stopped_by = f"early stopping (no better validation in {c.patience} evaluations)"
+                        break
                 if step % c.checkpoint_every == 0:
                     self.checkpoint()
         except KeyboardInterrupt:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from glassformer.data.tasks import grammar_lm, grammar_mlm, symbols, toy_sentiment, toy_translation
+from glassformer.data.tasks import (
+    grammar_lm,
+    grammar_mlm,
+    symbols,
+    toy_ner,
+    toy_qa,
+    toy_sentiment,
+    toy_translation,
+)
 from glassformer.data.tasks.task import Task, draw_splits
 from glassformer.errors import ConfigError
 
@@ -17,6 +25,8 @@ TASKS: dict[str, Task] = {
         grammar_lm.TASK,
         grammar_mlm.TASK,
         toy_sentiment.TASK,
+        toy_ner.TASK,
+        toy_qa.TASK,
     )
 }
 

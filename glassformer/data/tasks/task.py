@@ -6,7 +6,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from glassformer.data.conll import Tagged
 from glassformer.data.examples import Example, Labeled, Pair, Text
+from glassformer.data.qa import QAExample
 from glassformer.data.split import Splits
 
 # Draws one example from the task's generator; the same rng state gives the same example.
@@ -19,6 +21,10 @@ def _key(example: Example) -> str:
         return example.source
     if isinstance(example, (Text, Labeled)):
         return example.text
+    if isinstance(example, Tagged):
+        return " ".join(example.tokens)
+    if isinstance(example, QAExample):
+        return f"{example.context}\n{example.question}"
     raise TypeError(f"not an example: {example!r}")
 
 
@@ -60,7 +66,7 @@ class Task:
 
     Args:
         name: the name the CLI and get_task use.
-        kind: "seq2seq", "lm", "mlm" or "classify".
+        kind: "seq2seq", "lm", "mlm", "classify", "tag" or "qa".
         family: "encoder-decoder", "decoder-only" or "encoder-only".
         default_preset: the model preset to train on it when none is given.
         tokenizer: the default tokenizer kind.

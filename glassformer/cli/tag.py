@@ -1,0 +1,37 @@
+"""`glassformer tag`: the named entities a token-classification model finds in a text."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("tag", help="find named entities with a tagging model",
+                                   description="Tag each word (BIO) and print the entities found.")
+    parser.add_argument("--model", required=True, help="run folder of a tagging model")
+    parser.add_argument("text", nargs="*", help="texts (default: lines of standard input)")
+    parser.add_argument("--tags", action="store_true", help="also print every word with its tag")
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=tag_command)
+
+
+def tag_command(args: argparse.Namespace) -> int:
+    from glassformer.cli.classify import read_inputs
+    from glassformer.errors import UserError
+    from glassformer.run_folder import load_run
+    from glassformer.text import split_words
+    from glassformer.train.tagging import entity_spans, predict_tags
+    from glassformer.train.trainer import pick_device
+
+    device = pick_device(args.device)
+    run = load_run(args.model, device=device)
+    if run.kind != "tag":
+        raise UserError(f"{args.model} is a {run.kind!r} model; tag needs a 'tag' model")
+    sentences = [split_words(text) for text in read_inputs(args.text)]
+    for words, tags in zip(sentences, predict_tags(run.model, run.tokenizer, run.labels, sentences,
+                                                    run.config.max_len, device=device)):
+        if args.tags:
+            print(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
+        entities = [f"{' '.join(words[start:end])} ({kind})" for kind, start, end in entity_spans(tags)]
+        print("entities: " + ("; ".join(entities) if entities else "none"))
+    return 0
