@@ -199,7 +199,7 @@ TASK = Task(
     default_preset="small-seq2seq",
     tokenizer="word",
     description="translate an invented SVO language into an invented verb-final one (reordering)",
-    default_steps=3000,
+    default_steps=1000,
     sizes=(20_000, 500, 500),
     make=make_example,
 )
