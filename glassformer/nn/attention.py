@@ -16,6 +16,7 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import KVCache, MemoryKV
+from glassformer.nn.linear import Linear, concat_column_major
 from glassformer.nn.masks import causal_mask, combine
 
 
@@ -56,6 +57,11 @@ def attention(
     return weights.to(v.dtype) @ v, probs
 
 
+# From PyTorch 2.5 the CPU kernels (flash and math) give a query whose keys are all masked a zero
+# output and zero gradients by themselves; elsewhere we cannot count on it.
+_CPU_KERNEL_ZEROES_EMPTY_ROWS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
+
 def fast_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -70,10 +76,12 @@ def fast_attention(
     """
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
-    has_key = mask.any(dim=-1, keepdim=True)
+    if q.device.type == "cpu" and _CPU_KERNEL_ZEROES_EMPTY_ROWS:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    empty = ~mask.any(dim=-1, keepdim=True)
     # Empty rows attend everywhere (no NaN in the kernel or its gradient), then are zeroed.
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
-    return out.masked_fill(~has_key, 0.0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
+    return out.masked_fill(empty, 0.0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -81,6 +89,11 @@ class MultiHeadAttention(nn.Module):
 
     Heads are a logical split of the attention width A = H * D, which may differ from d_model
     (article A: 768 in, 512 attention, 8 heads of 64, output projection back to 768).
+
+    With config.fused_qkv the projections of one input run as one matmul (Q, K, V for
+    self-attention; K, V of the encoder output for cross-attention) over their weights
+    concatenated; the parameters stay w_q, w_k, w_v, but forward hooks on those three Linear
+    modules then do not fire (the HookPoints do).
     """
 
     def __init__(self, config: ModelConfig):
@@ -89,10 +102,12 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = config.n_heads
         self.d_head = config.d_head
         self.dropout_p = config.attention_dropout
-        self.w_q = nn.Linear(d_model, width, bias=config.bias)
-        self.w_k = nn.Linear(d_model, width, bias=config.bias)
-        self.w_v = nn.Linear(d_model, width, bias=config.bias)
-        self.w_o = nn.Linear(width, d_model, bias=config.bias)
+        self.w_q = Linear(d_model, width, bias=config.bias)
+        self.w_k = Linear(d_model, width, bias=config.bias)
+        self.w_v = Linear(d_model, width, bias=config.bias)
+        self.w_o = Linear(width, d_model, bias=config.bias)
+        self.fused_qkv = config.fused_qkv
+        self._packed: dict[int, tuple] = {}  # concatenated weights kept while no gradient is needed
         self.hook_q = HookPoint(("B", "T", "A"), "queries Q = X Wq")
         self.hook_k = HookPoint(("B", "S", "A"), "keys K = X Wk")
         self.hook_v = HookPoint(("B", "S", "A"), "values V = X Wv")
@@ -118,6 +133,29 @@ class MultiHeadAttention(nn.Module):
     def _tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return self._taps[name](x)
 
+    def _project(self, x: torch.Tensor, parts: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, ...]:
+        """x [B, T, d_model] through each of parts, as one matmul when fused_qkv is on."""
+        if not self.fused_qkv:
+            return tuple(part(x) for part in parts)
+        weight, bias = self._packed_weights(parts)
+        return F.linear(x, weight, bias).chunk(len(parts), dim=-1)  # each [B, T, A], a view
+
+    def _packed_weights(self, parts: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The parts' weights [n * A, d_model] and biases, concatenated."""
+        weights = [p.weight for p in parts]
+        bias = torch.cat([p.bias for p in parts]) if parts[0].bias is not None else None
+        if torch.is_grad_enabled():
+            return torch.cat(weights), bias  # anew on every call, so that gradients reach each part
+        try:
+            key = tuple((id(w), w.data_ptr(), w._version, w.dtype) for w in weights)
+        except RuntimeError:  # inference tensors keep no version counter to check a copy against
+            return torch.cat(weights), bias
+        cached = self._packed.get(len(parts))
+        if cached is None or cached[0] != key:  # first use, or a weight was replaced or changed in place
+            # Column-major, like the copies `Linear` decodes with (see glassformer.nn.linear).
+            cached = self._packed[len(parts)] = (key, concat_column_major(weights))
+        return cached[1], bias
+
     def forward(
         self,
         x: torch.Tensor,
@@ -141,24 +179,30 @@ class MultiHeadAttention(nn.Module):
         Returns:
             [B, T, d_model].
         """
-        q = self._split(self.hook_q(self.w_q(x)))
         if memory is None:
-            k = self._split(self.hook_k(self.w_k(x)))
-            v = self._split(self.hook_v(self.w_v(x)))
+            q, k, v = self._project(x, (self.w_q, self.w_k, self.w_v))
+            q = self._split(self.hook_q(q))
+            k = self._split(self.hook_k(k))
+            v = self._split(self.hook_v(v))
             if cache is not None:
                 k, v = cache.update(cache_pos, k, v)
-        elif cache is not None and cache.filled:
-            k, v = cache.k, cache.v
         else:
-            k = self._split(self.hook_k(self.w_k(memory)))
-            v = self._split(self.hook_v(self.w_v(memory)))
-            if cache is not None:
-                cache.store(k, v)
+            q = self._split(self.hook_q(self.w_q(x)))
+            if cache is not None and cache.filled:
+                k, v = cache.k, cache.v
+            else:
+                k, v = self._project(memory, (self.w_k, self.w_v))
+                k = self._split(self.hook_k(k))
+                v = self._split(self.hook_v(v))
+                if cache is not None:
+                    cache.store(k, v)
         q, k, v = self.hook_q_heads(q), self.hook_k_heads(k), self.hook_v_heads(v)
 
         t, s = q.size(2), k.size(2)
         dropout_p = self.dropout_p if self.training else 0.0
         step_by_step = need_probs or any(h.active for h in self._taps.values())
+        if causal and not step_by_step and t == 1:
+            causal = False  # one query, at the last position: every key is in its past
         if causal and (mask is not None or t != s or step_by_step):
             mask = combine(causal_mask(t, s, offset=s - t, device=x.device), mask)
             causal = False

@@ -10,6 +10,7 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.nn.hooks import HookPoint
+from glassformer.nn.residual import apply_dropout
 
 
 def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
@@ -96,11 +97,12 @@ class Embeddings(nn.Module):
                     f"sequence of {offset + t} tokens is longer than the model's maximum of {self.max_len}"
                 )
             positions = torch.arange(offset, offset + t, device=ids.device)[None]
-        tokens = self.hook_tokens(self.token(ids) * self.scale)
+        tokens = self.token(ids)
+        tokens = self.hook_tokens(tokens * self.scale if self.scale != 1.0 else tokens)
         x = tokens + self.hook_positions(self.position(positions).expand_as(tokens))
         if self.segment is not None:
             x = x + self.segment(torch.zeros_like(ids) if segments is None else segments)
         x = self.hook_sum(x)
         if self.norm is not None:
             x = self.hook_norm(self.norm(x))
-        return self.dropout(x)
+        return apply_dropout(self.dropout, x)

@@ -13,6 +13,11 @@ from glassformer.nn.hooks import HookPoint
 Sublayer = Callable[[torch.Tensor], torch.Tensor]
 
 
+def apply_dropout(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
+    """module(x), skipping the call when it would return x unchanged (eval mode or p = 0)."""
+    return module(x) if module.training and module.p > 0.0 else x
+
+
 class PostNormResidual(nn.Module):
     """LayerNorm(x + Dropout(sublayer(x))): "add & norm" as in the paper and BERT."""
 
@@ -24,7 +29,7 @@ class PostNormResidual(nn.Module):
         self.hook_norm = HookPoint(("B", "T", "d_model"), "LayerNorm (x - mean) / std")
 
     def forward(self, x: torch.Tensor, sublayer: Sublayer) -> torch.Tensor:
-        total = self.hook_sum(x + self.dropout(sublayer(x)))
+        total = self.hook_sum(x + apply_dropout(self.dropout, sublayer(x)))
         return self.hook_norm(self.norm(total))
 
 
@@ -39,7 +44,7 @@ class PreNormResidual(nn.Module):
         self.hook_sum = HookPoint(("B", "T", "d_model"), "residual: x + sublayer(norm(x))")
 
     def forward(self, x: torch.Tensor, sublayer: Sublayer) -> torch.Tensor:
-        return self.hook_sum(x + self.dropout(sublayer(self.hook_norm(self.norm(x)))))
+        return self.hook_sum(x + apply_dropout(self.dropout, sublayer(self.hook_norm(self.norm(x)))))
 
 
 def residual(config: ModelConfig) -> nn.Module:

@@ -189,13 +189,16 @@ class Trainer:
             self.order.load_state(self.state.order)
             self.log(f"resumed from step {self.state.step}")
         per_rank = self.config.batch_size // self.world.size
-        self.log(
-            f"global batch {self.config.batch_size} = {per_rank} per process x {self.world.size} processes "
-            f"({per_rank // self.config.accumulate} per micro-batch x {self.config.accumulate} accumulation steps)"
-        )
+        if self.world.distributed or self.config.accumulate > 1:
+            self.log(
+                f"global batch {self.config.batch_size} = {per_rank} per process x {self.world.size} processes "
+                f"({per_rank // self.config.accumulate} per micro-batch x {self.config.accumulate} accumulation steps)"
+            )
 
     # Set-up --------------------------------------------------------------------------------
     def _start(self, config: TrainConfig) -> None:
+        if config.preset is not None:
+            get_preset(config.preset)  # an unknown name is the first thing to hear about
         if latest_checkpoint(self.run_dir) is not None:
             raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
         torch.manual_seed(config.seed)

@@ -53,7 +53,7 @@ def test_learned_positions_count_from_each_rows_first_token():
     # GPT-2 style: learned positions, no embedding scale; a wrong position id would show here.
     torch.manual_seed(1)
     config = get_preset("tiny-lm").replace(
-        vocab_size=40, tie_output=False, max_len=128, positions="learned", scale_embeddings=False
+        vocab_size=40, tie_output=False, max_len=128, positions="learned", scale_embeddings=False, activation="relu"
     )
     model = build_model(config).eval()
     batch = generate_lm(model, INPUTS, stopping=LONG, keep_logits=True)

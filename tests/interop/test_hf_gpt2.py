@@ -184,16 +184,17 @@ def test_export_loads_in_transformers_and_round_trips_exactly(gpt2, tmp_path):
 
 def test_trained_here_model_exports_as_gpt2(tmp_path):
     tokenizer = SubwordTokenizer.train(CORPUS, 60)
-    config = get_preset("tiny-lm").replace(vocab_size=tokenizer.vocab_size, scale_embeddings=False, activation="gelu")
-    model = build_model(config).eval()
-    assert config.positions == "sinusoidal"  # exported as a learned table holding the same values
+    config = get_preset("tiny-lm").replace(
+        vocab_size=tokenizer.vocab_size, scale_embeddings=False, activation="gelu", positions="sinusoidal"
+    )
+    model = build_model(config).eval()  # sinusoidal positions export as a learned table of the same values
     out = export_hf(model, tmp_path / "exported")
     hf = GPT2LMHeadModel.from_pretrained(out).eval()
     ids = torch.randint(0, tokenizer.vocab_size, (2, 11))
     with torch.no_grad():
         assert (hf(ids).logits - model(ids)).abs().max() < 1e-4
     with pytest.raises(UserError, match="scale_embeddings"):
-        export_hf(build_model(get_preset("tiny-lm")), tmp_path / "never")
+        export_hf(build_model(get_preset("tiny-lm").replace(scale_embeddings=True)), tmp_path / "never")
 
 
 # Folders that do not match: one clear line, exit status 2 ----------------------------------------

@@ -47,7 +47,8 @@ def test_bad_data_files(tmp_path, capsys, content, kind, message):
         (["evaluate", "--model", "/tmp"], "not a run folder"),
     ],
 )
-def test_bad_flags_and_folders(capsys, args, message):
+def test_bad_flags_and_folders(capsys, monkeypatch, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)  # the default run folder (runs/TASK) lands here
     code, err = _run(args, capsys)
     assert code == 2
     assert message in err, err
