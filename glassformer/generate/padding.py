@@ -7,6 +7,20 @@ from collections.abc import Sequence
 import torch
 
 
+def _pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, left: bool, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        if seq:
+            cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+            ids[row, cols] = torch.tensor(list(seq), dtype=torch.long)
+            valid[row, cols] = True
+    return ids.to(device), valid.to(device)
+
+
 def left_pad(
     sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,14 +29,7 @@ def left_pad(
     Returns:
         ids [B, L] and valid [B, L] (True at real tokens).
     """
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
-            valid[row, width - len(seq):] = True
-    return ids.to(device), valid.to(device)
+    return _pad(sequences, pad_id, True, device)
 
 
 def right_pad(
@@ -33,13 +40,7 @@ def right_pad(
     Returns:
         ids [B, L] and valid [B, L] (True at real tokens).
     """
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    valid = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-        valid[row, : len(seq)] = True
-    return ids.to(device), valid.to(device)
+    return _pad(sequences, pad_id, False, device)
 
 
 def positions_from_valid(valid: torch.Tensor) -> torch.Tensor:

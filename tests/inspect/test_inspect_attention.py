@@ -15,14 +15,6 @@ from glassformer.text import WordTokenizer
 TEXT = "when you play the game of thrones"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     tokenizer = WordTokenizer.train([TEXT, "you win or you die"])

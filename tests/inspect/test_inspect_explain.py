@@ -8,7 +8,6 @@ from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
-import torch
 
 from glassformer.cli import main
 from glassformer.inspect.explain import explain
@@ -16,14 +15,6 @@ from glassformer.inspect.toy import DEFAULT_CORPUS, corpus_vocabulary, read_corp
 
 HALF = 0.5e-4  # the largest rounding error of a number printed with 4 decimals
 TRAIN_STEPS = "200"  # passes for every seed tried (0-4) at lr 0.02; about 1-2 s
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(*args):

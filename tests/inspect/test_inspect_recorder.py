@@ -11,15 +11,6 @@ from glassformer.models import build_model
 FAMILY_PRESETS = ["tiny-seq2seq", "tiny-lm", "tiny-encoder", "article-b"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Models this small run fastest on one thread (and far faster when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(preset):
     torch.manual_seed(0)
     config = get_preset(preset)

@@ -24,15 +24,6 @@ ARTICLE_A = [
     ("residual (embedding + attention) then LayerNorm (x - mean) / std", "residual + LayerNorm", [5, 12, 768]),
 ]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models run fastest on one thread (and far faster when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 _ROW = re.compile(r"^(\d+)\s{2,}(.+?)\s{2,}(\[[^\]]*\])\s{2,}")
 
 

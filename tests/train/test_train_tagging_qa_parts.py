@@ -42,14 +42,6 @@ WORDS = ("anna", "berg", "visited", "lima", ".")
 TAGS = ("B-PER", "I-PER", "O", "B-LOC", "O")
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def word_tokenizer(*extra, lowercase=False):
     return WordTokenizer(SPECIALS + ["anna", "berg", "visited", "lima", ".", "st", *extra], lowercase=lowercase)
 
@@ -272,7 +264,7 @@ class SpanModel(nn.Module):
 
 
 @pytest.mark.slow
-def test_toy_ner_is_learnable(one_thread):
+def test_toy_ner_is_learnable():
     torch.manual_seed(0)
     s = TASKS["toy-ner"].splits(0)
     tok = WordTokenizer.train([e.text for e in s.train])
@@ -294,7 +286,7 @@ def test_toy_ner_is_learnable(one_thread):
 
 
 @pytest.mark.slow
-def test_toy_qa_is_learnable(one_thread):
+def test_toy_qa_is_learnable():
     torch.manual_seed(0)
     s = TASKS["toy-qa"].splits(0)
     tok = WordTokenizer.train([f"{e.context} {e.question}" for e in s.train])
