@@ -1,5 +1,7 @@
 """Cross-attention of a trained default-task model follows the generator's word alignment."""
 
+import re
+
 import pytest
 
 from glassformer.cli import main
@@ -10,10 +12,13 @@ from glassformer.run_folder import load_run
 pytestmark = pytest.mark.slow
 
 
-def test_a_cross_attention_head_finds_the_reordered_alignment(tmp_path):
+def test_a_cross_attention_head_finds_the_reordered_alignment(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--steps", "300", "--eval-every", "300", "--eval-examples", "50", "--examples", "0",
                  "--out", str(out), "--no-progress"]) == 0
+    test_line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("test: "))
+    exact_match = float(re.search(r"exact_match ([0-9.]+)%", test_line).group(1)) / 100
+    assert exact_match >= 0.85  # the default task after 300 of its 1,000 default steps
     run = load_run(out)
     pairs = get_task(DEFAULT_TASK).splits(0).test[:200]
     # The task reorders words (verb last, adjectives after nouns), so a monotonic diagonal fails.
