@@ -14,8 +14,19 @@ Sublayer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def apply_dropout(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
-    """module(x), skipping the call when it would return x unchanged (eval mode or p = 0)."""
-    return module(x) if module.training and module.p > 0.0 else x
+    """What module(x) computes: zero each element with probability p, scale the rest by 1 / (1 - p).
+
+    Skips the call when nothing would change (eval mode, p = 0). On CPU it draws uniform numbers
+    instead of calling torch's Bernoulli sampler, which costs 2.5 times as much per element there:
+    dropout forward and backward take about a third less time (benchmarks/RESULTS.md).
+    """
+    p = module.p
+    if not module.training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return module(x)
+    keep = torch.rand(x.shape, dtype=torch.float32) >= p
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))  # the scaled mask is what backward needs
 
 
 class PostNormResidual(nn.Module):

@@ -1,0 +1,83 @@
+"""Greedy generation with a KV cache: `glassformer.generate.generate_lm` vs HF `generate`.
+
+Same GPT-2 weights on both sides, prompts of 16 random tokens, and exactly the same number of
+new tokens: neither side has an end token to stop on (HF's eos_token_id is None, ours end_id
+None), and HF also gets min_new_tokens = max_new_tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from common import Context, Line, have, skipped, time_sides
+from flops import count_flops
+from glassformer.generate import Stopping, generate_lm
+from models import VOCAB, gpt2_pair
+
+PROMPT_LEN = 16
+BATCHES = (1, 8)
+
+
+def prompts(batch: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(1, VOCAB, (batch, PROMPT_LEN), generator=g).tolist()
+
+
+def ours_fn(model, batch_prompts: list[list[int]], new_tokens: int):
+    stopping = Stopping(max_new_tokens=new_tokens)
+
+    def generate() -> list[list[int]]:
+        return [g.tokens for g in generate_lm(model, batch_prompts, stopping=stopping)]
+
+    return generate
+
+
+def peer_fn(model, batch_prompts: list[list[int]], new_tokens: int, device: str):
+    ids = torch.tensor(batch_prompts, device=device)
+    mask = torch.ones_like(ids)
+    model.generation_config.eos_token_id = None  # nothing to stop on: exactly new_tokens tokens
+
+    @torch.inference_mode()
+    def generate() -> list[list[int]]:
+        out = model.generate(
+            ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+            use_cache=True, pad_token_id=0,
+        )
+        return out[:, ids.size(1):].tolist()
+
+    return generate
+
+
+def agreement(a: list[list[int]], b: list[list[int]]) -> float:
+    """Fraction of rows whose generated tokens are identical (float rounding may split a tie)."""
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def make(case: str, side: str, device: str):
+    """One side's generation (batch from case, 200 new tokens) for the memory probe."""
+    ours, peer = gpt2_pair(device)
+    batch_prompts = prompts(int(case))
+    if side == "ours":
+        return ours_fn(ours.eval(), batch_prompts, 200)
+    return peer_fn(peer.eval(), batch_prompts, 200, device)
+
+
+def run(ctx: Context, new_tokens: int = 200) -> None:
+    if not have("transformers"):
+        ctx.out(skipped("greedy generation vs HF generate", "transformers is not installed"))
+        return
+    ours, peer = gpt2_pair(ctx.device)
+    ours.eval(), peer.eval()
+    for batch in BATCHES:
+        batch_prompts = prompts(batch)
+        sides = {"ours": ours_fn(ours, batch_prompts, new_tokens),
+                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device)}
+        ours_tokens, peer_tokens = sides["ours"](), sides["peer"]()
+        assert all(len(t) == new_tokens for t in ours_tokens + peer_tokens), "a side stopped early"
+        same = agreement(ours_tokens, peer_tokens)
+        flops = count_flops(sides["ours"])
+        timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
+        name = f"greedy generation GPT-2 6L d384, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache"
+        ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", flops=flops,
+                        work=batch * new_tokens, unit="tok",
+                        note=f"identical outputs in {same:.0%} of rows; {timing.noise()}"))
