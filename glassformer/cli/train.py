@@ -76,7 +76,6 @@ def register(subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig from the flags: given flags win, then the task's defaults, then the fields' own."""
     from glassformer.data.tasks import DEFAULT_TASK, get_task
-    from glassformer.errors import UserError
 
     given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
     if args.clip == 0:
@@ -88,10 +87,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values.update(given)
     values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
                   freeze_embeddings=args.freeze_embeddings)
-    try:
-        return TrainConfig(**values)
-    except TypeError as error:  # pragma: no cover - flags and fields are kept in step by _FLAGS
-        raise UserError(str(error)) from None
+    return TrainConfig(**values)
 
 
 def train_command(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from glassformer.data.examples import Example, Labeled, Pair, Text
 from glassformer.errors import ConfigError, DataError
+from glassformer.files import read_bytes
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -25,15 +26,7 @@ def _read_lines(path: str | Path, expected: str) -> list[tuple[int, str]]:
         expected: what a line should look like, for the empty-file message.
     """
     name = str(path)
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{name}: is a directory (expected a file of lines of {expected})")
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{name}: cannot read ({e.strerror})") from None
+    data = read_bytes(path, f"a file of lines of {expected}")
     if data.startswith(_BOM):
         data = data[len(_BOM):]
     try:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from glassformer.errors import ConfigError, DataError
+from glassformer.files import read_bytes
 from glassformer.text.base import FILE_FORMAT, Tokenizer
 from glassformer.text.char import CharTokenizer
 from glassformer.text.subword import SubwordTokenizer
@@ -48,15 +49,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         path: the JSON file.
     """
     name = str(path)
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{name}: is a directory (expected a tokenizer JSON file)")
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{name}: cannot read ({e.strerror})") from None
+    raw = read_bytes(path, "a tokenizer JSON file")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -12,7 +12,7 @@ import torch
 
 from glassformer.data import Labeled, Pair, Text
 from glassformer.errors import DataError
-from glassformer.framing import Framing, sequence_ids, source_ids, target_ids
+from glassformer.framing import Framing, decoder_start, sequence_ids, source_ids, target_ids
 from glassformer.text import Tokenizer
 
 IGNORE = -100
@@ -135,8 +135,6 @@ def make_batch(
     """Collate examples `indices` of `encoded` into a padded batch for its kind."""
     kind = encoded.kind
     if kind == "seq2seq":
-        from glassformer.framing import decoder_start
-
         src = pad([encoded.inputs[i] for i in indices], source.pad_id)
         start = decoder_start(target, framing)
         tgt_in = pad([[start, *encoded.targets[i]] for i in indices], target.pad_id)

@@ -26,7 +26,7 @@ from glassformer.train.distributed import (
 from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.schedule import learning_rate
-from glassformer.train.setup import prepare
+from glassformer.train.setup import load_splits, prepare
 
 METRICS_FILE = "metrics.jsonl"
 DEFAULT_STEPS = 1000
@@ -242,7 +242,7 @@ class Trainer:
         self.config = saved
         self.run = load_run(self.run_dir, device=self.device, weights=False)
         self.run.model.train()
-        prepared_kind, splits, _ = _splits_of(saved)
+        prepared_kind, splits, _ = load_splits(saved)
         if prepared_kind != self.run.kind:
             raise UserError(f"{self.run_dir}: its data is now read as {prepared_kind!r}, but the run is {self.run.kind!r}")
         self.splits = splits
@@ -339,8 +339,6 @@ class Trainer:
         """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors."""
         c = self.config
         total = c.steps if c.steps is not None else (None if c.minutes else DEFAULT_STEPS)
-        if total is None and c.minutes is None:
-            total = DEFAULT_STEPS
         n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
         self.log(
             f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
@@ -390,12 +388,6 @@ class Trainer:
         self.checkpoint()
         return Result(self.run_dir, self.state.step, self.last_metrics, self.state.best_step, self.state.elapsed,
                       stopped_by, history)
-
-
-def _splits_of(config: TrainConfig):
-    from glassformer.train.setup import load_splits
-
-    return load_splits(config)
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:

@@ -1,0 +1,24 @@
+"""Reading a user's file, with the one-line errors every reader gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glassformer.errors import DataError
+
+
+def read_bytes(path: str | Path, expected: str) -> bytes:
+    """The file's bytes; DataError naming the path when it is missing, a folder or unreadable.
+
+    Args:
+        expected: what the file should be, for the message about a folder ("a tokenizer JSON file").
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory (expected {expected})")
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
