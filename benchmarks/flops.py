@@ -1,6 +1,7 @@
 """Floating-point operations of one unit of work, counted by PyTorch rather than by formula.
 
-`torch.utils.flop_counter.FlopCounterMode` counts matrix products (mm, addmm, bmm, attention);
+`torch.utils.flop_counter.FlopCounterMode` counts matrix products (mm, addmm, bmm, attention, and
+the weighted embedding_bag sums that glassformer's small-batch Linear multiplies with);
 elementwise work, softmax and the optimiser are not counted. Attention runs through the math
 kernel while counting, so causal attention is counted in full (the usual convention: kernels
 that skip the masked half do not get credit for it). Work that scales with the batch is counted
@@ -17,9 +18,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def _weighted_bag_flops(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:
+    """A weighted embedding_bag sum (glassformer's small-batch Linear): a multiply and an add per
+    element of every row it gathers, as a matrix product of the same size is counted."""
+    return 2 * indices_shape[0] * weight_shape[1]
+
+
+BAG_FLOPS = {op: _weighted_bag_flops for op in (torch.ops.aten._embedding_bag, torch.ops.aten._embedding_bag_forward_only)}
+
+
 def count_flops(work: Callable[[], object]) -> int:
     """Matmul FLOPs of one call of work."""
-    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False, custom_mapping=BAG_FLOPS) as counter:
         work()
     return counter.get_total_flops()
 

@@ -23,16 +23,18 @@ from glassformer.nn.kv_cache import DecoderCache
 
 
 def prefill(
-    model: nn.Module, ids: torch.Tensor, valid: torch.Tensor, cache: DecoderCache | None = None
+    model: nn.Module, ids: torch.Tensor, valid: torch.Tensor, cache: DecoderCache | None = None,
+    padded: bool = True,
 ) -> torch.Tensor:
     """Run the whole (left-padded) prompt through the model, filling the cache.
 
     Args:
         ids: prompts [B, L]; valid: [B, L], True at real tokens.
+        padded: whether valid has any False; without padding no mask is passed (less work).
     Returns:
         logits [B, V] for the token after each prompt.
     """
-    mask = valid[:, None, None, :]  # [B, 1, 1, L]
+    mask = valid[:, None, None, :] if padded else None  # [B, 1, 1, L]
     # Only rows that already stopped can pass the last position (see _DecoderOnlyStepper.step).
     positions = positions_from_valid(valid).clamp(max=model.config.max_len - 1)
     return model(ids, mask=mask, positions=positions, cache=cache, cache_pos=0)[:, -1]
@@ -45,16 +47,18 @@ def decode_one_token(
     position: torch.Tensor,
     cache: DecoderCache,
     cache_pos: int,
+    padded: bool = True,
 ) -> torch.Tensor:
     """Feed one token per row at column cache_pos, reading the earlier keys from the cache.
 
     Args:
         token: [B, 1] ids; position: [B, 1] their position ids.
         valid: [B, cache_pos + 1], True at every real key so far (this token included).
+        padded: as `prefill`.
     Returns:
         logits [B, V] for the token after it.
     """
-    mask = valid[:, None, None, :]  # [B, 1, 1, cache_pos + 1]
+    mask = valid[:, None, None, :] if padded else None  # [B, 1, 1, cache_pos + 1]
     return model(token, mask=mask, positions=position, cache=cache, cache_pos=cache_pos)[:, -1]
 
 
@@ -64,11 +68,13 @@ class _DecoderOnlyStepper:
     def __init__(self, model: nn.Module, ids: torch.Tensor, valid: torch.Tensor, capacity: int, use_cache: bool):
         self.model = model
         self.ids, self.valid = ids, valid
+        # Every key fed later is real, so only left padding of the prompts ever needs a mask.
+        self.padded = not bool(valid.all())
         self.next_position = valid.long().sum(dim=-1, keepdim=True)  # [B, 1]
         self.cache = model.new_cache(capacity) if use_cache else None
 
     def prefill(self) -> torch.Tensor:
-        return prefill(self.model, self.ids, self.valid, self.cache)
+        return prefill(self.model, self.ids, self.valid, self.cache, self.padded)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         cache_pos = self.ids.size(1)
@@ -80,8 +86,10 @@ class _DecoderOnlyStepper:
         self.next_position = self.next_position + 1
         if self.cache is None:
             # Without a cache the whole prefix is recomputed: same logits, quadratic cost.
-            return prefill(self.model, self.ids, self.valid)
-        return decode_one_token(self.model, tokens[:, None], self.valid, position, self.cache, cache_pos)
+            return prefill(self.model, self.ids, self.valid, padded=self.padded)
+        return decode_one_token(
+            self.model, tokens[:, None], self.valid, position, self.cache, cache_pos, self.padded
+        )
 
 
 @torch.inference_mode()

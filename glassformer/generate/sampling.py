@@ -127,12 +127,13 @@ def choose_next(
     Returns:
         token ids [B].
     """
-    raw = logits.float()
-    logits = penalise(raw, sampling, previous, valid)
-    # Bans can rule out a whole row (n-gram blocking on a tiny vocabulary); such a row falls
-    # back to its unpenalised logits rather than producing NaN.
-    dead = torch.isinf(logits).all(dim=-1, keepdim=True)
-    logits = torch.where(dead, raw, logits)
+    logits = raw = logits.float()
+    if previous is not None:
+        logits = penalise(raw, sampling, previous, valid)
+        # Bans can rule out a whole row (n-gram blocking on a tiny vocabulary); such a row falls
+        # back to its unpenalised logits rather than producing NaN.
+        dead = torch.isinf(logits).all(dim=-1, keepdim=True)
+        logits = torch.where(dead, raw, logits)
     if sampling.greedy:
         return logits.argmax(dim=-1)
     probs = logits_to_probs(logits, sampling.temperature, sampling.top_k, sampling.top_p, sampling.min_p)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from glassformer.config import ModelConfig
@@ -35,11 +37,11 @@ def init_weights(model: nn.Module, config: ModelConfig) -> None:
     embed_std = 1.0 / math.sqrt(config.d_model) if config.scale_embeddings else 0.02
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
+            fill(module.weight, nn.init.xavier_uniform_)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=embed_std)
+            fill(module.weight, nn.init.normal_, std=embed_std)
         elif isinstance(module, LearnedPositions):
             nn.init.normal_(module.weight, std=0.02)
         elif isinstance(module, nn.LayerNorm):
@@ -48,7 +50,16 @@ def init_weights(model: nn.Module, config: ModelConfig) -> None:
     # Tied weights are initialised as embeddings (the loop may have reached the Linear last).
     for module in model.modules():
         if isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=embed_std)
+            fill(module.weight, nn.init.normal_, std=embed_std)
+
+
+def fill(weight: torch.Tensor, init: Callable[..., torch.Tensor], **kwargs) -> None:
+    """init(weight, **kwargs) with the random numbers drawn in row-major order whatever weight's
+    memory layout (`glassformer.nn.linear.Linear` is column-major), so that a seed gives the
+    values it gives an nn.Linear."""
+    values = init(torch.empty(weight.shape, dtype=weight.dtype, device=weight.device), **kwargs)
+    with torch.no_grad():
+        weight.copy_(values)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.linear import Linear, tie_column_major
+from glassformer.nn.module import Module
 from glassformer.nn.stack import Decoder
 
 
-class DecoderOnly(nn.Module):
+class DecoderOnly(Module):
     """Next-token prediction over one stream of tokens."""
 
     def __init__(self, config: ModelConfig):
@@ -20,9 +21,9 @@ class DecoderOnly(nn.Module):
         self.config = config
         self.embed = Embeddings(config, config.vocab_size)
         self.decoder = Decoder(config, config.n_layers, cross=False)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=config.output_bias)
         if config.tie_output:
-            self.lm_head.weight = self.embed.token.weight
+            tie_column_major(self.lm_head, self.embed.token)
         self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
         self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.linear import Linear, tie_column_major
 from glassformer.nn.masks import padding_mask
+from glassformer.nn.module import Module
 from glassformer.nn.stack import Decoder, Encoder
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(Module):
     """Encoder-decoder Transformer for translation and other sequence-to-sequence tasks."""
 
     def __init__(self, config: ModelConfig):
@@ -21,13 +22,13 @@ class EncoderDecoder(nn.Module):
         self.config = config
         self.src_embed = Embeddings(config, config.vocab_size)
         self.tgt_embed = Embeddings(config, config.target_vocab_size)
-        if config.tie_embeddings:
-            self.tgt_embed.token.weight = self.src_embed.token.weight
         self.encoder = Encoder(config)
         self.decoder = Decoder(config, config.decoder_layers, cross=True)
-        self.lm_head = nn.Linear(config.d_model, config.target_vocab_size, bias=config.output_bias)
+        self.lm_head = Linear(config.d_model, config.target_vocab_size, bias=config.output_bias)
         if config.tie_output:
-            self.lm_head.weight = self.tgt_embed.token.weight
+            tie_column_major(self.lm_head, self.tgt_embed.token)
+        if config.tie_embeddings:
+            self.src_embed.token.weight = self.tgt_embed.token.weight
         self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
         self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.models.heads import (
@@ -15,6 +14,7 @@ from glassformer.models.heads import (
 from glassformer.models.qa_head import SpanHead
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.masks import padding_mask
+from glassformer.nn.module import Module
 from glassformer.nn.stack import Encoder
 
 _HEADS = {
@@ -22,7 +22,7 @@ _HEADS = {
 }
 
 
-class EncoderOnly(nn.Module):
+class EncoderOnly(Module):
     """Encoder stack with the head config.head names ("none" returns the hidden states).
 
     Output of forward: hidden [B, T, d_model] ("none"), token logits [B, T, V] ("mlm"),

@@ -7,9 +7,10 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.feedforward import ACTIVATIONS
+from glassformer.nn.module import Module
 
 
-class Pooler(nn.Module):
+class Pooler(Module):
     """BERT's pooler: dense + tanh on the first token's hidden state."""
 
     def __init__(self, config: ModelConfig):
@@ -21,7 +22,7 @@ class Pooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))
 
 
-class MaskedLMHead(nn.Module):
+class MaskedLMHead(Module):
     """BERT's masked-LM head: dense + activation + LayerNorm, then a projection to the vocabulary."""
 
     def __init__(self, config: ModelConfig):
@@ -36,7 +37,7 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.norm(self.activation(self.dense(hidden))))
 
 
-class SequenceClassificationHead(nn.Module):
+class SequenceClassificationHead(Module):
     """Classifies a whole sequence from its first token (pooled when the model has a pooler)."""
 
     def __init__(self, config: ModelConfig):
@@ -49,7 +50,7 @@ class SequenceClassificationHead(nn.Module):
         return self.classifier(self.dropout(first))
 
 
-class TokenClassificationHead(nn.Module):
+class TokenClassificationHead(Module):
     """Classifies every token (tagging, named entities)."""
 
     def __init__(self, config: ModelConfig):

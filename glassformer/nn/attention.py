@@ -16,8 +16,9 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import KVCache, MemoryKV
-from glassformer.nn.linear import Linear, concat_column_major
+from glassformer.nn.linear import Linear, concat_column_major, linear
 from glassformer.nn.masks import causal_mask, combine
+from glassformer.nn.module import Module
 
 
 def _untapped(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ def fast_attention(
     return out.masked_fill(empty, 0.0)
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(Module):
     """Multi-head attention with one Q, one K and one V projection shared by all heads.
 
     Heads are a logical split of the attention width A = H * D, which may differ from d_model
@@ -138,7 +139,7 @@ class MultiHeadAttention(nn.Module):
         if not self.fused_qkv:
             return tuple(part(x) for part in parts)
         weight, bias = self._packed_weights(parts)
-        return F.linear(x, weight, bias).chunk(len(parts), dim=-1)  # each [B, T, A], a view
+        return linear(x, weight, bias).chunk(len(parts), dim=-1)  # each [B, T, A], a view
 
     def _packed_weights(self, parts: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The parts' weights [n * A, d_model] and biases, concatenated."""
@@ -152,7 +153,7 @@ class MultiHeadAttention(nn.Module):
             return torch.cat(weights), bias
         cached = self._packed.get(len(parts))
         if cached is None or cached[0] != key:  # first use, or a weight was replaced or changed in place
-            # Column-major, like the copies `Linear` decodes with (see glassformer.nn.linear).
+            # Column-major like each part (see glassformer.nn.linear), for the fast decoding path.
             cached = self._packed[len(parts)] = (key, concat_column_major(weights))
         return cached[1], bias
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.attention import MultiHeadAttention
 from glassformer.nn.feedforward import FeedForward
 from glassformer.nn.kv_cache import LayerCache
+from glassformer.nn.module import Module
 from glassformer.nn.residual import residual
 
 
-class EncoderLayer(nn.Module):
+class EncoderLayer(Module):
     """Self-attention then feed-forward, each inside residual + LayerNorm."""
 
     def __init__(self, config: ModelConfig):
@@ -28,7 +28,7 @@ class EncoderLayer(nn.Module):
         return self.ffn_residual(x, self.ffn)
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(Module):
     """Masked self-attention, cross-attention to the encoder output, feed-forward.
 
     Args:

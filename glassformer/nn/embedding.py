@@ -10,6 +10,7 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.nn.hooks import HookPoint
+from glassformer.nn.module import Module
 from glassformer.nn.residual import apply_dropout
 
 
@@ -28,7 +29,7 @@ def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
     return table.float()
 
 
-class SinusoidalPositions(nn.Module):
+class SinusoidalPositions(Module):
     """The paper's fixed positional encodings, looked up by position id."""
 
     def __init__(self, max_len: int, d_model: int):
@@ -39,7 +40,7 @@ class SinusoidalPositions(nn.Module):
         return self.table[positions]
 
 
-class LearnedPositions(nn.Module):
+class LearnedPositions(Module):
     """One learned vector per position (GPT-2, BERT)."""
 
     def __init__(self, max_len: int, d_model: int):
@@ -51,7 +52,7 @@ class LearnedPositions(nn.Module):
         return self.weight[positions]
 
 
-class Embeddings(nn.Module):
+class Embeddings(Module):
     """Token embedding (times sqrt(d_model) if configured) + position (+ segment), then norm/dropout.
 
     Args:

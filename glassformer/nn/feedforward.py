@@ -9,6 +9,7 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.linear import Linear
+from glassformer.nn.module import Module
 from glassformer.nn.residual import apply_dropout
 
 ACTIVATIONS = {
@@ -18,7 +19,7 @@ ACTIVATIONS = {
 }
 
 
-class FeedForward(nn.Module):
+class FeedForward(Module):
     """Two linear layers with ReLU (paper) or GELU between, applied to each position alike."""
 
     def __init__(self, config: ModelConfig):

@@ -9,6 +9,7 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
+from glassformer.nn.module import Module
 
 Sublayer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,7 +30,7 @@ def apply_dropout(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))  # the scaled mask is what backward needs
 
 
-class PostNormResidual(nn.Module):
+class PostNormResidual(Module):
     """LayerNorm(x + Dropout(sublayer(x))): "add & norm" as in the paper and BERT."""
 
     def __init__(self, config: ModelConfig):
@@ -44,7 +45,7 @@ class PostNormResidual(nn.Module):
         return self.hook_norm(self.norm(total))
 
 
-class PreNormResidual(nn.Module):
+class PreNormResidual(Module):
     """x + Dropout(sublayer(LayerNorm(x))): the norm moves in front of the sublayer (GPT-2)."""
 
     def __init__(self, config: ModelConfig):

@@ -9,9 +9,10 @@ from glassformer.config import ModelConfig
 from glassformer.nn.block import DecoderLayer, EncoderLayer
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.module import Module
 
 
-class Encoder(nn.Module):
+class Encoder(Module):
     """N encoder layers."""
 
     def __init__(self, config: ModelConfig):
@@ -29,7 +30,7 @@ class Encoder(nn.Module):
         return self.hook_out(x)
 
 
-class Decoder(nn.Module):
+class Decoder(Module):
     """N decoder layers; with cross=False they are GPT blocks (no cross-attention).
 
     Args:

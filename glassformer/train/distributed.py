@@ -70,6 +70,11 @@ def parallelize(model: nn.Module, world: World, fsdp: bool = False) -> nn.Module
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
     from torch.distributed.fsdp import fully_shard
 
+    # FSDP2 shards only contiguous parameters; the column-major layout that
+    # glassformer.nn.linear.Linear keeps for decoding is of no use to sharded training.
+    for parameter in model.parameters():
+        if not parameter.is_contiguous():
+            parameter.data = parameter.data.contiguous()
     for module in model.modules():
         if module.__class__.__name__ in ("EncoderLayer", "DecoderLayer"):
             fully_shard(module)

@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from glassformer.config import ModelConfig
+from glassformer.config import ModelConfig, get_preset
 from glassformer.models import build_model
+from glassformer.models.build import fill
 from glassformer.nn import MultiHeadAttention
-from glassformer.nn.linear import SMALL_ROWS, Linear
+from glassformer.nn.linear import BAG_ROWS, SMALL_ROWS, Linear, column_major, is_column_major
 
 
 def _pair(fused_config_changes=None, **changes):
@@ -69,21 +70,67 @@ def test_fused_weights_kept_without_grad_are_refreshed_after_an_update():
         torch.testing.assert_close(fused(x), plain(x), atol=1e-6, rtol=0)
 
 
-def test_small_batch_linear_equals_plain_linear_and_follows_weight_changes():
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["column-major", "row-major"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_small_batch_paths_equal_f_linear(threads, layout, bias):
+    # 131 outputs: 2 or 3 blocks of 65 or 43 and a remainder; 10 inputs: bags of 3, 3 and 4 on 3 threads.
     torch.manual_seed(0)
-    layer = Linear(24, 40)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
-    for rows in (1, 3, SMALL_ROWS, SMALL_ROWS + 1):
-        x = torch.randn(rows, 24)
+    layer = Linear(10, 131, bias=bias)
+    if layout == "row-major":
+        layer.weight = torch.nn.Parameter(layer.weight.detach().contiguous())
+    torch.set_num_threads(threads)
+    for rows in (1, 2, BAG_ROWS, BAG_ROWS + 1, SMALL_ROWS, SMALL_ROWS + 1):
+        x = torch.randn(rows, 1, 10)
+        expected = F.linear(x, layer.weight, layer.bias)
         with torch.no_grad():
-            torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
-        layer(x).sum().backward()  # with grad: the plain path, gradients as nn.Linear's
-        optimizer.step()
-        optimizer.zero_grad()
-    x = torch.randn(2, 24)
-    with torch.inference_mode():
-        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
-    assert isinstance(layer, torch.nn.Linear) and set(layer.state_dict()) == {"weight", "bias"}
+            torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5, msg=f"{rows} rows")
+        with torch.inference_mode():
+            torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5, msg=f"{rows} rows")
+
+
+def test_linear_is_nn_linear_with_a_column_major_weight_and_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    ours = Linear(24, 40)
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(24, 40)
+    assert isinstance(ours, torch.nn.Linear) and set(ours.state_dict()) == {"weight", "bias"}
+    assert ours.weight.shape == (40, 24) and ours.weight.stride() == (1, 40) and is_column_major(ours.weight)
+    torch.testing.assert_close(ours.weight, plain.weight, atol=0, rtol=0)
+    x = torch.randn(7, 24)
+    ours(x).square().sum().backward()
+    plain(x).square().sum().backward()
+    torch.testing.assert_close(ours.weight.grad, plain.weight.grad, atol=1e-5, rtol=1e-5)
+    assert ours.weight.grad.stride() == (1, 40)  # gradients come in the weight's layout: no copy
+
+
+def test_small_batch_paths_follow_the_weight_and_autocast():
+    layer = Linear(16, 128)
+    x = torch.randn(1, 16)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # nothing is cached: an in-place change shows at once
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer(x).dtype == torch.bfloat16
+
+
+def test_fill_draws_in_row_major_order_whatever_the_layout():
+    torch.manual_seed(0)
+    rows = torch.nn.init.normal_(torch.empty(5, 3))
+    cols = column_major(torch.zeros(5, 3))
+    torch.manual_seed(0)
+    fill(cols, torch.nn.init.normal_)
+    assert torch.equal(cols, rows) and cols.stride() == (1, 5)
+
+
+@pytest.mark.parametrize("preset", ["tiny-lm", "tiny-seq2seq"])
+def test_tied_output_shares_one_column_major_table(preset):
+    config = get_preset(preset).replace(tie_output=True)
+    model = build_model(config)
+    embed = model.embed if preset == "tiny-lm" else model.tgt_embed
+    assert model.lm_head.weight is embed.token.weight and is_column_major(model.lm_head.weight)
+    if preset == "tiny-seq2seq" and config.tie_embeddings:
+        assert model.src_embed.token.weight is embed.token.weight
 
 
 def test_small_batch_linear_still_calls_forward_hooks():
