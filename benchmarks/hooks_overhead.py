@@ -17,6 +17,7 @@ from common import Context, Line, time_sides
 from glassformer.config import get_preset
 from glassformer.models import build_model
 from glassformer.nn.hooks import HookPoint
+from glassformer.nn.module import Module
 
 TARGET = 0.02
 STEPS_PER_CALL = 20  # decode steps per timed call: one step is too short to time alone
@@ -63,7 +64,7 @@ def per_call_cost(n: int = 200_000) -> float:
     return max(timing.median("idle") - timing.median("bare"), 0.0) / n
 
 
-class _Site(torch.nn.Module):
+class _Site(Module):
     """A call site as the model has them: `self.hook_x(tensor)`, against one without the call."""
 
     def __init__(self):
@@ -107,14 +108,13 @@ def decode_steps(model, device: str, prompt: int = 100):
     with torch.inference_mode():
         model(ids, cache=cache)
     token, position = ids[:, :1], torch.tensor([[prompt]], device=device)
-    valid = torch.ones(1, 1, 1, prompt + 1, dtype=torch.bool, device=device)
 
     @torch.inference_mode()
     def steps() -> None:
         for _ in range(STEPS_PER_CALL):
             for layer in cache.layers:
                 layer.self_attn.length = prompt  # overwrite the same position each time
-            model(token, mask=valid, positions=position, cache=cache, cache_pos=prompt)
+            model(token, positions=position, cache=cache, cache_pos=prompt)  # unpadded: no mask, as generate_lm
 
     return steps
 

@@ -4,8 +4,11 @@ Method (CPU): a child process builds the models exactly as the timed comparison 
 sides' models, so that both children start alike), hands freed heap back to the OS
 (`malloc_trim`), resets the kernel's RSS high-water mark (writing 5 to /proc/self/clear_refs),
 runs one side's unit of work twice (a warm-up, then one more: the optimiser state exists from the
-first step on), and reports VmHWM minus the RSS just before the work: the memory the work needs
-beyond the weights (activations, gradients, optimiser state, KV cache). On CUDA the same with
+first step on), and reports VmHWM minus the RSS just before the work, less the growth of RssFile:
+the memory the work needs beyond the weights (activations, gradients, optimiser state, KV cache).
+RssFile is the part of the resident set that maps files, here the code of library functions the
+work runs for the first time (the first `embedding_bag` call alone maps ~1.7 MB of libtorch); it
+is counted apart and printed, the same way for both sides. On CUDA the same with
 `torch.cuda.max_memory_allocated`. The child inherits the allocator settings of the parent.
 
     python benchmarks/memory.py --probe train_step enc-dec:small ours cpu   (what run.py calls)
@@ -65,20 +68,22 @@ def probe(module: str, case: str, side: str, device: str) -> dict:
     except OSError:
         pass
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kb("VmRSS")
+    before, files_before = _status_kb("VmRSS"), _status_kb("RssFile")
     work(), work()
-    return {"mb": (_status_kb("VmHWM") - before) / 1024, "method": "rss"}
+    code = _status_kb("RssFile") - files_before
+    return {"mb": (_status_kb("VmHWM") - before - code) / 1024, "code_mb": code / 1024, "method": "rss"}
 
 
-def measure(module: str, case: str, side: str, device: str, threads: int) -> float | None:
-    """Start a child for one side; its peak growth in MB, or None when it failed (printed)."""
+def measure(module: str, case: str, side: str, device: str, threads: int) -> dict | None:
+    """Start a child for one side; its probe's result (peak growth "mb", code pages "code_mb" on
+    CPU), or None when it failed (printed)."""
     env = {**os.environ, "GLASSFORMER_BENCH_THREADS": str(threads)}
     cmd = [sys.executable, str(HERE / "memory.py"), "--probe", module, case, side, device]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"  memory probe {module} {case} {side} failed: {done.stderr.strip().splitlines()[-1:]}")
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])["mb"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(ctx) -> None:
@@ -86,7 +91,8 @@ def run(ctx) -> None:
 
     from common import have
 
-    method = "CUDA max_memory_allocated growth" if ctx.device == "cuda" else "peak RSS growth (VmHWM)"
+    method = ("CUDA max_memory_allocated growth" if ctx.device == "cuda"
+              else "peak RSS growth (VmHWM) less newly mapped library code (RssFile)")
     ctx.out(f"peak memory: {method} over the work, fresh process per side, MB; ratio = peer / glassformer")
     for label, module, case in CASES:
         kind = case.partition(":")[0]
@@ -95,14 +101,17 @@ def run(ctx) -> None:
         if needs_transformers and not have("transformers"):
             ctx.out(f"peak memory, {label}: skipped (transformers is not installed)")
             continue
-        ours = measure(module, case, "ours", ctx.device, torch.get_num_threads())
-        theirs = measure(module, case, "peer", ctx.device, torch.get_num_threads())
-        if ours is None or theirs is None:
+        sides = [measure(module, case, side, ctx.device, torch.get_num_threads()) for side in ("ours", "peer")]
+        if None in sides:
             continue
+        ours, theirs = (side["mb"] for side in sides)
         ratio = theirs / ours if ours > 0 else float("nan")
         ctx.memory.append((label, peer, ours, theirs))
+        code = ""
+        if "code_mb" in sides[0]:
+            code = f" (library code mapped: {sides[0]['code_mb']:.1f} MB ours, {sides[1]['code_mb']:.1f} MB {peer})"
         ctx.out(f"peak memory, {label}: glassformer +{ours:,.0f} MB, {peer} +{theirs:,.0f} MB; "
-                f"{peer}/glassformer = {ratio:.2f}x")
+                f"{peer}/glassformer = {ratio:.2f}x{code}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def prefill(
     mask = valid[:, None, None, :] if padded else None  # [B, 1, 1, L]
     # Only rows that already stopped can pass the last position (see _DecoderOnlyStepper.step).
     positions = positions_from_valid(valid).clamp(max=model.config.max_len - 1)
-    return model(ids, mask=mask, positions=positions, cache=cache, cache_pos=0)[:, -1]
+    return model(ids, mask=mask, positions=positions, cache=cache, cache_pos=0, last_only=True)[:, -1]
 
 
 def decode_one_token(

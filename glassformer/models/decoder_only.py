@@ -34,17 +34,22 @@ class DecoderOnly(Module):
         positions: torch.Tensor | None = None,
         cache: DecoderCache | None = None,
         cache_pos: int = 0,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """Token ids [B, T] -> next-token logits [B, T, V].
+        """Token ids [B, T] -> next-token logits [B, T, V] ([B, 1, V] with last_only).
 
         Args:
             mask: key padding [B, 1, 1, cache_pos + T], True at real tokens, or None when there
                 is no padding before real tokens (right padding is hidden by the causal mask).
             positions: [B, T] position ids (left-padded batches count from each first real token).
             cache: KV cache from `new_cache`; ids then hold positions cache_pos ... cache_pos + T - 1.
+            last_only: project only the last position onto the vocabulary (generation needs no
+                other, and a [B, T, V] product over a whole prompt is the largest one there is).
         """
         x = self.embed(ids, positions=positions, offset=cache_pos)
         hidden = self.decoder(x, None, mask, None, cache, cache_pos)
+        if last_only:
+            hidden = hidden[:, -1:]
         logits = self.hook_logits(self.lm_head(hidden))
         if self.hook_output_probs.active:
             self.hook_output_probs(torch.softmax(logits.float(), dim=-1))

@@ -67,15 +67,18 @@ def is_column_major(weight: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear(x, weight, bias), faster for a few rows on CPU without gradients."""
-    rows = x.numel() // max(weight.size(1), 1)
-    if x.device.type != "cpu" or torch.is_grad_enabled() or rows > SMALL_ROWS or rows == 0:
+    """F.linear(x, weight, bias), faster for a few rows on CPU without gradients.
+
+    Decoding calls this a few dozen times per token, so the checks are the cheap ones first.
+    """
+    rows = x.numel() // max(x.shape[-1], 1)
+    if rows > SMALL_ROWS or rows == 0 or not x.is_cpu or torch.is_grad_enabled():
         return F.linear(x, weight, bias)
     threads = torch.get_num_threads()
     if (
         rows <= BAG_ROWS
-        and is_column_major(weight)
         and x.dtype == weight.dtype == torch.float32
+        and is_column_major(weight)
         and not torch.is_autocast_enabled("cpu")
     ):
         return bag_linear(x, weight, bias, threads)
@@ -103,16 +106,19 @@ def bag_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         [..., out].
     """
     out_features, in_features = weight.shape
-    rows = x.reshape(-1, in_features)  # [R, in]
-    n = rows.size(0)
     blocks = max(1, min(blocks, in_features))
-    index, offsets = _bags(in_features, n, blocks)
-    table = weight.t()  # [in, out], contiguous: row i holds the weights of input feature i
-    sums = F.embedding_bag(index, table, offsets, mode="sum", per_sample_weights=rows.reshape(-1))
-    y = sums.view(n, blocks, out_features).sum(dim=1) if blocks > 1 else sums  # [R, out]
-    if bias is not None:
-        y = y + bias
-    return y.view(*x.shape[:-1], out_features)
+    index, offsets = _bags(in_features, x.numel() // in_features, blocks)
+    # [in, out], contiguous: row i holds the weights of input feature i. Detached, so that
+    # PyTorch runs its forward-only kernel (no bookkeeping for a backward that cannot come).
+    table = weight.detach().t()
+    # torch.embedding_bag is what F.embedding_bag calls after checks that cost more here than
+    # they can catch: mode 0 is "sum"; the other outputs are bookkeeping for backward.
+    sums = torch.embedding_bag(table, index, offsets, False, 0, False, x.reshape(-1))[0]  # [R * blocks, out]
+    if blocks > 1:
+        y = sums.view(*x.shape[:-1], blocks, out_features).sum(dim=-2)  # add each row's partial sums
+    else:
+        y = sums.view(*x.shape[:-1], out_features)
+    return y if bias is None else y.add_(bias)
 
 
 def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, blocks: int) -> torch.Tensor:

@@ -26,8 +26,24 @@ def apply_dropout(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return module(x)
-    keep = torch.rand(x.shape, dtype=torch.float32) >= p
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))  # the scaled mask is what backward needs
+    return _UniformDropout.apply(x, p)
+
+
+class _UniformDropout(torch.autograd.Function):
+    """Dropout with a mask from torch.rand, kept for backward as booleans (1 byte an element, as
+    nn.Dropout keeps it) rather than as the scaled float mask (4 bytes)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = torch.rand(x.shape, dtype=torch.float32) >= p
+        ctx.save_for_backward(keep)
+        ctx.scale = 1.0 / (1.0 - p)
+        return x * keep.to(x.dtype).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return grad * keep.to(grad.dtype).mul_(ctx.scale), None
 
 
 class PostNormResidual(Module):

@@ -174,3 +174,13 @@ def test_sequence_longer_than_maximum_is_a_clear_error():
     lm = _model("tiny-lm", max_len=8)
     with pytest.raises(UserError, match="sequence of 9 tokens is longer than the model's maximum of 8"):
         lm(torch.randint(5, V, (1, 9)))
+
+
+def test_last_only_projects_just_the_last_position():
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny-lm").replace(vocab_size=50)).eval()
+    ids = torch.randint(1, 50, (2, 7))
+    with torch.no_grad():
+        full, last = model(ids), model(ids, last_only=True)
+    assert last.shape == (2, 1, 50)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-6, rtol=0)
