@@ -1,0 +1,82 @@
+"""The products of one decode step, by weight layout and kernel: where glassformer's Linear gains.
+
+    python benchmarks/small_batch_linear.py [--threads N] [--reps N]
+
+Runs the 25 weight products of one decode step of the benchmark GPT-2 (6 layers of Q/K/V fused
+384 x 1152, 384 x 384, 384 x 1536 and 1536 x 384, and the 8000 x 384 output layer: 55 MB of fp32)
+one after the other, so that each weight comes from memory as it does when decoding, for 1 to 16
+rows, and prints the median time of the whole step for each way of multiplying:
+
+- `nn.Linear`: F.linear on the usual row-major [out, in] weight;
+- `column-major`: F.linear on the same weight stored [in, out] in memory (glassformer's layout);
+- `split bmm`: glassformer's path for 5-16 rows, one baddbmm over blocks of output features;
+- `embedding_bag`: glassformer's path for 1-4 rows, weighted sums of the weight's rows;
+- `glassformer Linear`: what `glassformer.nn.linear.linear` picks, with its dispatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from glassformer.nn.linear import bag_linear, column_major, linear, split_linear  # noqa: E402
+
+SHAPES = [(1152, 384), (384, 384), (1536, 384), (384, 1536)] * 6 + [(8000, 384)]
+
+
+def step_time(products: list, reps: int) -> float:
+    """Median seconds of running every product once."""
+    for _ in range(3):
+        for product in products:
+            product()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for product in products:
+            product()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--reps", type=int, default=30)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows_major = [(torch.randn(o, i), torch.randn(o)) for o, i in SHAPES]
+    cols_major = [(column_major(w), b) for w, b in rows_major]
+    threads = torch.get_num_threads()
+    megabytes = sum(w.numel() * 4 for w, _ in rows_major) / 1e6
+    print(f"{len(SHAPES)} products, {megabytes:.0f} MB of fp32 weights, {threads} threads; "
+          f"median ms per decode step's products (GB/s of weights read)")
+    ways = {
+        "nn.Linear": (rows_major, lambda x, w, b: F.linear(x, w, b)),
+        "column-major": (cols_major, lambda x, w, b: F.linear(x, w, b)),
+        "split bmm": (cols_major, lambda x, w, b: split_linear(x, w, b, max(threads, 2))),
+        "embedding_bag": (cols_major, lambda x, w, b: bag_linear(x, w, b, threads)),
+        "glassformer Linear": (cols_major, linear),
+    }
+    print(f"{'rows':>4}  " + "  ".join(f"{name:>20}" for name in ways))
+    with torch.inference_mode():
+        for rows in (1, 2, 4, 8, 16):
+            inputs = {n: torch.randn(rows, n) for n in (384, 1536)}
+            cells = []
+            for weights, multiply in ways.values():
+                products = [lambda w=w, b=b, f=multiply: f(inputs[w.size(1)], w, b) for w, b in weights]
+                seconds = step_time(products, args.reps)
+                cells.append(f"{seconds * 1e3:7.2f} ({megabytes / 1e3 / seconds:4.1f})")
+            print(f"{rows:>4}  " + "  ".join(f"{c:>20}" for c in cells))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
