@@ -19,7 +19,7 @@ def apply_dropout(module: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
 
     Skips the call when nothing would change (eval mode, p = 0). On CPU it draws uniform numbers
     instead of calling torch's Bernoulli sampler, which costs 2.5 times as much per element there:
-    dropout forward and backward take about a third less time (benchmarks/RESULTS.md).
+    forward and backward take about a fifth less time than nn.Dropout's (benchmarks/RESULTS.md).
     """
     p = module.p
     if not module.training or p == 0.0:
@@ -38,12 +38,17 @@ class _UniformDropout(torch.autograd.Function):
         keep = torch.rand(x.shape, dtype=torch.float32) >= p
         ctx.save_for_backward(keep)
         ctx.scale = 1.0 / (1.0 - p)
-        return x * keep.to(x.dtype).mul_(ctx.scale)
+        return _masked(x, keep, ctx.scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (keep,) = ctx.saved_tensors
-        return grad * keep.to(grad.dtype).mul_(ctx.scale), None
+        return _masked(grad, keep, ctx.scale), None
+
+
+def _masked(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    """x where keep, times scale; 0 elsewhere (faster here than torch.where on a bool mask)."""
+    return x * keep.to(x.dtype).mul_(scale)
 
 
 class PostNormResidual(Module):

@@ -8,7 +8,7 @@ from glassformer.config import ModelConfig, get_preset
 from glassformer.models import build_model
 from glassformer.models.build import fill
 from glassformer.nn import MultiHeadAttention
-from glassformer.nn.linear import BAG_ROWS, SMALL_ROWS, Linear, column_major, is_column_major
+from glassformer.nn.linear import BAG_ROWS, SMALL_ROWS, Linear, _bags, column_major, is_column_major
 
 
 def _pair(fused_config_changes=None, **changes):
@@ -112,6 +112,20 @@ def test_small_batch_paths_follow_the_weight_and_autocast():
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert layer(x).dtype == torch.bfloat16
+
+
+def test_index_tensors_cached_under_inference_mode_serve_plain_no_grad_calls():
+    _bags.cache_clear()
+    torch.set_num_threads(2)
+    layer = Linear(12, 130)
+    x = torch.randn(1, 12)
+    expected = F.linear(x, layer.weight, layer.bias)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
+    assert _bags.cache_info().currsize == 1
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
+    assert _bags.cache_info().hits == 1
 
 
 def test_fill_draws_in_row_major_order_whatever_the_layout():
