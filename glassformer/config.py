@@ -19,6 +19,9 @@ NORMS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITIONS = ("sinusoidal", "learned")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
+# Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
+# from outside by `glassformer.speed`.
+RETIRED_FIELDS = ("fused_qkv",)
 
 
 @dataclass
@@ -58,9 +61,6 @@ class ModelConfig:
     """Multiply token embeddings by sqrt(d_model), as the paper does."""
     bias: bool = True
     """Biases in the attention and feed-forward linear layers."""
-    fused_qkv: bool = False
-    """Compute Q, K and V (cross-attention: K and V) with one matmul over the concatenated w_q, w_k,
-    w_v weights: same parameters, same results up to rounding, a little faster on some machines."""
     output_bias: bool = False
     """A bias in the pre-softmax projection."""
     tie_embeddings: bool = True
@@ -153,6 +153,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")

@@ -30,7 +30,9 @@ from glassformer.models import build_model
 from glassformer.text import Tokenizer, load_tokenizer
 
 RUN_FORMAT = "glassformer-run"
-RUN_VERSION = 1
+RUN_VERSION = 2
+# Tensors that run format 1 named otherwise: the output projection has since become a module.
+RENAMED_SINCE_V1 = {"lm_head.weight": "lm_head.proj.weight", "lm_head.bias": "lm_head.proj.bias"}
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHARED_TOKENIZER = "tokenizer.json"
@@ -114,6 +116,11 @@ def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
 
 
+def current_name(name: str) -> str:
+    """A tensor's name in the present run format, given its name in any earlier one."""
+    return RENAMED_SINCE_V1.get(name, name)
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Read weights saved by save_weights into model; a missing or extra tensor is a UserError."""
     path = Path(path)
@@ -123,6 +130,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         state = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+    state = {current_name(name): tensor for name, tensor in state.items()}
     expected = unique_state(model)
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))

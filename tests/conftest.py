@@ -4,11 +4,24 @@ The tests run thousands of tiny matrix products; on a busy 2-core machine two in
 waiting on each other made them many times slower than one thread, so every test gets one.
 """
 
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_choices_in_a_temporary_folder(tmp_path_factory):
+    """The speed transform remembers its kernel measurements; never in the user's home from a test."""
+    saved = os.environ.get("GLASSFORMER_CACHE_DIR")
+    os.environ["GLASSFORMER_CACHE_DIR"] = str(tmp_path_factory.mktemp("glassformer-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("GLASSFORMER_CACHE_DIR", None)
+    else:
+        os.environ["GLASSFORMER_CACHE_DIR"] = saved
 
 
 @pytest.fixture(autouse=True)

@@ -91,7 +91,7 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
     model, family = subject.model, subject.family
     ids = input_ids(subject, text)
     first = token_labels(subject.source_tokenizer, ids[0])
-    with record(model, names="*hook_probs", values=True) as recording:
+    with record(model, names="*attn.hook_probs", values=True) as recording:
         steps: list[DecodeStep] = []
         if family == "encoder-only":
             model(ids)

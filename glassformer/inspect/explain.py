@@ -177,14 +177,14 @@ class _Writer:
                 self.decoder_layer(f"dec{k}.l{i}", i, labels, src_labels)
         last_row = lambda t: t[0, -1:]  # noqa: E731
         self.hook(f"dec{k}.last", "decoder output at the last position", "decoder.hook_out", labels[-1:], self.d_cols, last_row)
-        logits = _np(self.rec.value("hook_logits", k)[0, -1])
-        probs = _np(self.rec.value("hook_output_probs", k)[0, -1])
+        logits = _np(self.rec.value("lm_head.hook_logits", k)[0, -1])
+        probs = _np(self.rec.value("lm_head.hook_probs", k)[0, -1])
         order = np.argsort(-probs, kind="stable")[: top or len(probs)]
         shown = "" if top is None or top >= len(probs) else f", the {top} most probable of {len(probs)}"
         self.block(
             f"dec{k}.logits", f"logits = last row × Eᵀ (one per vocabulary word), and their softmax{shown}",
             np.stack([logits[order], probs[order]], axis=1), [self.tok.id_to_token(int(i)) for i in order],
-            ["logit", "probability"], "hook_logits, hook_output_probs",
+            ["logit", "probability"], "lm_head.hook_logits, lm_head.hook_probs",
         )
         word = self.tok.id_to_token(step.chosen)
         then = "stop." if step.chosen == self.tok.end_id else "feed it back in."

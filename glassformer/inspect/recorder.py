@@ -1,19 +1,15 @@
-"""Record what passes through a model's HookPoints, from outside, without changing a single bit.
+"""Record what passes through a model's HookPoints, from outside.
 
 `record(model)` attaches forward hooks to the selected HookPoints for the duration of a `with`
 block and always removes them, also when the block raises. Every firing becomes a `Record`:
 its shape always, its value (a detached clone) only where asked, and the step it belongs to
 (one step per top-level forward call, or per `Recording.new_step()` in a decoding loop that
-calls `model.decode` directly).
+calls `model.decode` directly). Recording never changes a value: its hooks return nothing.
 
-Why attention runs twice where its scores are recorded: a listener on hook_scores / _scaled /
-_masked / _probs makes MultiHeadAttention take its step-by-step path, whose floating-point
-rounding differs from the fused kernel it uses otherwise (by about 1e-7). So that recording
-changes no output bit, the recorder then runs that attention module once more with those
-listeners detached and passes the fused result on; the scores and probabilities it records are
-the step-by-step path's, and everything from hook_context on is the fused path's, which is what
-the rest of the model really receives. (In training mode the extra run also draws dropout
-masks, so bit-identity is promised in eval mode, or with dropout 0.)
+Attention's scores and probabilities exist only in the step-by-step mode
+(`glassformer.inspect.step_by_step`); `record` turns that mode on for the block when the
+selection names one of those points (or when asked to), and the outputs then differ from the
+fused path's by rounding only (within 1e-6 in fp32).
 """
 
 from __future__ import annotations
@@ -26,15 +22,11 @@ from typing import Callable, Iterator, Sequence, Union
 import torch
 from torch import nn
 
-from glassformer.nn.attention import MultiHeadAttention
+from glassformer.inspect.step_by_step import STEP_BY_STEP_POINTS
+from glassformer.inspect.step_by_step import step_by_step as step_by_step_mode
 from glassformer.nn.hooks import HookPoint
 
 Selector = Union[None, bool, str, Sequence[str], Callable[[str], bool]]
-
-# The HookPoints whose listeners switch attention to its step-by-step path ...
-STEP_BY_STEP = ("hook_scores", "hook_scaled", "hook_masked", "hook_probs")
-# ... and those that come after the path splits, recorded from the fused path's run.
-AFTER_SPLIT = ("hook_context", "hook_merged", "hook_out")
 
 
 @dataclass(frozen=True)
@@ -130,101 +122,20 @@ def hook_points(model: nn.Module) -> list[tuple[str, HookPoint]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, HookPoint)]
 
 
-class _Recorder:
-    """The hooks of one `record` block and the bookkeeping for attention's second run."""
+def _listener(recording: Recording, name: str, point: HookPoint, keep: bool):
+    def listen(module, inputs, output):
+        value = output.detach().clone() if keep else None
+        recording.records.append(
+            Record(name, recording.step, tuple(output.shape), tuple(point.dims), point.what, value)
+        )
 
-    def __init__(self, model: nn.Module, names: Selector, values: Selector):
-        self.model = model
-        self.recording = Recording()
-        self.wanted = matcher(names)
-        self.keep_value = matcher(values)
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
-        # Attention modules whose step-by-step listeners we attach, with those HookPoints.
-        self.tapped: dict[str, list[tuple[str, HookPoint]]] = {}
-        self.tap_handles: dict[str, list[torch.utils.hooks.RemovableHandle]] = {}
-        # For an attention module mid-forward: "tapped" (step-by-step run) or "fused" (second run).
-        self.phase: dict[str, str] = {}
-
-    # Attaching and removing ----------------------------------------------------------------------
-    def attach(self) -> None:
-        points = [(n, p) for n, p in hook_points(self.model) if self.wanted(n)]
-        for name, point in points:
-            owner, _, suffix = name.rpartition(".")
-            if suffix in STEP_BY_STEP and isinstance(self.model.get_submodule(owner), MultiHeadAttention):
-                self.tapped.setdefault(owner, []).append((name, point))
-            else:
-                self.handles.append(point.register_forward_hook(self._listener(name, point)))
-        for owner in self.tapped:
-            self._attach_taps(owner)
-            attn = self.model.get_submodule(owner)
-            self.handles.append(attn.register_forward_pre_hook(self._enter_attention(owner)))
-            self.handles.append(attn.register_forward_hook(self._rerun_fused(owner), with_kwargs=True))
-        self.handles.append(self.model.register_forward_pre_hook(self._enter_model))
-
-    def _attach_taps(self, owner: str) -> None:
-        self.tap_handles[owner] = [
-            point.register_forward_hook(self._listener(name, point)) for name, point in self.tapped[owner]
-        ]
-
-    def _detach_taps(self, owner: str) -> None:
-        for handle in self.tap_handles.pop(owner, []):
-            handle.remove()
-
-    def detach(self) -> None:
-        for owner in list(self.tap_handles):
-            self._detach_taps(owner)
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-        self.phase.clear()
-
-    # Hooks -------------------------------------------------------------------------------------------
-    def _listener(self, name: str, point: HookPoint):
-        owner, _, suffix = name.rpartition(".")
-        keep = self.keep_value(name)
-
-        def listen(module, inputs, output):
-            phase = self.phase.get(owner)
-            if phase == "tapped" and suffix in AFTER_SPLIT:
-                return None  # recorded from the fused run that follows
-            if phase == "fused" and suffix not in AFTER_SPLIT:
-                return None  # already recorded in the step-by-step run
-            value = output.detach().clone() if keep else None
-            self.recording.records.append(
-                Record(name, self.recording.step, tuple(output.shape), tuple(point.dims), point.what, value)
-            )
-            return None  # a forward hook that returns a tensor would replace the output
-
-        return listen
-
-    def _enter_model(self, module, inputs):
-        self.recording.new_step()
-        return None
-
-    def _enter_attention(self, owner: str):
-        def enter(module, inputs):
-            self.phase[owner] = "tapped"
-            return None
-
-        return enter
-
-    def _rerun_fused(self, owner: str):
-        def rerun(module, args, kwargs, output):
-            # Run the module again as it runs unobserved, and pass that output on instead.
-            self._detach_taps(owner)
-            self.phase[owner] = "fused"
-            try:
-                fused = module.forward(*args, **kwargs)
-            finally:
-                self.phase.pop(owner, None)
-                self._attach_taps(owner)
-            return fused
-
-        return rerun
+    return listen
 
 
 @contextmanager
-def record(model: nn.Module, names: Selector = None, values: Selector = False) -> Iterator[Recording]:
+def record(
+    model: nn.Module, names: Selector = None, values: Selector = False, step_by_step: bool | None = None
+) -> Iterator[Recording]:
     """Record the HookPoints of model while the block runs; every hook is removed on exit.
 
     Args:
@@ -233,12 +144,22 @@ def record(model: nn.Module, names: Selector = None, values: Selector = False) -
             "encoder.layers.*.self_attn.hook_probs", or a callable name -> bool.
         values: which of them also keep a detached clone of their tensor: False (shapes only),
             True (all recorded), or pattern(s) / a callable as for names.
+        step_by_step: run attention step by step inside the block; None means exactly when
+            a selected point is one only that mode passes through (scores, probabilities).
     Yields:
         the Recording, filled in as the model runs.
     """
-    recorder = _Recorder(model, names, values)
+    recording = Recording()
+    wanted, keep_value = matcher(names), matcher(values)
+    points = [(name, point) for name, point in hook_points(model) if wanted(name)]
+    if step_by_step is None:
+        step_by_step = any(name.rpartition(".")[2] in STEP_BY_STEP_POINTS for name, _ in points)
+    handles = [model.register_forward_pre_hook(lambda module, inputs: recording.new_step())]
     try:
-        recorder.attach()
-        yield recorder.recording
+        for name, point in points:
+            handles.append(point.register_forward_hook(_listener(recording, name, point, keep_value(name))))
+        with step_by_step_mode(model, on=step_by_step):
+            yield recording
     finally:
-        recorder.detach()
+        for handle in handles:
+            handle.remove()

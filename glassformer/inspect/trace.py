@@ -16,11 +16,14 @@ import torch
 from torch import nn
 
 from glassformer.inspect.recorder import Record, Recording, record
-from glassformer.nn.attention import MultiHeadAttention
-from glassformer.nn.embedding import Embeddings, SinusoidalPositions
+from glassformer.nn.add_norm import PostNormResidual, PreNormResidual
+from glassformer.nn.decoder import Decoder
+from glassformer.nn.embedding import Embeddings
+from glassformer.nn.encoder import Encoder
 from glassformer.nn.feedforward import FeedForward
-from glassformer.nn.residual import PostNormResidual, PreNormResidual
-from glassformer.nn.stack import Decoder, Encoder
+from glassformer.nn.multi_head_attention import MultiHeadAttention
+from glassformer.nn.output import OutputProjection
+from glassformer.nn.positional_encoding import SinusoidalPositions
 
 _LAYER = re.compile(r"^(encoder|decoder)\.layers\.(\d+)\.")
 
@@ -226,15 +229,15 @@ class _Rows:
             norm = " after the final LayerNorm" if module.final_norm is not None else ""
             self.add(recs["hook_out"], f"{owner} output", f"the last layer's output{norm}")
 
-    def top(self, recs: dict[str, Record]) -> None:
+    def output(self, owner: str, module: OutputProjection, recs: dict[str, Record]) -> None:
         d_model = self.config.d_model
         if "hook_logits" in recs:
             r = recs["hook_logits"]
             tied = " (tied to the token embedding)" if self.config.tie_output else ""
             what = f"pre-softmax linear [{d_model},{r.shape[-1]}]{tied}: {arrow(r.shape[:-1] + (d_model,), r.shape)}"
             self.add(r, "logits", what)
-        if "hook_output_probs" in recs:
-            r = recs["hook_output_probs"]
+        if "hook_probs" in recs:
+            r = recs["hook_probs"]
             self.add(r, "probabilities", f"softmax over the {r.shape[-1]}-token vocabulary")
 
     def group(self, owner: str, recs: dict[str, Record]) -> None:
@@ -249,8 +252,8 @@ class _Rows:
             self.feedforward(owner, module, recs)
         elif isinstance(module, (Encoder, Decoder)):
             self.stack(owner, module, recs)
-        elif module is self.model:
-            self.top(recs)
+        elif isinstance(module, OutputProjection):
+            self.output(owner, module, recs)
         else:
             for r in recs.values():
                 self.add(r, r.name.rsplit(".", 1)[-1].removeprefix("hook_"), r.what)
@@ -310,7 +313,7 @@ def run_trace(model: nn.Module, ids: torch.Tensor, target: torch.Tensor | None =
         target: [B, T] decoder input of an encoder-decoder.
     """
     family = model.config.family
-    with record(model) as recording:
+    with record(model, step_by_step=True) as recording:
         if family == "encoder-decoder":
             output = model(ids, target)
         else:

@@ -138,7 +138,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
         ]
     if config.output_bias:
         # HF keeps the bias as a [1, V] buffer added to the logits.
-        out.append(("lm_head.bias", "final_logits_bias", lambda b: b[None], lambda b: b[0]))
+        out.append(("lm_head.proj.bias", "final_logits_bias", lambda b: b[None], lambda b: b[0]))
     return out
 
 

@@ -118,7 +118,7 @@ def _complete_state(model: nn.Module, config: ModelConfig, target: ModelConfig) 
             state[name] = model.get_submodule(name.removesuffix(".weight")).table  # the same values
         elif name.endswith("segment.weight") and config.n_segments == 0:
             state[name] = torch.zeros(shape_only.shape)
-        elif name == "lm_head.bias" and not config.output_bias:
+        elif name == "lm_head.proj.bias" and not config.output_bias:
             state[name] = torch.zeros(shape_only.shape)
         else:
             raise RuntimeError(f"no exported value for {name}")  # an export_config out of step

@@ -99,7 +99,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
         ]
     out += [("decoder.final_norm.weight", "transformer.ln_f.weight"), ("decoder.final_norm.bias", "transformer.ln_f.bias")]
     if not config.tie_output:
-        out.append(("lm_head.weight", "lm_head.weight"))
+        out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
 
 

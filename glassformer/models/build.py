@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.models.decoder_only import DecoderOnly
 from glassformer.models.encoder_decoder import EncoderDecoder
 from glassformer.models.encoder_only import EncoderOnly
-from glassformer.nn.embedding import LearnedPositions
+from glassformer.nn.positional_encoding import LearnedPositions
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "encoder-decoder": EncoderDecoder,
@@ -33,33 +31,26 @@ def build_model(config: ModelConfig, init: bool = True) -> Model:
 
 def init_weights(model: nn.Module, config: ModelConfig) -> None:
     """Xavier-uniform linear layers with zero biases; embeddings N(0, 1/d_model) when scaled by
-    sqrt(d_model) (so the scaled embedding has unit variance), else N(0, 0.02) as GPT-2/BERT."""
+    sqrt(d_model) (so the scaled embedding has unit variance), else N(0, 0.02) as GPT-2/BERT.
+
+    A linear layer that shares its weight with an embedding (a tied output projection) keeps the
+    embedding's initialisation.
+    """
     embed_std = 1.0 / math.sqrt(config.d_model) if config.scale_embeddings else 0.02
+    tables = {id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)}
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            fill(module.weight, nn.init.xavier_uniform_)
+            if id(module.weight) not in tables:
+                nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            fill(module.weight, nn.init.normal_, std=embed_std)
+            nn.init.normal_(module.weight, std=embed_std)
         elif isinstance(module, LearnedPositions):
             nn.init.normal_(module.weight, std=0.02)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-    # Tied weights are initialised as embeddings (the loop may have reached the Linear last).
-    for module in model.modules():
-        if isinstance(module, nn.Embedding):
-            fill(module.weight, nn.init.normal_, std=embed_std)
-
-
-def fill(weight: torch.Tensor, init: Callable[..., torch.Tensor], **kwargs) -> None:
-    """init(weight, **kwargs) with the random numbers drawn in row-major order whatever weight's
-    memory layout (`glassformer.nn.linear.Linear` is column-major), so that a seed gives the
-    values it gives an nn.Linear."""
-    values = init(torch.empty(weight.shape, dtype=weight.dtype, device=weight.device), **kwargs)
-    with torch.no_grad():
-        weight.copy_(values)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from glassformer.config import ModelConfig
+from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
-from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache
-from glassformer.nn.linear import Linear, tie_column_major
-from glassformer.nn.module import Module
-from glassformer.nn.stack import Decoder
+from glassformer.nn.output import OutputProjection
 
 
-class DecoderOnly(Module):
+class DecoderOnly(nn.Module):
     """Next-token prediction over one stream of tokens."""
 
     def __init__(self, config: ModelConfig):
@@ -21,11 +20,9 @@ class DecoderOnly(Module):
         self.config = config
         self.embed = Embeddings(config, config.vocab_size)
         self.decoder = Decoder(config, config.n_layers, cross=False)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        self.lm_head = OutputProjection(config.d_model, config.vocab_size, bias=config.output_bias)
         if config.tie_output:
-            tie_column_major(self.lm_head, self.embed.token)
-        self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
-        self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
+            self.lm_head.proj.weight = self.embed.token.weight
 
     def forward(
         self,
@@ -50,10 +47,7 @@ class DecoderOnly(Module):
         hidden = self.decoder(x, None, mask, None, cache, cache_pos)
         if last_only:
             hidden = hidden[:, -1:]
-        logits = self.hook_logits(self.lm_head(hidden))
-        if self.hook_output_probs.active:
-            self.hook_output_probs(torch.softmax(logits.float(), dim=-1))
-        return logits
+        return self.lm_head(hidden)
 
     def new_cache(self, max_len: int | None = None) -> DecoderCache:
         """An empty KV cache for incremental decoding, up to max_len positions."""

@@ -1,20 +1,20 @@
-"""The paper's model (Figure 1): an encoder stack, a decoder stack and a pre-softmax projection."""
+"""The paper's model (Figure 1): embeddings, an encoder stack, a decoder stack, the output projection."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from glassformer.config import ModelConfig
+from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
-from glassformer.nn.hooks import HookPoint
+from glassformer.nn.encoder import Encoder
 from glassformer.nn.kv_cache import DecoderCache
-from glassformer.nn.linear import Linear, tie_column_major
 from glassformer.nn.masks import padding_mask
-from glassformer.nn.module import Module
-from glassformer.nn.stack import Decoder, Encoder
+from glassformer.nn.output import OutputProjection
 
 
-class EncoderDecoder(Module):
+class EncoderDecoder(nn.Module):
     """Encoder-decoder Transformer for translation and other sequence-to-sequence tasks."""
 
     def __init__(self, config: ModelConfig):
@@ -24,13 +24,11 @@ class EncoderDecoder(Module):
         self.tgt_embed = Embeddings(config, config.target_vocab_size)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config, config.decoder_layers, cross=True)
-        self.lm_head = Linear(config.d_model, config.target_vocab_size, bias=config.output_bias)
+        self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias)
         if config.tie_output:
-            tie_column_major(self.lm_head, self.tgt_embed.token)
+            self.lm_head.proj.weight = self.tgt_embed.token.weight
         if config.tie_embeddings:
             self.src_embed.token.weight = self.tgt_embed.token.weight
-        self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
-        self.hook_output_probs = HookPoint(("B", "T", "V"), "softmax over the vocabulary")
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Source ids [B, S] -> encoder output [B, S, d_model].
@@ -63,10 +61,7 @@ class EncoderDecoder(Module):
         """
         x = self.tgt_embed(tgt, offset=cache_pos)
         hidden = self.decoder(x, memory, tgt_mask, src_mask, cache, cache_pos)
-        logits = self.hook_logits(self.lm_head(hidden))
-        if self.hook_output_probs.active:
-            self.hook_output_probs(torch.softmax(logits.float(), dim=-1))
-        return logits
+        return self.lm_head(hidden)
 
     def forward(
         self,

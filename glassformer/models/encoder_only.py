@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.models.heads import (
@@ -13,16 +14,15 @@ from glassformer.models.heads import (
 )
 from glassformer.models.qa_head import SpanHead
 from glassformer.nn.embedding import Embeddings
+from glassformer.nn.encoder import Encoder
 from glassformer.nn.masks import padding_mask
-from glassformer.nn.module import Module
-from glassformer.nn.stack import Encoder
 
 _HEADS = {
     "mlm": MaskedLMHead, "classify": SequenceClassificationHead, "tag": TokenClassificationHead, "qa": SpanHead,
 }
 
 
-class EncoderOnly(Module):
+class EncoderOnly(nn.Module):
     """Encoder stack with the head config.head names ("none" returns the hidden states).
 
     Output of forward: hidden [B, T, d_model] ("none"), token logits [B, T, V] ("mlm"),

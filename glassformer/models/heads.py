@@ -1,4 +1,7 @@
-"""Output heads: the pre-softmax projection and the encoder-only task heads."""
+"""The encoder-only task heads: masked LM, sequence and token classification (BERT).
+
+The decoders' pre-softmax projection is `glassformer.nn.output.OutputProjection`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.feedforward import ACTIVATIONS
-from glassformer.nn.module import Module
 
 
-class Pooler(Module):
+class Pooler(nn.Module):
     """BERT's pooler: dense + tanh on the first token's hidden state."""
 
     def __init__(self, config: ModelConfig):
@@ -22,7 +24,7 @@ class Pooler(Module):
         return torch.tanh(self.dense(hidden[:, 0]))
 
 
-class MaskedLMHead(Module):
+class MaskedLMHead(nn.Module):
     """BERT's masked-LM head: dense + activation + LayerNorm, then a projection to the vocabulary."""
 
     def __init__(self, config: ModelConfig):
@@ -37,7 +39,7 @@ class MaskedLMHead(Module):
         return self.decoder(self.norm(self.activation(self.dense(hidden))))
 
 
-class SequenceClassificationHead(Module):
+class SequenceClassificationHead(nn.Module):
     """Classifies a whole sequence from its first token (pooled when the model has a pooler)."""
 
     def __init__(self, config: ModelConfig):
@@ -50,7 +52,7 @@ class SequenceClassificationHead(Module):
         return self.classifier(self.dropout(first))
 
 
-class TokenClassificationHead(Module):
+class TokenClassificationHead(nn.Module):
     """Classifies every token (tagging, named entities)."""
 
     def __init__(self, config: ModelConfig):

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from glassformer.config import ModelConfig
-from glassformer.nn.module import Module
 
 
-class SpanHead(Module):
+class SpanHead(nn.Module):
     """One linear map d_model -> 2 per position, giving start and end logits (BERT's SQuAD head).
 
     The output is [B, 2, T] rather than [B, T, 2]: row 0 scores each position as the answer's

@@ -1,18 +1,24 @@
-"""The parts of the Transformer: attention, masks, embeddings, feed-forward, residuals, layers."""
+"""The parts of the Transformer, one file each: embedding, positional encoding, attention, masks,
+add & norm, feed-forward, cross-attention, encoder and decoder layers, output projection."""
 
-from glassformer.nn.attention import MultiHeadAttention, attention, fast_attention
-from glassformer.nn.block import DecoderLayer, EncoderLayer
-from glassformer.nn.embedding import Embeddings, LearnedPositions, SinusoidalPositions, sinusoidal_table
+from glassformer.nn.add_norm import PostNormResidual, PreNormResidual
+from glassformer.nn.attention import scaled_dot_product_attention, softmax_over_keys
+from glassformer.nn.cross_attention import CrossAttention
+from glassformer.nn.decoder import Decoder, DecoderLayer
+from glassformer.nn.embedding import Embeddings
+from glassformer.nn.encoder import Encoder, EncoderLayer
 from glassformer.nn.feedforward import FeedForward
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache, KVCache, LayerCache, MemoryKV
 from glassformer.nn.masks import causal_mask, combine, padding_mask
-from glassformer.nn.residual import PostNormResidual, PreNormResidual
-from glassformer.nn.stack import Decoder, Encoder
+from glassformer.nn.multi_head_attention import MultiHeadAttention, SelfAttention
+from glassformer.nn.output import OutputProjection
+from glassformer.nn.positional_encoding import LearnedPositions, SinusoidalPositions, sinusoidal_table
 
 __all__ = [
-    "MultiHeadAttention", "attention", "fast_attention", "DecoderLayer", "EncoderLayer", "Embeddings",
-    "LearnedPositions", "SinusoidalPositions", "sinusoidal_table", "FeedForward", "HookPoint",
-    "DecoderCache", "KVCache", "LayerCache", "MemoryKV", "causal_mask", "combine", "padding_mask",
-    "PostNormResidual", "PreNormResidual", "Decoder", "Encoder",
+    "CrossAttention", "Decoder", "DecoderCache", "DecoderLayer", "Embeddings", "Encoder", "EncoderLayer",
+    "FeedForward", "HookPoint", "KVCache", "LayerCache", "LearnedPositions", "MemoryKV", "MultiHeadAttention",
+    "OutputProjection", "PostNormResidual", "PreNormResidual", "SelfAttention", "SinusoidalPositions",
+    "causal_mask", "combine", "padding_mask", "scaled_dot_product_attention", "sinusoidal_table",
+    "softmax_over_keys",
 ]

@@ -1,4 +1,4 @@
-"""Token embeddings, positions (sinusoidal or learned) and optional segments (paper 3.4, 3.5)."""
+"""Embeddings (paper 3.4): token vectors scaled by sqrt(d_model), plus positions and optional segments."""
 
 from __future__ import annotations
 
@@ -10,49 +10,10 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.nn.hooks import HookPoint
-from glassformer.nn.module import Module
-from glassformer.nn.residual import apply_dropout
+from glassformer.nn.positional_encoding import LearnedPositions, SinusoidalPositions
 
 
-def sinusoidal_table(n_positions: int, d_model: int) -> torch.Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)).
-
-    Returns:
-        [n_positions, d_model] float32; row 0 is [0, 1, 0, 1, ...].
-    """
-    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
-    angle = pos / torch.pow(10000.0, two_i / d_model)  # [L, ceil(d/2)]
-    table = torch.zeros(n_positions, d_model, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(angle)
-    table[:, 1::2] = torch.cos(angle[:, : d_model // 2])
-    return table.float()
-
-
-class SinusoidalPositions(Module):
-    """The paper's fixed positional encodings, looked up by position id."""
-
-    def __init__(self, max_len: int, d_model: int):
-        super().__init__()
-        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
-
-    def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.table[positions]
-
-
-class LearnedPositions(Module):
-    """One learned vector per position (GPT-2, BERT)."""
-
-    def __init__(self, max_len: int, d_model: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(max_len, d_model))
-        nn.init.normal_(self.weight, std=0.02)
-
-    def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.weight[positions]
-
-
-class Embeddings(Module):
+class Embeddings(nn.Module):
     """Token embedding (times sqrt(d_model) if configured) + position (+ segment), then norm/dropout.
 
     Args:
@@ -106,4 +67,4 @@ class Embeddings(Module):
         x = self.hook_sum(x)
         if self.norm is not None:
             x = self.hook_norm(self.norm(x))
-        return apply_dropout(self.dropout, x)
+        return self.dropout(x)

@@ -8,9 +8,6 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
-from glassformer.nn.linear import Linear
-from glassformer.nn.module import Module
-from glassformer.nn.residual import apply_dropout
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -19,13 +16,13 @@ ACTIVATIONS = {
 }
 
 
-class FeedForward(Module):
+class FeedForward(nn.Module):
     """Two linear layers with ReLU (paper) or GELU between, applied to each position alike."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.w_1 = Linear(config.d_model, config.d_ff, bias=config.bias)
-        self.w_2 = Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.w_1 = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.w_2 = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
         self.activation = ACTIVATIONS[config.activation]
         self.dropout = nn.Dropout(config.dropout)
         self.hook_hidden = HookPoint(("B", "T", "d_ff"), "feed-forward hidden act(x W1 + b1)")
@@ -34,4 +31,4 @@ class FeedForward(Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, d_model] -> [B, T, d_model]."""
         hidden = self.hook_hidden(self.activation(self.w_1(x)))  # [B, T, d_ff]
-        return self.hook_out(self.w_2(apply_dropout(self.dropout, hidden)))
+        return self.hook_out(self.w_2(self.dropout(hidden)))

@@ -1,8 +1,10 @@
-"""Named identity points that activations pass through, so tools can watch them from outside.
+"""Named identity points that activations pass through, so tools can watch and change them from outside.
 
-The model only calls `self.hook_x(tensor)`; recording lives in `glassformer.inspect`, which
-attaches forward hooks to these modules and always removes them. With no hook attached a
-HookPoint returns its input after one attribute check, so an idle model pays almost nothing.
+The model only calls `self.hook_x(tensor)`. A HookPoint is a plain `nn.Module` whose forward
+returns its input, so every kind of PyTorch hook works on it as on any module: a forward hook
+sees the value and may return a replacement that flows on downstream, a forward-pre hook may
+replace the input, and a full backward hook sees the gradient. Recording, interventions and
+traces live in `glassformer.inspect`, which attaches hooks only for as long as it needs them.
 """
 
 from __future__ import annotations
@@ -24,18 +26,8 @@ class HookPoint(nn.Module):
         self.dims = dims
         self.what = what
 
-    @property
-    def active(self) -> bool:
-        """Whether anything listens here (callers may skip work that only listeners need)."""
-        return bool(self._forward_hooks)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._forward_hooks:
-            return x
-        return super().__call__(x)
 
     def extra_repr(self) -> str:
         return f"[{', '.join(self.dims)}] {self.what}"

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
-from glassformer.run_folder import atomic_write_text, load_weights, unique_state
+from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state
 from glassformer.train.distributed import full_tensor, shard_like
 
 CHECKPOINT_DIR = "checkpoint"
@@ -71,6 +71,7 @@ def _load_optimizer(
     slots: dict[str, dict[str, Any]] = {}
     for key, value in [*tensors.items(), *rest["scalars"].items()]:
         name, slot = key.split("::", 1)
+        name = current_name(name)
         slots.setdefault(name, {})[slot] = value
     for name, parameter in model.named_parameters():
         if name not in slots:

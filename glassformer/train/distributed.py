@@ -16,6 +16,8 @@ import torch.distributed as dist
 from torch import nn
 
 from glassformer.errors import UserError
+from glassformer.nn.decoder import DecoderLayer
+from glassformer.nn.encoder import EncoderLayer
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,8 @@ def parallelize(model: nn.Module, world: World, fsdp: bool = False) -> nn.Module
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
     from torch.distributed.fsdp import fully_shard
 
-    # FSDP2 shards only contiguous parameters; the column-major layout that
-    # glassformer.nn.linear.Linear keeps for decoding is of no use to sharded training.
-    for parameter in model.parameters():
-        if not parameter.is_contiguous():
-            parameter.data = parameter.data.contiguous()
     for module in model.modules():
-        if module.__class__.__name__ in ("EncoderLayer", "DecoderLayer"):
+        if isinstance(module, (EncoderLayer, DecoderLayer)):
             fully_shard(module)
     fully_shard(model)
     return model

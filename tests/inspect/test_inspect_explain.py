@@ -207,9 +207,9 @@ def test_printed_numbers_are_the_recorders_tensors(untrained):
         if not source or source.endswith((".weight", ".bias")):
             continue
         step = int(re.match(r"dec(\d+)\.", key).group(1)) if key.startswith("dec") else 0
-        if source.startswith("hook_logits"):
+        if source.startswith("lm_head.hook_logits"):
             ids = [tokenizer.token_to_id(t) for t in printed[key][0]]
-            expected = np.stack([rec.value("hook_logits", step)[0, -1, ids].numpy(), rec.value("hook_output_probs", step)[0, -1, ids].numpy()], 1)
+            expected = np.stack([rec.value("lm_head.hook_logits", step)[0, -1, ids].numpy(), rec.value("lm_head.hook_probs", step)[0, -1, ids].numpy()], 1)
         else:
             tensor = rec.value(source, step)[0]
             head = re.search(r"\.h(\d+)\.", key)

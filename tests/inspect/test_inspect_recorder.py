@@ -5,7 +5,8 @@ import torch
 
 from glassformer.config import get_preset
 from glassformer.inspect.greedy import greedy_decode
-from glassformer.inspect.recorder import hook_points, matcher, record
+from glassformer.inspect.recorder import matcher, record
+from glassformer.inspect.step_by_step import switches
 from glassformer.models import build_model
 
 FAMILY_PRESETS = ["tiny-seq2seq", "tiny-lm", "tiny-encoder", "article-b"]
@@ -34,21 +35,39 @@ def _hook_count(model):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
+def _modes(model):
+    return [m.step_by_step for m in switches(model)]
+
+
 @pytest.mark.parametrize("preset", FAMILY_PRESETS)
-@pytest.mark.parametrize("names, values", [(None, True), (None, False), ("*hook_probs", True), ("*.self_attn.*", "*q*")])
-def test_recording_changes_no_output_bit(preset, names, values):
+@pytest.mark.parametrize(
+    "names, values, stepwise",
+    [(None, True, True), (None, False, True), ("*hook_probs", True, True), ("*.self_attn.hook_q*", "*q*", False),
+     ("*ffn.*", True, False)],
+)
+def test_recording_changes_no_value_and_chooses_the_attention_path_from_the_selection(preset, names, values, stepwise):
     model = _model(preset)
     forward = _run(model)
+    calls = []
+    counters = [m.register_forward_hook(lambda m, i, o: calls.append(m.step_by_step)) for m in switches(model)]
     with torch.no_grad():
         plain = forward()
+        n_calls = len(calls)
         with record(model, names=names, values=values) as recording:
             recorded = forward()
         after = forward()
-    assert torch.equal(plain, recorded)
+    # Each module runs once per forward, recorded or not (nothing is re-run), in the chosen mode.
+    assert calls[n_calls:2 * n_calls] == [stepwise] * n_calls and len(calls) == 3 * n_calls
+    for counter in counters:
+        counter.remove()
+    if stepwise:  # the step-by-step path: the same values up to rounding
+        assert (recorded - plain).abs().max() <= 1e-5
+    else:
+        assert torch.equal(plain, recorded)
     assert torch.equal(plain, after)
     assert len(recording) > 0
     assert _hook_count(model) == 0
-    assert not any(point.active for _, point in hook_points(model))
+    assert not any(_modes(model))
 
 
 def test_every_hook_is_removed_after_an_exception():
@@ -58,6 +77,7 @@ def test_every_hook_is_removed_after_an_exception():
             _run(model)()
             raise RuntimeError("boom")
     assert _hook_count(model) == 0
+    assert not any(_modes(model))
 
 
 def test_every_hook_is_removed_when_the_model_itself_raises():
@@ -75,12 +95,12 @@ def test_names_select_hook_points_by_glob_list_and_callable():
     with torch.no_grad():
         with record(model, names="decoder.layers.*.cross_attn.hook_probs") as by_glob:
             forward()
-        with record(model, names=["src_embed.hook_tokens", "hook_logits"]) as by_list:
+        with record(model, names=["src_embed.hook_tokens", "lm_head.hook_logits"]) as by_list:
             forward()
         with record(model, names=lambda n: n.endswith("ffn.hook_hidden")) as by_callable:
             forward()
     assert by_glob.names() == ["decoder.layers.0.cross_attn.hook_probs", "decoder.layers.1.cross_attn.hook_probs"]
-    assert by_list.names() == ["src_embed.hook_tokens", "hook_logits"]
+    assert by_list.names() == ["src_embed.hook_tokens", "lm_head.hook_logits"]
     assert len(by_callable.names()) == 4  # 2 encoder + 2 decoder layers
     assert matcher(False)("x") is False and matcher(None)("x") is True
 
@@ -111,8 +131,7 @@ def test_recorded_values_are_detached_clones():
         assert torch.equal(model(ids), model(ids))
 
 
-def test_attention_steps_are_consistent_and_the_rest_is_the_fused_path():
-    """Scores/probs come from the step-by-step path; the recorded output is what flowed on."""
+def test_attention_steps_are_consistent_and_the_recorded_output_is_what_flowed_on():
     model = _model("tiny-seq2seq")
     forward = _run(model)
     with torch.no_grad(), record(model, values=True) as recording:
@@ -152,7 +171,7 @@ def test_each_forward_and_each_decoding_step_gets_its_own_index():
     assert [r.step for r in rec.select("decoder.hook_out")] == [0, 1, 2, 3]
     assert [r.shape[1] for r in rec.select("tgt_embed.hook_tokens")] == [1, 2, 3, 4]
     lm = _model("tiny-lm")
-    with torch.no_grad(), record(lm, names="hook_logits") as rec:
+    with torch.no_grad(), record(lm, names="lm_head.hook_logits") as rec:
         lm(ids)
         lm(ids[:, :3])
     assert [(r.step, r.shape[1]) for r in rec] == [(0, 6), (1, 3)]

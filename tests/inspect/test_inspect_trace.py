@@ -77,8 +77,8 @@ def test_article_a_rest_of_the_model_with_t_different_from_s(article_a_output):
     assert ("scores", "[B=5, H=8, T=12, T=12]", "decoder.layers.0.self_attn.hook_scores") in named
     assert ("scores", "[B=5, H=8, S=20, S=20]", "encoder.layers.0.self_attn.hook_scores") in named
     assert named[-2:] == [
-        ("logits", "[B=5, T=12, V=10000]", "hook_logits"),
-        ("probabilities", "[B=5, T=12, V=10000]", "hook_output_probs"),
+        ("logits", "[B=5, T=12, V=10000]", "lm_head.hook_logits"),
+        ("probabilities", "[B=5, T=12, V=10000]", "lm_head.hook_probs"),
     ]
     folded = [r for r in rows if r["step"] == "× 5 more layers"]
     assert [r["where"] for r in folded] == ["encoder.layers.1-5", "decoder.layers.1-5"]

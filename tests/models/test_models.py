@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from glassformer.config import get_preset
+from glassformer.inspect import step_by_step
 from glassformer.models import build_model
 from glassformer.nn import HookPoint, padding_mask
 
@@ -22,7 +23,7 @@ def test_article_a_shapes_on_a_5_by_12_batch():
     for key, point in (("probs", attn.hook_probs), ("q", attn.hook_q), ("heads", attn.hook_q_heads)):
         point.register_forward_hook(lambda m, i, o, key=key: seen.update({key: o.shape}))
     ids = torch.randint(5, 10000, (5, 12))
-    with torch.no_grad():
+    with torch.no_grad(), step_by_step(model):
         memory = model.encode(ids)
     assert memory.shape == (5, 12, 768)
     assert seen == {"q": (5, 12, 512), "heads": (5, 8, 12, 64), "probs": (5, 8, 12, 12)}
@@ -65,11 +66,6 @@ def test_future_tokens_do_not_change_past_outputs():
     assert torch.equal(seq2seq(src, ids)[:, :6], seq2seq(src, changed)[:, :6])
 
 
-def _hooks_listening(model):
-    """Attach a no-op hook to every attention probability point (forces the step-by-step path)."""
-    return [m.register_forward_hook(lambda *_: None) for n, m in model.named_modules() if n.endswith("hook_probs")]
-
-
 @pytest.mark.parametrize("name", ["tiny-seq2seq", "tiny-lm", "tiny-encoder"])
 def test_fast_and_step_by_step_paths_agree(name):
     model = _model(name)
@@ -77,10 +73,8 @@ def test_fast_and_step_by_step_paths_agree(name):
     ids[1, 6:] = 0
     run = (lambda: model(ids, ids)) if name == "tiny-seq2seq" else (lambda: model(ids, padding_mask(ids, 0)))
     fast = run()
-    handles = _hooks_listening(model)
-    slow = run()
-    for h in handles:
-        h.remove()
+    with step_by_step(model):
+        slow = run()
     assert (fast - slow).abs().max().item() <= 1e-5
 
 
@@ -92,10 +86,8 @@ def test_bf16_autocast_runs_on_cpu_and_agrees_with_fp32(name):
     full = run()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = run()
-        handles = _hooks_listening(model)
-        half_slow = run()
-    for h in handles:
-        h.remove()
+        with step_by_step(model):
+            half_slow = run()
     assert torch.isfinite(half).all()
     if name != "tiny-encoder":  # the encoder's output comes from a LayerNorm, which autocast runs in fp32
         assert half.dtype == torch.bfloat16
@@ -150,12 +142,12 @@ def test_each_family_overfits_one_batch():
 
 def test_weight_tying_as_the_paper_and_gpt2_and_bert():
     seq2seq = _model("tiny-seq2seq")
-    assert seq2seq.src_embed.token.weight is seq2seq.tgt_embed.token.weight is seq2seq.lm_head.weight
+    assert seq2seq.src_embed.token.weight is seq2seq.tgt_embed.token.weight is seq2seq.lm_head.proj.weight
     untied = _model("tiny-seq2seq", tie_embeddings=False, tie_output=False, tgt_vocab_size=30)
-    assert untied.lm_head.weight.shape == (30, 64)
+    assert untied.lm_head.proj.weight.shape == (30, 64)
     assert untied.src_embed.token.weight is not untied.tgt_embed.token.weight
     lm = _model("tiny-lm")
-    assert lm.lm_head.weight is lm.embed.token.weight
+    assert lm.lm_head.proj.weight is lm.embed.token.weight
     mlm = _model("tiny-encoder", head="mlm")
     assert mlm.head.decoder.weight is mlm.embed.token.weight
 
@@ -165,7 +157,7 @@ def test_hook_points_are_declared_with_dims_everywhere():
     points = {n: m for n, m in model.named_modules() if isinstance(m, HookPoint)}
     assert "decoder.layers.1.cross_attn.hook_probs" in points
     assert points["decoder.layers.1.cross_attn.hook_probs"].dims == ("B", "H", "T", "S")
-    assert "hook_logits" in points and "src_embed.hook_positions" in points
+    assert "lm_head.hook_logits" in points and "src_embed.hook_positions" in points
 
 
 def test_sequence_longer_than_maximum_is_a_clear_error():

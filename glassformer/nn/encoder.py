@@ -1,0 +1,46 @@
+"""The encoder (paper 3.1): N identical layers of self-attention and feed-forward, each inside add & norm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from glassformer.config import ModelConfig
+from glassformer.nn.add_norm import residual
+from glassformer.nn.feedforward import FeedForward
+from glassformer.nn.hooks import HookPoint
+from glassformer.nn.multi_head_attention import SelfAttention
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each inside residual + LayerNorm."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.self_attn = SelfAttention(config)
+        self.self_attn_residual = residual(config)
+        self.ffn = FeedForward(config)
+        self.ffn_residual = residual(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, S, d_model], mask [B, 1, 1, S] (True at real tokens) -> [B, S, d_model]."""
+        x = self.self_attn_residual(x, lambda h: self.self_attn(h, mask=mask))
+        return self.ffn_residual(x, self.ffn)
+
+
+class Encoder(nn.Module):
+    """N encoder layers, with the final LayerNorm that pre-norm models need."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if config.use_final_norm else None
+        self.hook_out = HookPoint(("B", "S", "d_model"), "encoder output")
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, S, d_model], mask [B, 1, 1, S] -> [B, S, d_model]."""
+        for layer in self.layers:
+            x = layer(x, mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return self.hook_out(x)

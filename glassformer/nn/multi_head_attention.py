@@ -1,0 +1,122 @@
+"""Multi-head attention (paper 3.2.2): project, split into heads, attend, merge, project back.
+
+`MultiHeadAttention` holds what every use shares; `SelfAttention` attends from a sequence to
+itself (masked with `causal=True` in a decoder), `glassformer.nn.cross_attention.CrossAttention`
+from the decoder to the encoder output.
+
+By default attention runs PyTorch's fused kernel. With `step_by_step` set (from outside, by
+`glassformer.inspect.step_by_step`) it runs one operation at a time and passes the scores, the
+scaled and masked scores and the probabilities through their hook points; both paths agree to
+within 1e-6 in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from glassformer.config import ModelConfig
+from glassformer.nn.attention import scaled_dot_product_attention, softmax_over_keys
+from glassformer.nn.hooks import HookPoint
+from glassformer.nn.kv_cache import KVCache
+from glassformer.nn.masks import causal_mask, combine
+
+
+class MultiHeadAttention(nn.Module):
+    """Q, K and V projections shared by all heads, scaled dot-product attention per head, and Wo.
+
+    Heads are a logical split of the attention width A = H * D, which may differ from d_model
+    (article A: 768 in, 512 attention, 8 heads of 64, output projection back to 768).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d_model, width = config.d_model, config.attn_width
+        self.n_heads = config.n_heads
+        self.d_head = config.d_head
+        self.w_q = nn.Linear(d_model, width, bias=config.bias)
+        self.w_k = nn.Linear(d_model, width, bias=config.bias)
+        self.w_v = nn.Linear(d_model, width, bias=config.bias)
+        self.w_o = nn.Linear(width, d_model, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.attention_dropout)
+        self.step_by_step = False
+        self.hook_q = HookPoint(("B", "T", "A"), "queries Q = X Wq")
+        self.hook_k = HookPoint(("B", "S", "A"), "keys K = X Wk")
+        self.hook_v = HookPoint(("B", "S", "A"), "values V = X Wv")
+        self.hook_q_heads = HookPoint(("B", "H", "T", "D"), "split heads: reshape [B,T,H,D], transpose")
+        self.hook_k_heads = HookPoint(("B", "H", "S", "D"), "keys split into heads")
+        self.hook_v_heads = HookPoint(("B", "H", "S", "D"), "values split into heads")
+        self.hook_scores = HookPoint(("B", "H", "T", "S"), "scores Q K^T")
+        self.hook_scaled = HookPoint(("B", "H", "T", "S"), "scaled by 1/sqrt(D)")
+        self.hook_masked = HookPoint(("B", "H", "T", "S"), "masked: -inf where not allowed")
+        self.hook_probs = HookPoint(("B", "H", "T", "S"), "softmax over keys")
+        self.hook_context = HookPoint(("B", "H", "T", "D"), "per-head context: probs V")
+        self.hook_merged = HookPoint(("B", "T", "A"), "merge heads: transpose, reshape")
+        self.hook_out = HookPoint(("B", "T", "d_model"), "output projection Wo")
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, A] -> [B, H, T, D]."""
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
+        """Attention per head, heads merged, then Wo.
+
+        Args:
+            q: queries [B, H, T, D]; k, v: keys and values [B, H, S, D].
+            mask: boolean [B|1, 1, T|1, S], True where attending is allowed.
+            causal: also forbid keys after each query; the T queries are the last T positions.
+        Returns:
+            [B, T, d_model].
+        """
+        q, k, v = self.hook_q_heads(q), self.hook_k_heads(k), self.hook_v_heads(v)
+        t, s = q.size(2), k.size(2)
+        if causal and t == 1 and not self.step_by_step:
+            causal = False  # one query, at the last position: every key is in its past
+        if causal and (mask is not None or t != s or self.step_by_step):
+            mask = combine(causal_mask(t, s, offset=s - t, device=q.device), mask)
+            causal = False
+        if self.step_by_step:
+            scores = self.hook_scores(q @ k.transpose(-2, -1))  # [B, H, T, S]
+            scaled = self.hook_scaled(scores / math.sqrt(self.d_head))
+            if mask is not None:
+                scaled = self.hook_masked(scaled.masked_fill(~mask, float("-inf")))
+            probs = self.hook_probs(softmax_over_keys(scaled, mask))
+            context = self.attn_dropout(probs) @ v
+        else:
+            dropout_p = self.attn_dropout.p if self.training else 0.0
+            context = scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal=causal)
+        context = self.hook_context(context)  # [B, H, T, D]
+        merged = self.hook_merged(context.transpose(1, 2).reshape(context.size(0), t, -1))  # [B, T, A]
+        return self.hook_out(self.w_o(merged))
+
+
+class SelfAttention(MultiHeadAttention):
+    """Each position attends to the positions of its own sequence (masked in a decoder)."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """x [B, T, d_model] -> [B, T, d_model].
+
+        Args:
+            mask: boolean [B|1, 1, T|1, S], True where attending is allowed (S = cache_pos + T).
+            causal: no query sees a later key.
+            cache: keys and values of the earlier positions when decoding; x then holds the
+                tokens at positions cache_pos ... cache_pos + T - 1.
+        """
+        q = self.split_heads(self.hook_q(self.w_q(x)))  # [B, H, T, D]
+        k = self.split_heads(self.hook_k(self.w_k(x)))
+        v = self.split_heads(self.hook_v(self.w_v(x)))
+        if cache is not None:
+            k, v = cache.update(cache_pos, k, v)  # [B, H, cache_pos + T, D]
+        return self.attend(q, k, v, mask, causal)

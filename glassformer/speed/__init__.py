@@ -1,0 +1,13 @@
+"""Speed applied from outside the model: `optimize_for_inference(model)` prepares a built model for
+fast inference on its device. Nothing in `glassformer.nn` or `glassformer.models` imports this package.
+
+    transform.py    optimize_for_inference, Optimized (what was applied)
+    fused_qkv.py    Q, K and V of self-attention from one product, set up once
+    small_batch.py  SmallBatchLinear: a few rows through the kernel measured fastest
+    kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm)
+    choice.py       measuring them once per machine and shape, and remembering the winner
+"""
+
+from glassformer.speed.transform import Optimized, native_bf16, optimize_for_inference
+
+__all__ = ["Optimized", "native_bf16", "optimize_for_inference"]

@@ -1,0 +1,81 @@
+"""Q, K and V of self-attention from one product over their concatenated weights.
+
+Set up once, when a model is prepared for inference (as gpt-fast's load hook does when a
+checkpoint is read), not by a cache at run time: the three weights are copied into one
+[3A, d_model] tensor and w_q, w_k and w_v then hold views of it, so the parameters, their names
+and the state dict stay what they were, and loading new values into them changes the fused
+weight too. The hook points see the same Q, K and V; forward hooks on the three nn.Linear
+modules themselves no longer fire, since they are not called.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from glassformer.nn.kv_cache import KVCache
+from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.speed.choice import Choice, choose
+from glassformer.speed.kernels import KERNELS, column_major
+from glassformer.speed.small_batch import MAX_ROWS
+
+
+class FusedSelfAttention(SelfAttention):
+    """SelfAttention computing [Q | K | V] = X [Wq | Wk | Wv]ᵀ as one product."""
+
+    qkv_choice: Choice | None
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, d_model] -> [B, T, 3A]."""
+        rows = x.numel() // x.size(-1)
+        if (
+            self.qkv_choice is None
+            or rows > MAX_ROWS
+            or torch.is_grad_enabled()
+            or not x.is_cpu
+            or torch.is_autocast_enabled("cpu")
+        ):
+            return F.linear(x, self.qkv_weight, self.qkv_bias)
+        return KERNELS[self.qkv_choice.kernel_for(rows)](x, self.qkv_weight, self.qkv_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """As `SelfAttention.forward`."""
+        q, k, v = self.project_qkv(x).split(self.w_q.out_features, dim=-1)  # [B, T, A] each
+        q = self.split_heads(self.hook_q(q))
+        k = self.split_heads(self.hook_k(k))
+        v = self.split_heads(self.hook_v(v))
+        if cache is not None:
+            k, v = cache.update(cache_pos, k, v)
+        return self.attend(q, k, v, mask, causal)
+
+
+@torch.no_grad()
+def fuse_qkv(attn: SelfAttention, small_batch: bool) -> None:
+    """Turn attn into a FusedSelfAttention in place (same parameters, names and hooks).
+
+    Args:
+        small_batch: also use the small-batch kernel measured fastest for the fused shape (CPU).
+    """
+    width, d_model = attn.w_q.weight.shape
+    dtype = attn.w_q.weight.dtype
+    has_bias = attn.w_q.bias is not None
+    choice = choose(3 * width, d_model, has_bias, dtype) if small_batch else None
+    fused = torch.cat([attn.w_q.weight, attn.w_k.weight, attn.w_v.weight])  # [3A, d_model]
+    if choice is not None and choice.column_major:
+        fused = column_major(fused)
+    attn.register_buffer("qkv_weight", fused, persistent=False)
+    bias = torch.cat([attn.w_q.bias, attn.w_k.bias, attn.w_v.bias]) if has_bias else None
+    attn.register_buffer("qkv_bias", bias, persistent=False)
+    for i, linear in enumerate((attn.w_q, attn.w_k, attn.w_v)):
+        linear.weight.data = fused[i * width:(i + 1) * width]
+        if has_bias:
+            linear.bias.data = bias[i * width:(i + 1) * width]
+    attn.__class__ = FusedSelfAttention
+    attn.qkv_choice = choice

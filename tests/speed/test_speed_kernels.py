@@ -1,0 +1,88 @@
+"""Every small-batch kernel computes F.linear, and the measured choice is remembered per machine."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from glassformer.speed import choice as choice_module
+from glassformer.speed.choice import Choice, cache_file, choose
+from glassformer.speed.kernels import KERNELS, column_major, is_column_major
+from glassformer.speed.small_batch import MAX_ROWS, SmallBatchLinear, use_small_batch_kernels
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["column-major", "row-major"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_kernel_equals_f_linear(threads, layout, bias):
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(200, 70, generator=g)  # 200 outputs: uneven blocks for 3 threads
+    b = torch.randn(200, generator=g) if bias else None
+    w = column_major(weight) if layout == "column-major" else weight
+    for rows in (1, 2, 4, 5, 16, 17):
+        x = torch.randn(rows, 70, generator=g)
+        expected = F.linear(x, weight, b)
+        for name, kernel in KERNELS.items():
+            with torch.inference_mode():
+                got = kernel(x, w, b)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5, msg=f"{name}, {rows} rows")
+        # Batched inputs [B, T, in] keep their leading dimensions.
+        torch.testing.assert_close(KERNELS["bag"](x[None], w, b), expected[None], atol=1e-5, rtol=1e-5)
+
+
+def test_column_major_keeps_shape_and_values_and_changes_only_strides():
+    w = torch.arange(15.0).view(5, 3)
+    cm = column_major(w)
+    assert cm.shape == (5, 3) and cm.stride() == (1, 5) and torch.equal(cm, w)
+    assert is_column_major(cm) and not is_column_major(w)
+
+
+def test_small_batch_linear_uses_its_choice_only_for_few_rows_without_gradients(monkeypatch):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 96)
+    reference = torch.nn.Linear(32, 96)
+    reference.load_state_dict(linear.state_dict())
+    monkeypatch.setattr("glassformer.speed.small_batch.choose", lambda *a: Choice(True, ("bag", "split", "linear")))
+    assert use_small_batch_kernels(linear) == Choice(True, ("bag", "split", "linear"))
+    assert isinstance(linear, SmallBatchLinear) and is_column_major(linear.weight)
+    calls = []
+    monkeypatch.setitem(KERNELS, "bag", lambda x, w, b: calls.append(x.shape) or F.linear(x, w, b))
+    x = torch.randn(1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x), reference(x), atol=1e-6, rtol=0)
+        linear(torch.randn(MAX_ROWS + 1, 32))  # too many rows: F.linear
+    linear(x).sum().backward()  # gradients wanted: F.linear, and they reach the parameter
+    assert calls == [(1, 32)]
+    torch.testing.assert_close(linear.weight.grad, torch.ones(96, 1) @ x, atol=1e-6, rtol=0)
+
+
+def test_a_choice_is_measured_once_then_read_back(monkeypatch):
+    measured = []
+
+    def fake_measure(out_features, in_features, bias, dtype):
+        measured.append((out_features, in_features))
+        return Choice(False, ("split", "linear", "linear"))
+
+    monkeypatch.setattr(choice_module, "measure", fake_measure)
+    cache_file().unlink(missing_ok=True)
+    first = choose(123, 45, True, torch.float32)
+    again = choose(123, 45, True, torch.float32)
+    assert first == again == Choice(False, ("split", "linear", "linear")) and measured == [(123, 45)]
+    stored = json.loads(cache_file().read_text())
+    assert [v for k, v in stored.items() if "123x45" in k] == [{"column_major": False, "kernels": ["split", "linear", "linear"]}]
+    # A damaged or foreign entry is measured again, never trusted.
+    cache_file().write_text(json.dumps({k: {"column_major": True, "kernels": ["nope"]} for k in stored}))
+    assert choose(123, 45, True, torch.float32) == first and len(measured) == 2
+    cache_file().write_text("not json")
+    assert choose(123, 45, True, torch.float32) == first and len(measured) == 3
+
+
+def test_measuring_picks_a_kernel_for_every_bucket_and_a_layout():
+    torch.set_num_threads(2)
+    got = choice_module.measure(256, 64, True, torch.float32)
+    assert isinstance(got.column_major, bool) and len(got.kernels) == 3
+    assert all(k in KERNELS for k in got.kernels)
+    assert "bag" not in got.kernels or got.column_major  # bag only ever with the layout it needs
+    assert got.kernel_for(1) == got.kernels[0] and got.kernel_for(3) == got.kernels[1] and got.kernel_for(9) == got.kernels[2]
