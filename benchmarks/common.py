@@ -127,12 +127,20 @@ class Line:
     """Items per call (tokens) for a throughput column, e.g. tokens/s."""
     note: str = ""
     ratio_label: str = "glassformer/peer"
+    plain_s: float | None = None
+    """The plain model's time, where ours_s is the model after `optimize_for_inference`."""
 
     @property
     def ratio(self) -> float | None:
         if self.ours_s is None or self.peer_s is None:
             return None
         return self.peer_s / self.ours_s
+
+    @property
+    def plain_ratio(self) -> float | None:
+        if self.plain_s is None or self.peer_s is None:
+            return None
+        return self.peer_s / self.plain_s
 
     def peak_fraction(self, seconds: float | None, peak_flops: float) -> float | None:
         if self.flops is None or seconds is None or not peak_flops:
@@ -141,7 +149,9 @@ class Line:
 
     def render(self, peak_flops: float) -> str:
         parts = [f"{self.name}:"]
-        for label, seconds in (("glassformer", self.ours_s), (self.peer, self.peer_s)):
+        ours_label = "glassformer" if self.plain_s is None else "glassformer optimized"
+        sides = ((ours_label, self.ours_s), ("glassformer plain", self.plain_s), (self.peer, self.peer_s))
+        for label, seconds in sides:
             if seconds is None:
                 continue
             text = f"{label} {_seconds(seconds)}"
@@ -154,19 +164,27 @@ class Line:
         if self.note:
             parts.append(f"({self.note})")
         ratio = self.ratio
-        parts.append(f"{self.ratio_label} = {ratio:.2f}x" if ratio is not None else "ratio n/a")
+        ending = f"{self.ratio_label} = {ratio:.2f}x" if ratio is not None else "ratio n/a"
+        if self.plain_ratio is not None:
+            ending += f" (plain model: {self.plain_ratio:.2f}x)"
+        parts.append(ending)
         return " ".join(parts[:1]) + " " + ", ".join(parts[1:-1]) + "; " + parts[-1]
 
 
 def markdown_table(lines: list[Line], memory: list[tuple[str, str, float, float]], peak_flops: float) -> str:
     """The run's results as a markdown table (ratio: peer / glassformer, > 1 means glassformer is better)."""
     rows = ["| comparison | glassformer | peer | ratio | % of peak (ours / peer) |", "|---|---|---|---|---|"]
+    # Where a line has a plain-model figure, "glassformer" is the optimized model and the plain one follows.
     for line in lines:
         fractions = [line.peak_fraction(s, peak_flops) for s in (line.ours_s, line.peer_s)]
         peak = " / ".join(f"{f:.0%}" if f >= 0.01 else f"{f:.1%}" for f in fractions if f is not None) or "-"
         ours = _seconds(line.ours_s) if line.ours_s is not None else "-"
+        if line.plain_s is not None:
+            ours += f" (plain {_seconds(line.plain_s)})"
         peer = f"{line.peer}: {_seconds(line.peer_s)}" if line.peer_s is not None else "-"
         ratio = f"{line.ratio:.2f}x" if line.ratio is not None else "-"
+        if line.plain_ratio is not None:
+            ratio += f" (plain {line.plain_ratio:.2f}x)"
         rows.append(f"| {line.name} | {ours} | {peer} | {ratio} | {peak} |")
     for label, peer, ours_mb, peer_mb in memory:
         rows.append(f"| peak memory, {label} | +{ours_mb:,.0f} MB | {peer}: +{peer_mb:,.0f} MB | "

@@ -7,6 +7,7 @@ which maps the weights by name. Both sides then hold the very same numbers.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from glassformer.config import get_preset
 from glassformer.run_folder import load_run
+from glassformer.speed import optimize_for_inference
 
 VOCAB = 8000
 GPT2_SIZES = dict(n_embd=384, n_layer=6, n_head=6, n_positions=256)
@@ -86,3 +88,10 @@ def bart_pair(device: str, max_len: int = 512) -> tuple[nn.Module, nn.Module]:
         write_tokenizer(Path(folder) / "tokenizer.json", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], VOCAB)
         ours = load_run(folder).model
     return ours.to(device).eval(), peer.to(device).eval()
+
+
+def optimized(model: nn.Module) -> nn.Module:
+    """A copy of model prepared for inference as the decoding commands prepare it (same weights)."""
+    twin = copy.deepcopy(model)
+    optimize_for_inference(twin)
+    return twin

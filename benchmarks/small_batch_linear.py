@@ -1,4 +1,4 @@
-"""The products of one decode step, by weight layout and kernel: where glassformer's Linear gains.
+"""The products of one decode step, by weight layout and kernel: what `glassformer.speed` chooses from.
 
     python benchmarks/small_batch_linear.py [--threads N] [--reps N]
 
@@ -8,10 +8,11 @@ one after the other, so that each weight comes from memory as it does when decod
 rows, and prints the median time of the whole step for each way of multiplying:
 
 - `nn.Linear`: F.linear on the usual row-major [out, in] weight;
-- `column-major`: F.linear on the same weight stored [in, out] in memory (glassformer's layout);
-- `split bmm`: glassformer's path for 5-16 rows, one baddbmm over blocks of output features;
-- `embedding_bag`: glassformer's path for 1-4 rows, weighted sums of the weight's rows;
-- `glassformer Linear`: what `glassformer.nn.linear.linear` picks, with its dispatch.
+- `column-major`: F.linear on the same weight stored [in, out] in memory;
+- `split bmm`: one baddbmm over per-thread blocks of output features (column-major weight);
+- `embedding_bag`: weighted sums of the column-major weight's rows;
+- `measured choice`: `SmallBatchLinear` with the layout and kernels `glassformer.speed.choice`
+  measured for each shape on this machine, with its dispatch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from glassformer.nn.linear import bag_linear, column_major, linear, split_linear  # noqa: E402
+from torch import nn  # noqa: E402
+
+from glassformer.speed.kernels import bag_linear, column_major, split_linear  # noqa: E402
+from glassformer.speed.small_batch import use_small_batch_kernels  # noqa: E402
 
 SHAPES = [(1152, 384), (384, 384), (1536, 384), (384, 1536)] * 6 + [(8000, 384)]
 
@@ -55,6 +59,14 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(0)
     rows_major = [(torch.randn(o, i), torch.randn(o)) for o, i in SHAPES]
     cols_major = [(column_major(w), b) for w, b in rows_major]
+    chosen = []
+    for w, b in rows_major:
+        layer = nn.Linear(w.size(1), w.size(0))
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+        use_small_batch_kernels(layer)
+        chosen.append((layer.weight, layer))
     threads = torch.get_num_threads()
     megabytes = sum(w.numel() * 4 for w, _ in rows_major) / 1e6
     print(f"{len(SHAPES)} products, {megabytes:.0f} MB of fp32 weights, {threads} threads; "
@@ -62,9 +74,9 @@ def main(argv: list[str]) -> None:
     ways = {
         "nn.Linear": (rows_major, lambda x, w, b: F.linear(x, w, b)),
         "column-major": (cols_major, lambda x, w, b: F.linear(x, w, b)),
-        "split bmm": (cols_major, lambda x, w, b: split_linear(x, w, b, max(threads, 2))),
-        "embedding_bag": (cols_major, lambda x, w, b: bag_linear(x, w, b, threads)),
-        "glassformer Linear": (cols_major, linear),
+        "split bmm": (cols_major, split_linear),
+        "embedding_bag": (cols_major, bag_linear),
+        "measured choice": (chosen, lambda x, w, layer: layer(x)),
     }
     print(f"{'rows':>4}  " + "  ".join(f"{name:>20}" for name in ways))
     with torch.inference_mode():

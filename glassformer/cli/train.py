@@ -59,7 +59,12 @@ def register(subparsers) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + suffix)
     parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument(
+        "--bf16", action="store_true",
+        help="bf16 autocast where the device does bf16 arithmetic natively (CUDA with bf16; a CPU with "
+             "AVX512-BF16/AMX or ARM BF16); elsewhere it falls back to fp32 and says so, since emulated bf16 "
+             "is many times slower (GLASSFORMER_FORCE_BF16=1 forces it)",
+    )
     parser.add_argument("--freeze-embeddings", action="store_true", help="fine-tune: keep the embeddings fixed")
     parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies")
     parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")

@@ -6,6 +6,8 @@ order: an <end> among the first K closes a finished hypothesis, the others refil
 beams, and the KV cache is reordered to follow them. A source is done once K hypotheses have
 ended, or once its length limit is reached, which closes its live beams as they are. Finished
 hypotheses are ranked by log_prob / length_penalty(len(tokens)), <end> counted in the length.
+
+Each step of the loop is a pure function in `glassformer.generate.beam_steps`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ import torch
 from torch import nn
 
 from glassformer.errors import UserError
+from glassformer.generate.beam_steps import (
+    Ending,
+    SourceBeams,
+    advance_source,
+    best_extensions,
+    first_scores,
+    next_beams,
+    score_extensions,
+)
 from glassformer.generate.encoder_decoder import decode_step, encode_sources, target_limits
 from glassformer.generate.results import Hypothesis
-from glassformer.generate.stopping import END, MAX_LENGTH, MAX_NEW_TOKENS, Stopping
+from glassformer.generate.stopping import Stopping
 
 LENGTH_PENALTIES = ("gnmt", "average", "none")
-NEG_INF = float("-inf")
 
 
 def length_penalty(length: int, kind: str = "gnmt", alpha: float = 0.6) -> float:
@@ -77,67 +87,38 @@ def beam_search(
     length_penalty(1, penalty, alpha)  # validates the kind before any work
     if not sources:
         return []
-    n_sources, k = len(sources), beam_size
+    k = beam_size
     limits = target_limits(model, sources, Stopping(max_new_tokens=max_new_tokens), length_margin)
-
     memory, src_mask = encode_sources(model, sources)
     memory = memory.repeat_interleave(k, dim=0)  # [B * K, S, d_model]
     src_mask = src_mask.repeat_interleave(k, dim=0)
-    device = memory.device
-    tgt = torch.full((n_sources * k, 1), start_id, dtype=torch.long, device=device)
+    tgt = torch.full((len(sources) * k, 1), start_id, dtype=torch.long, device=memory.device)
     cache = model.new_cache(1 + max(limits)) if use_cache else None
-    # All K beams start identical; only the first may extend, or the K would stay copies.
-    scores = torch.full((n_sources, k), NEG_INF, device=device)
-    scores[:, 0] = 0.0
-    finished: list[list[Hypothesis]] = [[] for _ in range(n_sources)]
-    done = [False] * n_sources
+    scores = first_scores(len(sources), k, memory.device)  # [B, K]
+    beams = [SourceBeams() for _ in sources]
 
     logits = decode_step(model, tgt, memory, src_mask, cache)  # [B * K, V]
     for step in range(max(limits)):
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        if step < min_length:
-            log_probs[:, end_id] = NEG_INF
-        vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(n_sources, k * vocab)
-        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=-1)  # [B, 2K]
+        candidates = score_extensions(scores, logits, end_id if step < min_length else None)
         history = tgt[:, 1:].tolist()  # each row's tokens after <start>
-        # Sources already done keep dead beams (score -inf) until the whole batch is done.
-        new_scores = [[NEG_INF] * k for _ in range(n_sources)]
-        new_rows = [[b * k] * k for b in range(n_sources)]
-        new_tokens = [[end_id] * k for _ in range(n_sources)]
-        for b in range(n_sources):
-            if done[b]:
-                continue
-            alive = 0
-            for rank, (score, index) in enumerate(zip(top_scores[b].tolist(), top_index[b].tolist())):
-                if alive == k or score == NEG_INF:
-                    break
-                row, token = b * k + index // vocab, index % vocab
-                if token == end_id:
-                    # Only an <end> good enough to be among the K best extensions closes a hypothesis.
-                    if rank < k:
-                        finished[b].append(_hypothesis(history[row] + [end_id], score, END, penalty, alpha))
-                    continue
-                new_scores[b][alive], new_rows[b][alive], new_tokens[b][alive] = score, row, token
-                alive += 1
-            if step == limits[b] - 1:
-                # No room for another token: the live beams end here as they are.
-                for beam in range(alive):
-                    tokens = history[new_rows[b][beam]] + [new_tokens[b][beam]]
-                    reason = MAX_NEW_TOKENS if len(tokens) == max_new_tokens else MAX_LENGTH
-                    finished[b].append(_hypothesis(tokens, new_scores[b][beam], reason, penalty, alpha))
-                done[b] = True
-            done[b] = done[b] or len(finished[b]) >= k
-        if all(done):
+        beams = [
+            advance_source(state, extensions, history, k, end_id, max_new_tokens, step == limit - 1)
+            for state, extensions, limit in zip(beams, best_extensions(candidates, k), limits)
+        ]
+        if all(state.done for state in beams):
             break
-        index = torch.tensor(new_rows, device=device).view(-1)  # [B * K] rows the new beams continue
-        tgt = torch.cat([tgt.index_select(0, index), torch.tensor(new_tokens, device=device).view(-1, 1)], dim=1)
+        index, tokens, scores = next_beams(beams, k, end_id, tgt.device)
+        tgt = torch.cat([tgt.index_select(0, index), tokens[:, None]], dim=1)
         if cache is not None:
-            cache.reorder(index)
-        scores = torch.tensor(new_scores, device=device)
+            cache.reorder(index)  # the keys and values follow their beams
         logits = decode_step(model, tgt, memory, src_mask, cache)
-    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]
+    return [nbest_list(state.finished, nbest, penalty, alpha) for state in beams]
 
 
-def _hypothesis(tokens: list[int], log_prob: float, reason: str, penalty: str, alpha: float) -> Hypothesis:
-    return Hypothesis(tokens, log_prob / length_penalty(len(tokens), penalty, alpha), log_prob, reason)
+def nbest_list(finished: Sequence[Ending], nbest: int, penalty: str, alpha: float) -> list[Hypothesis]:
+    """The nbest finished hypotheses with the highest length-penalised score, best first."""
+    hypotheses = [
+        Hypothesis(tokens, log_prob / length_penalty(len(tokens), penalty, alpha), log_prob, reason)
+        for tokens, log_prob, reason in finished
+    ]
+    return sorted(hypotheses, key=lambda h: h.score, reverse=True)[:nbest]

@@ -1,8 +1,14 @@
-"""The token-by-token loop both model families share; they differ only in their `Stepper`."""
+"""The token-by-token loop both model families share; they differ only in their `Stepper`.
+
+Each step is a small function: `next_tokens` chooses, `record` appends and checks the stops,
+`stream` tells the callback, `extend_context` grows what the penalties look at, and the
+`Stepper` feeds the tokens back to the model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -23,6 +29,31 @@ class Stepper(Protocol):
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append tokens [B] to every row; logits [B, V] for the token after them."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One row's output so far."""
+
+    tokens: tuple[int, ...] = ()
+    log_prob: float = 0.0
+    logits: tuple[torch.Tensor, ...] = ()
+    """The raw logits [V] of each step, when they are kept."""
+    reason: str | None = None
+    """Why the row stopped; None while it goes on."""
+
+    def extend(
+        self, token: int, log_prob: float, logits: torch.Tensor | None, stopping: Stopping, max_new: int
+    ) -> Partial:
+        """The row with one more token, stopped if that token stops it."""
+        tokens = self.tokens + (token,)
+        kept = self.logits if logits is None else self.logits + (logits,)
+        return Partial(tokens, self.log_prob + log_prob, kept, stop_reason(tokens, stopping, max_new))
+
+    def generation(self, keep_logits: bool) -> Generation:
+        """The stopped row as a `Generation`, its kept logits stacked."""
+        logits = torch.stack(self.logits) if keep_logits else None  # [len(tokens), V]
+        return Generation(list(self.tokens), self.reason, self.log_prob, logits)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -51,40 +82,99 @@ def decode_loop(
             False at their padding.
         keep_logits: return each row's raw logits per step in Generation.logits.
     """
-    batch = len(max_new)
-    penalties = sampling.repetition_penalty != 1.0 or sampling.no_repeat_ngram > 0
     logits = stepper.prefill()
     device = logits.device
     generator = sampling.generator(device) if not sampling.greedy else None
-    if penalties:
-        previous = torch.zeros(batch, 0, dtype=torch.long, device=device) if previous is None else previous
-        valid = torch.ones_like(previous, dtype=torch.bool) if valid is None else valid
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    log_probs = [0.0] * batch
-    kept: list[list[torch.Tensor]] = [[] for _ in range(batch)]
-    reasons: list[str | None] = [None] * batch
+    previous, valid = penalty_context(sampling, previous, valid, len(max_new), device)
+    rows = [Partial()] * len(max_new)
     for _ in range(max(max_new)):
-        active = torch.tensor([r is None for r in reasons], device=device)
-        chosen = choose_next(logits, sampling, previous if penalties else None, valid, generator)
-        chosen = chosen.masked_fill(~active, pad_id)  # [B]
-        chosen_log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, chosen[:, None])[:, 0]
-        for row, (token, log_prob) in enumerate(zip(chosen.tolist(), chosen_log_probs.tolist())):
-            if reasons[row] is not None:
-                continue
-            tokens[row].append(token)
-            log_probs[row] += log_prob
-            if keep_logits:
-                kept[row].append(logits[row].float().cpu())
-            if on_token is not None:
-                on_token(row, token)
-            reasons[row] = stop_reason(tokens[row], stopping, max_new[row])
-        if all(r is not None for r in reasons):
+        active = torch.tensor([row.reason is None for row in rows], device=device)  # [B]
+        chosen, log_probs = next_tokens(logits, sampling, active, pad_id, previous, valid, generator)
+        tokens = chosen.tolist()
+        stream(on_token, rows, tokens)
+        rows = record(rows, tokens, log_probs.tolist(), logits if keep_logits else None, stopping, max_new)
+        if all(row.reason is not None for row in rows):
             break
-        if penalties:
-            previous = torch.cat([previous, chosen[:, None]], dim=1)
-            valid = torch.cat([valid, active[:, None]], dim=1)
+        if previous is not None:
+            previous, valid = extend_context(previous, valid, chosen, active)
         logits = stepper.step(chosen)
+    return [row.generation(keep_logits) for row in rows]
+
+
+def penalty_context(
+    sampling: Sampling,
+    previous: torch.Tensor | None,
+    valid: torch.Tensor | None,
+    batch: int,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The ids the penalties look at [B, L] and where they are real [B, L]; None, None without penalties.
+
+    Args:
+        previous, valid: as `decode_loop`; None means no ids before the output.
+    """
+    if sampling.repetition_penalty == 1.0 and sampling.no_repeat_ngram == 0:
+        return None, None
+    previous = torch.zeros(batch, 0, dtype=torch.long, device=device) if previous is None else previous
+    valid = torch.ones_like(previous, dtype=torch.bool) if valid is None else valid
+    return previous, valid
+
+
+def next_tokens(
+    logits: torch.Tensor,
+    sampling: Sampling,
+    active: torch.Tensor,
+    pad_id: int,
+    previous: torch.Tensor | None,
+    valid: torch.Tensor | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's next token under `sampling`, and its log-probability under the model.
+
+    Args:
+        logits: [B, V]; active: [B], False where the row has stopped (it gets pad_id).
+        previous, valid: from `penalty_context`.
+    Returns:
+        tokens [B] and their log-probabilities [B] before any penalty or filter.
+    """
+    chosen = choose_next(logits, sampling, previous, valid, generator).masked_fill(~active, pad_id)
+    return chosen, torch.log_softmax(logits.float(), dim=-1).gather(-1, chosen[:, None])[:, 0]
+
+
+def stream(on_token: OnToken | None, rows: Sequence[Partial], tokens: list[int]) -> None:
+    """Hand each unfinished row's new token to the streaming callback."""
+    if on_token is None:
+        return
+    for index, (row, token) in enumerate(zip(rows, tokens)):
+        if row.reason is None:
+            on_token(index, token)
+
+
+def record(
+    rows: Sequence[Partial],
+    tokens: list[int],
+    log_probs: list[float],
+    logits: torch.Tensor | None,
+    stopping: Stopping,
+    max_new: list[int],
+) -> list[Partial]:
+    """Every unfinished row with its new token appended, stopped where that token stops it.
+
+    Args:
+        tokens, log_probs: this step's token of each row and its log-probability.
+        logits: this step's raw logits [B, V] to keep, or None.
+        max_new: each row's length limit.
+    """
     return [
-        Generation(tokens[row], reasons[row], log_probs[row], torch.stack(kept[row]) if keep_logits else None)
-        for row in range(batch)
+        row.extend(token, log_prob, None if logits is None else logits[i].float().cpu(), stopping, limit)
+        if row.reason is None
+        else row
+        for i, (row, token, log_prob, limit) in enumerate(zip(rows, tokens, log_probs, max_new))
     ]
+
+
+def extend_context(
+    previous: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor, active: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The penalties' ids [B, L + 1] with this step's tokens [B] appended, padding where a row had stopped."""
+    return torch.cat([previous, tokens[:, None]], dim=1), torch.cat([valid, active[:, None]], dim=1)

@@ -8,6 +8,6 @@ fast inference on its device. Nothing in `glassformer.nn` or `glassformer.models
     choice.py       measuring them once per machine and shape, and remembering the winner
 """
 
-from glassformer.speed.transform import Optimized, native_bf16, optimize_for_inference
+from glassformer.speed.transform import Optimized, optimize_for_inference
 
-__all__ = ["Optimized", "native_bf16", "optimize_for_inference"]
+__all__ = ["Optimized", "optimize_for_inference"]

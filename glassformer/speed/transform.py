@@ -9,7 +9,8 @@ What it does, by device:
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
-- CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively.
+- CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
+  (`glassformer.hardware`).
 - `compile=True` also wraps the model's entry points in `torch.compile`. It is off by default:
   on CPU its first call compiles for tens of seconds, longer than a command's whole decoding.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.speed.fused_qkv import FusedSelfAttention, fuse_qkv
 from glassformer.speed.small_batch import use_small_batch_kernels
@@ -65,11 +67,6 @@ def _device_of(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device computes in bf16 natively (so bf16 weights are faster, not slower)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
 @torch.no_grad()
 def optimize_for_inference(
     model: nn.Module,
@@ -86,13 +83,15 @@ def optimize_for_inference(
     Args:
         fused_qkv: one product for Q, K and V of each self-attention.
         small_batch: the measured small-batch kernels (CPU only).
-        bf16: bf16 weights; None means where the device computes in bf16 natively (CUDA).
+        bf16: bf16 weights; None means on a GPU that computes in bf16 natively.
         compile: wrap `forward`, `encode` and `decode` in torch.compile.
     """
     model.eval()
     device = _device_of(model)
     if bf16 is None:
-        bf16 = native_bf16(device)
+        # On CPU the products of a few rows read memory no faster in bf16 without native bf16
+        # arithmetic, and everything else gets slower; bf16 weights on CPU wait for a measured choice.
+        bf16 = device.type == "cuda" and native_bf16(device)
     if bf16:
         model.to(torch.bfloat16)
     done = Optimized(device, torch.bfloat16 if bf16 else torch.float32)

@@ -49,7 +49,7 @@ class TrainConfig:
     dropout: float | None = None
     """Override the preset's dropout."""
     bf16: bool = False
-    """bf16 autocast for forward and loss."""
+    """bf16 autocast for forward and loss, where the device does bf16 natively (else fp32, said in the log)."""
     seed: int = 0
     eval_every: int = 500
     log_every: int = 50

@@ -7,6 +7,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,7 @@ from glassformer.train.distributed import (
 )
 from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
+from glassformer.train.precision import Precision, choose_precision, force_from_env
 from glassformer.train.schedule import learning_rate
 from glassformer.train.setup import load_splits, prepare
 
@@ -252,8 +254,13 @@ class Trainer:
         c = self.config
         return learning_rate(step, c.schedule, self.run.config.d_model, c.warmup, c.lr, c.steps, c.min_lr)
 
+    @cached_property
+    def precision(self) -> Precision:
+        """fp32, or bf16 autocast where --bf16 was given and the device does bf16 arithmetic natively."""
+        return choose_precision(self.device, self.config.bf16, force=force_from_env())
+
     def _autocast(self):
-        if not self.config.bf16:
+        if not self.precision.bf16:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
@@ -344,6 +351,8 @@ class Trainer:
             f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
             f"{len(self.encoded['train']):,} training examples, batch {c.batch_size}, device {self.device}"
         )
+        if c.bf16:
+            self.log(self.precision.reason)
         bar = _progress_bar(total, self.state.step, c.minutes, self.progress)
         start = time.perf_counter() - self.state.elapsed
         window_targets, window_start = 0, time.perf_counter()

@@ -19,8 +19,9 @@ VOCAB = 40
 
 @pytest.fixture
 def lm():
-    torch.manual_seed(0)
-    # Sinusoidal positions and scaled embeddings: with this seed every greedy choice is clear-cut.
+    # Sinusoidal positions and scaled embeddings: with this seed every greedy choice is clear-cut
+    # (so are seeds 5 and 6; of seeds 0-8 the others leave a near-tie or a constant output).
+    torch.manual_seed(2)
     config = get_preset("tiny-lm").replace(
         vocab_size=VOCAB, tie_output=False, max_len=128, positions="sinusoidal", scale_embeddings=True,
         activation="relu",
@@ -30,7 +31,7 @@ def lm():
 
 @pytest.fixture
 def seq2seq():
-    torch.manual_seed(0)
+    torch.manual_seed(2)
     config = get_preset("tiny-seq2seq").replace(vocab_size=VOCAB, tie_output=False, max_len=128)
     return build_model(config).eval()
 
