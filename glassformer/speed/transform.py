@@ -6,6 +6,8 @@ computed, never what: the transformed model gives the plain model's outputs with
 (tested for every family), and its parameters, names, state dict and hook points stay the same.
 
 What it does, by device:
+- everywhere: submodules found as plain attributes (`glassformer.speed.lookups`), which decoding
+  one token at a time looks up a few hundred times per token.
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
@@ -26,6 +28,7 @@ from torch import nn
 from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.speed.fused_qkv import FusedSelfAttention, fuse_qkv
+from glassformer.speed.lookups import cache_submodule_lookups
 from glassformer.speed.small_batch import use_small_batch_kernels
 
 
@@ -38,6 +41,7 @@ class Optimized:
         dtype: its weights' dtype afterwards.
         fused_qkv: self-attention modules whose Q, K and V now come from one product.
         kernels: how many linear layers use each kernel for one row, e.g. {"bag": 24, "linear": 1}.
+        lookups: whether submodules are found as plain attributes.
         compiled: whether the entry points are wrapped in torch.compile.
     """
 
@@ -45,6 +49,7 @@ class Optimized:
     dtype: torch.dtype
     fused_qkv: int = 0
     kernels: Counter = field(default_factory=Counter)
+    lookups: bool = False
     compiled: bool = False
 
     def summary(self) -> str:
@@ -55,6 +60,8 @@ class Optimized:
         if self.kernels:
             used = ", ".join(f"{name} x{n}" for name, n in self.kernels.most_common())
             parts.append(f"small-batch kernels measured on this CPU ({used})")
+        if self.lookups:
+            parts.append("submodules as plain attributes")
         if self.dtype != torch.float32:
             parts.append(f"{str(self.dtype).removeprefix('torch.')} weights")
         if self.compiled:
@@ -72,17 +79,20 @@ def optimize_for_inference(
     model: nn.Module,
     fused_qkv: bool = True,
     small_batch: bool = True,
+    lookups: bool = True,
     bf16: bool | None = None,
     compile: bool = False,
 ) -> Optimized:
     """Prepare model, in place, for inference on its device, and put it in eval mode.
 
-    Apply it after the model is on its device and its weights are loaded; train the plain model,
-    not this one. Every switch below can turn its part off.
+    Apply it after the model is on its device, its weights are loaded and its submodules are in
+    place (peft, replaced heads); train the plain model, not this one. Every switch below can
+    turn its part off.
 
     Args:
         fused_qkv: one product for Q, K and V of each self-attention.
         small_batch: the measured small-batch kernels (CPU only).
+        lookups: submodules as plain attributes (replace submodules before, not after).
         bf16: bf16 weights; None means on a GPU that computes in bf16 natively.
         compile: wrap `forward`, `encode` and `decode` in torch.compile.
     """
@@ -107,6 +117,9 @@ def optimize_for_inference(
         for module in list(model.modules()):
             if isinstance(module, nn.Linear) and id(module) not in fused_parts:
                 done.kernels[use_small_batch_kernels(module).kernels[0]] += 1
+    if lookups:
+        cache_submodule_lookups(model)
+        done.lookups = True
     if compile:
         for name in ("forward", "encode", "decode"):
             if hasattr(model, name):

@@ -101,3 +101,23 @@ def test_step_by_step_equals_the_fused_path_for_every_family(preset):
             a = attn(x, causal=preset == "tiny-lm")
         b = attn(x, causal=preset == "tiny-lm")
     assert (a - b).abs().max() <= 1e-6
+
+
+def test_global_module_hooks_reach_hook_points_too():
+    from torch.nn.modules import module
+
+    point = HookPoint(("B",), "probe")
+    x = torch.ones(2, requires_grad=True)
+    seen = []
+    handles = [
+        module.register_module_forward_pre_hook(lambda m, args: seen.append("pre") if m is point else None),
+        module.register_module_forward_hook(lambda m, args, out: seen.append("forward") if m is point else None),
+        module.register_module_full_backward_hook(lambda m, g_in, g_out: seen.append("backward") if m is point else None),
+    ]
+    try:
+        point(x * 1).sum().backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == ["pre", "forward", "backward"]
+    assert point(x) is x  # with every hook gone, the identity again

@@ -121,9 +121,10 @@ def test_hook_points_of_the_transformed_model_still_fire_and_change_values():
 
 def test_switches_turn_each_part_off_and_cpu_keeps_fp32():
     _, fast = _pair("tiny-lm")
-    done = optimize_for_inference(fast, fused_qkv=False, small_batch=False)
-    assert done.fused_qkv == 0 and not done.kernels and done.dtype == torch.float32
+    done = optimize_for_inference(fast, fused_qkv=False, small_batch=False, lookups=False)
+    assert done.fused_qkv == 0 and not done.kernels and not done.lookups and done.dtype == torch.float32
     assert not any(isinstance(m, (FusedSelfAttention, SmallBatchLinear)) for m in fast.modules())
+    assert "self_attn" not in vars(fast.decoder.layers[0])
     assert done.summary() == "inference speed-ups on cpu: none apply"
     assert not fast.training
 
@@ -138,3 +139,22 @@ def test_on_cuda_bf16_weights_and_fused_qkv_agree_with_fp32():
     with torch.inference_mode():
         expected, got = plain(ids.cuda()), fast(ids.cuda()).float()
     assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
+
+
+def test_submodules_found_as_attributes_follow_a_replacement_by_assignment():
+    plain, fast = _pair("tiny-lm")
+    done = optimize_for_inference(fast)
+    assert done.lookups and vars(fast.decoder.layers[0])["self_attn"] is fast.decoder.layers[0].self_attn
+    assert done.summary().startswith("inference speed-ups on cpu: fused Q/K/V in 2 self-attention modules; ")
+    # A later replacement by assignment (as peft does it) is what the model then uses.
+    layer = fast.decoder.layers[1]
+    replaced = []
+    new_ffn = type(layer.ffn)(plain.config)
+    new_ffn.load_state_dict(layer.ffn.state_dict())
+    new_ffn.register_forward_hook(lambda m, i, o: replaced.append(o.shape))
+    layer.ffn = new_ffn
+    assert layer.ffn is new_ffn and layer._modules["ffn"] is new_ffn
+    (ids,) = _inputs(plain, batch=1)
+    with torch.inference_mode():
+        assert (fast(ids) - plain(ids)).abs().max() <= TOLERANCE
+    assert replaced == [(1, 7, 64)]
