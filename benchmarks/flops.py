@@ -1,7 +1,7 @@
 """Floating-point operations of one unit of work, counted by PyTorch rather than by formula.
 
 `torch.utils.flop_counter.FlopCounterMode` counts matrix products (mm, addmm, bmm, attention, and
-the weighted embedding_bag sums that glassformer's small-batch Linear multiplies with);
+the weighted embedding_bag sums that `glassformer.speed`'s small-batch kernels may multiply with);
 elementwise work, softmax and the optimiser are not counted. Attention runs through the math
 kernel while counting, so causal attention is counted in full (the usual convention: kernels
 that skip the masked half do not get credit for it). Work that scales with the batch is counted
@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def _weighted_bag_flops(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:
-    """A weighted embedding_bag sum (glassformer's small-batch Linear): a multiply and an add per
+    """A weighted embedding_bag sum (`glassformer.speed.kernels.bag_linear`): a multiply and an add per
     element of every row it gathers, as a matrix product of the same size is counted."""
     return 2 * indices_shape[0] * weight_shape[1]
 
