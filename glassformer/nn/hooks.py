@@ -18,13 +18,12 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
-# nn.Module's global hook registries (dicts filled in place by torch.nn.modules.module.register_*).
-_GLOBAL_HOOKS = tuple(
-    getattr(_module, name)
-    for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
-    if hasattr(_module, name)
-)
+# nn.Module's global hook registries: dicts that torch.nn.modules.module.register_module_*_hook
+# fill in place, so these names always see the current hooks.
+_GLOBAL_FORWARD = getattr(_module, "_global_forward_hooks", {})
+_GLOBAL_FORWARD_PRE = getattr(_module, "_global_forward_pre_hooks", {})
+_GLOBAL_BACKWARD = getattr(_module, "_global_backward_hooks", {})
+_GLOBAL_BACKWARD_PRE = getattr(_module, "_global_backward_pre_hooks", {})
 
 
 class HookPoint(nn.Module):
@@ -46,7 +45,7 @@ class HookPoint(nn.Module):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if (
             self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks
-            or any(_GLOBAL_HOOKS)
+            or _GLOBAL_FORWARD or _GLOBAL_FORWARD_PRE or _GLOBAL_BACKWARD or _GLOBAL_BACKWARD_PRE
         ):
             return super().__call__(x)
         return x

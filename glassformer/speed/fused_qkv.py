@@ -11,32 +11,18 @@ modules themselves no longer fire, since they are not called.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from glassformer.nn.kv_cache import KVCache
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.speed.choice import Choice, choose
-from glassformer.speed.kernels import KERNELS, column_major
-from glassformer.speed.small_batch import MAX_ROWS
+from glassformer.speed.kernels import column_major
+from glassformer.speed.small_batch import small_batch_linear
 
 
 class FusedSelfAttention(SelfAttention):
     """SelfAttention computing [Q | K | V] = X [Wq | Wk | Wv]ᵀ as one product."""
 
     qkv_choice: Choice | None
-
-    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, d_model] -> [B, T, 3A]."""
-        rows = x.numel() // x.size(-1)
-        if (
-            self.qkv_choice is None
-            or rows > MAX_ROWS
-            or torch.is_grad_enabled()
-            or not x.is_cpu
-            or torch.is_autocast_enabled("cpu")
-        ):
-            return F.linear(x, self.qkv_weight, self.qkv_bias)
-        return KERNELS[self.qkv_choice.kernel_for(rows)](x, self.qkv_weight, self.qkv_bias)
 
     def forward(
         self,
@@ -47,7 +33,8 @@ class FusedSelfAttention(SelfAttention):
         cache_pos: int = 0,
     ) -> torch.Tensor:
         """As `SelfAttention.forward`."""
-        q, k, v = self.project_qkv(x).split(self.w_q.out_features, dim=-1)  # [B, T, A] each
+        qkv = small_batch_linear(x, self.qkv_weight, self.qkv_bias, self.qkv_choice)  # [B, T, 3A]
+        q, k, v = qkv.split(self.w_q.out_features, dim=-1)  # [B, T, A] each
         q = self.split_heads(self.hook_q(q))
         k = self.split_heads(self.hook_k(k))
         v = self.split_heads(self.hook_v(v))

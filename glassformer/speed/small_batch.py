@@ -12,6 +12,29 @@ from glassformer.speed.kernels import KERNELS, column_major
 MAX_ROWS = 16  # beyond this many rows the product is compute-bound and F.linear is the kernel
 
 
+def small_batch_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, choice: Choice | None
+) -> torch.Tensor:
+    """F.linear(x, weight, bias), through choice's kernel for up to MAX_ROWS rows on CPU without gradients.
+
+    Args:
+        x: [..., in]; weight: [out, in]; bias: [out] or None.
+        choice: the measured choice for weight's shape, or None for F.linear always.
+    """
+    rows = x.numel() // weight.size(1)
+    if (
+        choice is None
+        or rows > MAX_ROWS
+        or rows == 0
+        or torch.is_grad_enabled()
+        or not x.is_cpu
+        or x.dtype != weight.dtype
+        or torch.is_autocast_enabled("cpu")
+    ):
+        return F.linear(x, weight, bias)
+    return KERNELS[choice.kernel_for(rows)](x, weight, bias)
+
+
 class SmallBatchLinear(nn.Linear):
     """nn.Linear whose products of up to MAX_ROWS rows on CPU, without gradients, use `choice`.
 
@@ -22,17 +45,7 @@ class SmallBatchLinear(nn.Linear):
     choice: Choice
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        if (
-            rows > MAX_ROWS
-            or rows == 0
-            or torch.is_grad_enabled()
-            or not x.is_cpu
-            or x.dtype != self.weight.dtype
-            or torch.is_autocast_enabled("cpu")
-        ):
-            return F.linear(x, self.weight, self.bias)
-        return KERNELS[self.choice.kernel_for(rows)](x, self.weight, self.bias)
+        return small_batch_linear(x, self.weight, self.bias, self.choice)
 
 
 def use_small_batch_kernels(linear: nn.Linear) -> Choice:

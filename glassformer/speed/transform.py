@@ -99,8 +99,8 @@ def optimize_for_inference(
     model.eval()
     device = _device_of(model)
     if bf16 is None:
-        # On CPU the products of a few rows read memory no faster in bf16 without native bf16
-        # arithmetic, and everything else gets slower; bf16 weights on CPU wait for a measured choice.
+        # On a CPU some bf16 products beat fp32 while others, emulated, are many times slower:
+        # bf16 weights there need a choice measured per product, which is not made here yet.
         bf16 = device.type == "cuda" and native_bf16(device)
     if bf16:
         model.to(torch.bfloat16)
