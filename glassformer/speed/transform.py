@@ -14,7 +14,8 @@ What it does, by device:
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
   (`glassformer.hardware`).
 - `compile=True` also wraps the model's entry points in `torch.compile`. It is off by default:
-  on CPU its first call compiles for tens of seconds, longer than a command's whole decoding.
+  on 2 CPU cores compiling a 2-layer, 64-wide model took 19 s for its forward and 34 s more for
+  its decode steps, longer than a command's whole decoding. (Not measured on a GPU yet.)
 """
 
 from __future__ import annotations
