@@ -4,6 +4,7 @@ draw attention, and write a self-contained HTML report.
 Entry points:
     record(model, names=None, values=False)      context manager -> Recording (recorder.py)
     step_by_step(model)                            attention one operation at a time (step_by_step.py)
+    intervene(model, {pattern: fn})                change values at hook points (intervene.py)
     run_trace(model, ids, target) -> rows          article A's shape table (trace.py)
     explain(model, tokenizer, text)                article C's numbers (explain.py, toy.py)
     collect_attention(subject, text)               every attention map (attention_data.py)
@@ -12,7 +13,8 @@ Entry points:
     bertviz_data / save_bertviz / load_bertviz     maps for bertviz (bertviz.py)
 """
 
+from glassformer.inspect.intervene import Hook, intervene
 from glassformer.inspect.recorder import Record, Recording, hook_points, record
 from glassformer.inspect.step_by_step import step_by_step
 
-__all__ = ["Record", "Recording", "hook_points", "record", "step_by_step"]
+__all__ = ["Hook", "Record", "Recording", "hook_points", "intervene", "record", "step_by_step"]
