@@ -6,6 +6,7 @@ Entry points:
     step_by_step(model)                            attention one operation at a time (step_by_step.py)
     intervene(model, {pattern: fn})                change values at hook points (intervene.py)
     ablate(model, head(...) | feedforward(...) | layer(...), how)   zero/mean/resample ablation (ablate.py)
+    logit_lens(model, *inputs) -> [layers + 1, B, T, V]            every layer read out (lens.py)
     run_trace(model, ids, target) -> rows          article A's shape table (trace.py)
     explain(model, tokenizer, text)                article C's numbers (explain.py, toy.py)
     collect_attention(subject, text)               every attention map (attention_data.py)
