@@ -72,8 +72,16 @@ class Timing:
         return (max(values) - min(values)) / statistics.median(values)
 
     def noise(self) -> str:
-        """The widest spread of the sides, for the printed line."""
-        return f"reps spread {max(self.spread(side) for side in self.seconds):.0%}"
+        """The widest spread of the sides, and the median of the reps' own ratios, for the printed line."""
+        text = f"reps spread {max(self.spread(side) for side in self.seconds):.0%}"
+        if "ours" in self.seconds and "peer" in self.seconds:
+            text += f", median of per-rep ratios {self.paired_ratio('peer', 'ours'):.2f}x"
+        return text
+
+    def paired_ratio(self, numerator: str, denominator: str) -> float:
+        """Median over reps of numerator time / denominator time, each pair timed next to each other:
+        steadier than the ratio of medians when the machine's speed drifts during the run."""
+        return statistics.median(a / b for a, b in zip(self.seconds[numerator], self.seconds[denominator]))
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -42,7 +42,8 @@ def cpu_name() -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="5 timed reps instead of 10 and no torch.compile line (about 5-10 minutes on 2 CPU cores)")
+                        help="5 timed reps instead of 10 (11 for training steps either way) and no torch.compile line "
+                             "(about 10-12 minutes on 2 CPU cores)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads on CPU (default: PyTorch's default, one per core)")
