@@ -3,28 +3,14 @@
 import pytest
 import torch
 
-from glassformer.config import get_preset
 from glassformer.errors import UserError
 from glassformer.generate import Stopping, generate_lm
 from glassformer.inspect import intervene, record
-from glassformer.models import build_model
 from glassformer.speed import optimize_for_inference
 
+from tiny_models import tiny_inputs, tiny_model
+
 FAMILIES = ["tiny-seq2seq", "tiny-lm", "tiny-encoder"]
-
-
-def _model(preset, **changes):
-    torch.manual_seed(0)
-    return build_model(get_preset(preset).replace(vocab_size=40, max_len=64, **changes)).eval()
-
-
-def _inputs(model):
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 40, (2, 7), generator=g)
-    ids[1, 5:] = model.config.pad_id
-    if model.config.family == "encoder-decoder":
-        return ids, torch.randint(5, 40, (2, 5), generator=g)
-    return (ids,)
 
 
 def _hook_count(model):
@@ -33,16 +19,16 @@ def _hook_count(model):
 
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_zeroing_every_feed_forward_hidden_layer_equals_zero_w2_weights(preset):
-    model = _model(preset)
-    twin = _model(preset)
+    model = tiny_model(preset)
+    twin = tiny_model(preset)
     with torch.no_grad():
         for name, parameter in twin.named_parameters():
             if name.endswith("ffn.w_2.weight"):
                 parameter.zero_()  # W2 · 0 + b2 = b2: what zeroing the hidden units gives
-        expected = twin(*_inputs(twin))
+        expected = twin(*tiny_inputs(twin))
         with intervene(model, {"*.ffn.hook_hidden": lambda value, hook: torch.zeros_like(value)}) as names:
-            got = model(*_inputs(model))
-        plain = model(*_inputs(model))
+            got = model(*tiny_inputs(model))
+        plain = model(*tiny_inputs(model))
     n_layers = len(model.decoder.layers if preset == "tiny-lm" else model.encoder.layers) * (2 if preset == "tiny-seq2seq" else 1)
     assert len(names) == n_layers and all(n.endswith("ffn.hook_hidden") for n in names)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
@@ -52,8 +38,8 @@ def test_zeroing_every_feed_forward_hidden_layer_equals_zero_w2_weights(preset):
 
 @pytest.mark.parametrize("prepared", [False, True])
 def test_steering_while_generating_fires_at_every_step_and_moves_the_logits_by_hand(prepared):
-    model = _model("tiny-lm", tie_output=False)
-    plain_twin = _model("tiny-lm", tie_output=False)
+    model = tiny_model("tiny-lm", tie_output=False)
+    plain_twin = tiny_model("tiny-lm", tie_output=False)
     if prepared:
         optimize_for_inference(model)
     shift = torch.randn(64) * 3
@@ -77,11 +63,11 @@ def test_steering_while_generating_fires_at_every_step_and_moves_the_logits_by_h
 
 
 def test_attention_probabilities_can_be_replaced_and_record_sees_the_replacement():
-    model = _model("tiny-encoder")
+    model = tiny_model("tiny-encoder")
     uniform = lambda probs, hook: torch.full_like(probs, 1.0 / probs.size(-1))  # noqa: E731
     with torch.no_grad(), intervene(model, {"encoder.layers.0.self_attn.hook_probs": uniform}):
         with record(model, names="encoder.layers.0.self_attn.hook_*", values=True) as rec:
-            model(*_inputs(model))
+            model(*tiny_inputs(model))
     probs, v = rec.value("encoder.layers.0.self_attn.hook_probs"), rec.value("encoder.layers.0.self_attn.hook_v_heads")
     torch.testing.assert_close(probs, torch.full_like(probs, 1 / 7))
     torch.testing.assert_close(rec.value("encoder.layers.0.self_attn.hook_context"), v.mean(dim=2, keepdim=True).expand_as(v),
@@ -89,8 +75,8 @@ def test_attention_probabilities_can_be_replaced_and_record_sees_the_replacement
 
 
 def test_mistakes_are_clear_and_leave_no_hook_behind():
-    model = _model("tiny-lm")
-    (ids,) = _inputs(model)
+    model = tiny_model("tiny-lm")
+    (ids,) = tiny_inputs(model)
     with pytest.raises(UserError, match=r"no hook point matches 'decoder.layers.9.hook_q'; e.g. decoder.layers.0.self_attn.hook_q"):
         with intervene(model, {"decoder.layers.9.hook_q": lambda v, h: v}):
             pass

@@ -3,26 +3,12 @@
 import pytest
 import torch
 
-from glassformer.config import get_preset
 from glassformer.inspect import step_by_step
-from glassformer.models import build_model
 from glassformer.nn import HookPoint
 
+from tiny_models import tiny_inputs, tiny_model
+
 FAMILIES = ["tiny-seq2seq", "tiny-lm", "tiny-encoder"]
-
-
-def _model(preset, **changes):
-    torch.manual_seed(0)
-    return build_model(get_preset(preset).replace(vocab_size=40, max_len=32, **changes)).eval()
-
-
-def _inputs(model):
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 40, (2, 7), generator=g)
-    ids[1, 5:] = model.config.pad_id
-    if model.config.family == "encoder-decoder":
-        return ids, torch.randint(5, 40, (2, 5), generator=g)
-    return (ids,)
 
 
 def test_a_hook_point_is_an_identity_module():
@@ -41,13 +27,13 @@ def test_forward_pre_hooks_run_and_may_replace_the_input():
 
 
 def test_full_backward_hooks_on_a_hook_point_see_the_gradient():
-    model = _model("tiny-lm")
+    model = tiny_model("tiny-lm")
     grads = []
     point = model.decoder.layers[1].ffn.hook_hidden
     point.register_full_backward_hook(lambda m, grad_in, grad_out: grads.append(grad_out[0].clone()))
     hidden = []
     point.register_forward_hook(lambda m, i, o: hidden.append(o))
-    logits = model(*_inputs(model))
+    logits = model(*tiny_inputs(model))
     hidden[0].retain_grad()
     logits.square().sum().backward()
     assert len(grads) == 1 and grads[0].shape == (2, 7, 128)
@@ -55,8 +41,8 @@ def test_full_backward_hooks_on_a_hook_point_see_the_gradient():
 
 
 def test_a_forward_hook_that_returns_a_tensor_changes_the_outputs_as_computed_by_hand():
-    model = _model("tiny-lm")
-    (ids,) = _inputs(model)
+    model = tiny_model("tiny-lm")
+    (ids,) = tiny_inputs(model)
     with torch.no_grad():
         before = model(ids)
         shift = torch.randn(64)
@@ -70,7 +56,7 @@ def test_a_forward_hook_that_returns_a_tensor_changes_the_outputs_as_computed_by
 
 
 def test_replacing_attention_probabilities_changes_the_context_exactly():
-    model = _model("tiny-encoder")
+    model = tiny_model("tiny-encoder")
     attn = model.encoder.layers[0].self_attn
     contexts, values = [], []
     attn.hook_context.register_forward_hook(lambda m, i, o: contexts.append(o))
@@ -79,15 +65,15 @@ def test_replacing_attention_probabilities_changes_the_context_exactly():
     first_only = lambda m, i, probs: torch.zeros_like(probs).index_fill_(-1, torch.tensor([0]), 1.0)  # noqa: E731
     attn.hook_probs.register_forward_hook(first_only)
     with torch.no_grad(), step_by_step(model):
-        model(*_inputs(model))
+        model(*tiny_inputs(model))
     expected = values[0][:, :, :1].expand_as(contexts[0])
     torch.testing.assert_close(contexts[0], expected, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_step_by_step_equals_the_fused_path_for_every_family(preset):
-    model = _model(preset)
-    inputs = _inputs(model)
+    model = tiny_model(preset)
+    inputs = tiny_inputs(model)
     with torch.no_grad():
         fused = model(*inputs)
         with step_by_step(model):

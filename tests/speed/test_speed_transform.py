@@ -11,6 +11,8 @@ from glassformer.speed import optimize_for_inference
 from glassformer.speed.fused_qkv import FusedSelfAttention
 from glassformer.speed.small_batch import SmallBatchLinear
 
+from tiny_models import tiny_inputs
+
 FAMILIES = ["tiny-seq2seq", "tiny-lm", "tiny-encoder", "article-b"]
 TOLERANCE = 1e-5  # fp32: the kernels add the same products in another order
 
@@ -27,17 +29,6 @@ def _pair(preset, **changes):
     return plain, fast
 
 
-def _inputs(model, batch=2):
-    g = torch.Generator().manual_seed(1)
-    v = model.config.vocab_size
-    ids = torch.randint(5, v, (batch, 7), generator=g)
-    if batch > 1:
-        ids[1, 5:] = model.config.pad_id
-    if model.config.family == "encoder-decoder":
-        return ids, torch.randint(5, v, (batch, 5), generator=g)
-    return (ids,)
-
-
 @pytest.mark.parametrize("preset", FAMILIES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_transformed_model_gives_the_plain_outputs_for_every_family(preset, threads):
@@ -51,7 +42,7 @@ def test_transformed_model_gives_the_plain_outputs_for_every_family(preset, thre
     for name, tensor in fast.state_dict().items():
         assert torch.equal(tensor, plain.state_dict()[name]), name
     for batch in (1, 2):  # 1 row per position: the small-batch kernels; more: F.linear
-        inputs = _inputs(plain, batch)
+        inputs = tiny_inputs(plain, batch)
         with torch.inference_mode():
             expected, got = plain(*inputs), fast(*inputs)
         assert (got - expected).abs().max() <= TOLERANCE
@@ -70,7 +61,7 @@ def test_tied_weights_stay_shared_and_loading_new_weights_reaches_the_fused_prod
     torch.manual_seed(5)
     other = build_model(plain.config).eval()
     fast.load_state_dict(other.state_dict())
-    (ids,) = _inputs(plain)
+    (ids,) = tiny_inputs(plain)
     with torch.inference_mode():
         assert (fast(ids) - other(ids)).abs().max() <= TOLERANCE
 
@@ -101,7 +92,7 @@ def test_greedy_sampled_and_beam_decoding_give_the_plain_models_tokens():
 def test_hook_points_of_the_transformed_model_still_fire_and_change_values():
     plain, fast = _pair("tiny-lm")
     optimize_for_inference(fast)
-    (ids,) = _inputs(plain, batch=1)
+    (ids,) = tiny_inputs(plain, batch=1)
     with torch.inference_mode():
         with record(plain, values=True) as a:
             plain(ids)
@@ -135,7 +126,7 @@ def test_on_cuda_bf16_weights_and_fused_qkv_agree_with_fp32():
     plain, fast = plain.cuda(), fast.cuda()
     done = optimize_for_inference(fast)
     assert done.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
-    (ids,) = _inputs(plain)
+    (ids,) = tiny_inputs(plain)
     with torch.inference_mode():
         expected, got = plain(ids.cuda()), fast(ids.cuda()).float()
     assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
@@ -154,7 +145,7 @@ def test_submodules_found_as_attributes_follow_a_replacement_by_assignment():
     new_ffn.register_forward_hook(lambda m, i, o: replaced.append(o.shape))
     layer.ffn = new_ffn
     assert layer.ffn is new_ffn and layer._modules["ffn"] is new_ffn
-    (ids,) = _inputs(plain, batch=1)
+    (ids,) = tiny_inputs(plain, batch=1)
     with torch.inference_mode():
         assert (fast(ids) - plain(ids)).abs().max() <= TOLERANCE
     assert replaced == [(1, 7, 64)]
@@ -166,6 +157,6 @@ def test_compile_option_gives_the_plain_outputs():
     # which is why the decoding commands leave it off.
     plain, fast = _pair("tiny-lm")
     assert optimize_for_inference(fast, compile=True).compiled
-    (ids,) = _inputs(plain)
+    (ids,) = tiny_inputs(plain)
     with torch.inference_mode():
         assert (fast(ids) - plain(ids)).abs().max() <= TOLERANCE
