@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from glassformer.inspect.greedy import DecodeStep, greedy_decode
+from glassformer.inspect.decoding import DecodeStep, decode_steps
 from glassformer.inspect.recorder import record
 from glassformer.inspect.subject import Subject, input_ids, target_input_ids, token_labels
 from glassformer.errors import UserError
@@ -98,7 +98,7 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
         elif family == "encoder-decoder" and target is not None:
             model(ids, target_input_ids(subject, target))
         else:
-            steps = greedy_decode(model, ids, subject.start_id, subject.end_id, max_steps, recording)
+            steps = decode_steps(model, ids, subject.start_id, subject.end_id, max_steps, recording)
     last = recording.n_steps - 1
     if family == "encoder-only":
         maps = _maps(recording, ["self"], {"self": len(model.encoder.layers)}, {"self": 0})

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from glassformer.framing import decoder_start, source_ids
-from glassformer.inspect.greedy import DecodeStep, greedy_decode
+from glassformer.inspect.decoding import DecodeStep, decode_steps
 from glassformer.inspect.matrix_text import Block, feature_labels, format_block
 from glassformer.inspect.recorder import Recording, record
 from glassformer.text import Tokenizer
@@ -220,7 +220,7 @@ def explain(
     src = torch.tensor([ids], dtype=torch.long)
     src_labels = [tokenizer.id_to_token(i) for i in ids]
     with record(model, values=True) as recording:
-        steps = greedy_decode(model, src, decoder_start(tokenizer), tokenizer.end_id, max_steps, recording)
+        steps = decode_steps(model, src, decoder_start(tokenizer), tokenizer.end_id, max_steps, recording)
     writer = _Writer(model, tokenizer, recording)
     writer.vocabulary()
     writer.encoder(ids, src_labels)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from glassformer.config import get_preset
-from glassformer.inspect.greedy import greedy_decode
+from glassformer.inspect.decoding import decode_steps
 from glassformer.inspect.recorder import matcher, record
 from glassformer.inspect.step_by_step import switches
 from glassformer.models import build_model
@@ -165,7 +165,7 @@ def test_each_forward_and_each_decoding_step_gets_its_own_index():
     model = _model("tiny-seq2seq")
     ids = torch.randint(5, 40, (1, 6))
     with torch.no_grad(), record(model, names=["encoder.hook_out", "decoder.hook_out", "tgt_embed.hook_tokens"]) as rec:
-        steps = greedy_decode(model, ids, start_id=1, end_id=2, max_steps=4, recording=rec)
+        steps = decode_steps(model, ids, start_id=1, end_id=2, max_steps=4, recording=rec)
     assert rec.n_steps == len(steps) == 4
     assert [r.step for r in rec.select("encoder.hook_out")] == [0]
     assert [r.step for r in rec.select("decoder.hook_out")] == [0, 1, 2, 3]
