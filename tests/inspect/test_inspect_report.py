@@ -1,5 +1,6 @@
 """The HTML report: one self-contained file, checked in a real headless browser (Debian's chromium)."""
 
+import base64
 import json
 import os
 import re
@@ -38,6 +39,11 @@ def report_path(tmp_path_factory):
     return out
 
 
+def _unpack(entry):
+    """A tensor entry's stored numbers as float32 [planes, rows, cols]."""
+    return np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").astype(np.float32).reshape(entry["grid"])
+
+
 def _data(html):
     match = re.search(r'<script id="gf-data" type="application/json">(.*?)</script>', html, re.S)
     return json.loads(match.group(1))
@@ -62,7 +68,18 @@ def test_report_data_matches_the_model(report_path):
     data = _data(report_path.read_text(encoding="utf-8"))
     run = from_run(str(report_path.parent / "run"))
     rebuilt = build_report(run, TEXT, max_steps=6)
+    # Tensors are compared to float16's precision: a run in another process may differ in the
+    # last float32 bit, which can flip a float16 rounding.
+    tensors, rebuilt_tensors = data.pop("tensors"), rebuilt.pop("tensors")
     assert rebuilt == data
+    assert list(tensors) == list(rebuilt_tensors)
+    for name, entry in tensors.items():
+        other = rebuilt_tensors[name]
+        assert {k: v for k, v in entry.items() if k not in ("data", "stats")} == \
+            {k: v for k, v in other.items() if k not in ("data", "stats")}
+        assert entry["stats"] == pytest.approx(other["stats"], abs=2e-4)
+        if entry["data"] is not None:
+            np.testing.assert_allclose(_unpack(entry), _unpack(other), rtol=2e-3, atol=1e-4)
     probs = [c[1] for s in data["decoding"] for c in s["top"]]
     assert all(0 <= p <= 1 for p in probs)
     for step in data["decoding"]:
@@ -146,10 +163,14 @@ def test_report_works_in_a_headless_browser(report_path, tmp_path):
     assert body["data-errors"] == "0", body.get("data-error-messages")
     assert body["data-resources"] == "0"  # no request of any kind left the page
     assert body["data-heatmap-changed"] == "true"  # switching the head redrew the heatmap
+    assert body["data-temperature-changed"] == "true"  # the temperature reshaped the distribution
     data = _data(report_path.read_text(encoding="utf-8"))
     s = len(data["attention"]["axes"]["self"][1])
-    assert body["data-heatmap-cells"] == str(s * s)
-    assert body["data-decoding-rows"] == str(len(data["decoding"]))
+    assert body["data-shape"] == f"[B=1, H=4, S={s}, S={s}]"  # the first attention box's probabilities
+    # Figure 1 of a pre-norm 2+2 layer model: 3 embedding boxes per side, 6 boxes per encoder
+    # layer, 9 per decoder layer, the two final norms, the output projection and the softmax.
+    assert body["data-boxes"] == str(3 + 6 + 1 + 3 + 9 + 1 + 2)
+    assert body["data-overview-maps"] == str(2 * 4)  # encoder self-attention: 2 layers x 4 heads
     assert body["data-flow-rows"] == str(len(data["trace"]))
     assert body["data-selftest"] == "pass"
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
