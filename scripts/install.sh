@@ -6,10 +6,13 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 if [[ "${1:-}" == "--test" ]]; then
     python3 -m pip install -q --disable-pip-version-check -e ".[test]"
-    # The report tests open the HTML page in a real headless browser (skipped without one).
-    if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null; then
-        (apt-get update -qq && apt-get install -y -qq chromium) \
-            || echo "install.sh: chromium not installed; the browser tests will be skipped" >&2
+    # The report tests drive the HTML page in a real headless browser: Debian's chromium through
+    # its chromedriver and Selenium (test extra). Nothing downloads a browser; without them the
+    # browser tests are skipped.
+    if { [[ ! -x /usr/bin/chromium ]] || [[ ! -x /usr/bin/chromedriver ]]; } && command -v apt-get >/dev/null; then
+        SUDO=""; [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null && SUDO="sudo"
+        ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver) \
+            || echo "install.sh: chromium/chromium-driver not installed; the browser tests will be skipped" >&2
     fi
 else
     python3 -m pip install -q --disable-pip-version-check -e .
