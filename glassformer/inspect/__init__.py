@@ -11,7 +11,9 @@ Entry points:
     explain(model, tokenizer, text)                article C's numbers (explain.py, toy.py)
     collect_attention(subject, text)               every attention map (attention_data.py)
     shade_grid(weights, rows, cols)                a terminal heatmap (attention_map.py)
-    build_report / render_report / write_report    the HTML page (report.py)
+    decode_steps(model, ids, start, end, n)        glassformer.generate, uncached, step by step (decoding.py)
+    build_report / render_report / write_report    the HTML page (report.py, diagram.py, report_tensors.py)
+    ReportPages / report_server                    the page served locally with a text box (serve.py)
     bertviz_data / save_bertviz / load_bertviz     maps for bertviz (bertviz.py)
 """
 
