@@ -65,7 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--translation", help="a trained toy-translation run folder (default: train one)")
     parser.add_argument("--gpt2", help="a tiny GPT-2 Hugging Face folder (default: scripts/tiny_hf_model.py gpt2)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps of the toy model (default 400)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps of the toy model (default 300)")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default docs/)")
     args = parser.parse_args()
 
@@ -81,7 +81,8 @@ def main() -> int:
     translation = args.translation or str(work / "toy")
     if not args.translation:
         _run(sys.executable, "-m", "glassformer", "train", "--task", "toy-translation", "--preset", "tiny-seq2seq",
-             "--steps", str(args.steps), "--seed", "0", "--no-progress", "--out", translation)
+             "--steps", str(args.steps), "--batch-size", "32", "--lr", "0.003", "--warmup", "40",
+             "--eval-every", "100000", "--eval-examples", "100", "--seed", "0", "--no-progress", "--out", translation)
     gpt2 = args.gpt2 or str(work / "gpt2")
     if not args.gpt2:
         _run(sys.executable, "scripts/tiny_hf_model.py", "gpt2", gpt2)
