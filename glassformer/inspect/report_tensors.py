@@ -19,7 +19,9 @@ from glassformer.inspect.trace import named_shape, stream_dims
 
 # [B, T, A] tensors whose numbers are those of a [B, H, T, D] one, heads side by side: stored
 # once, as the heads; the page lays the heads out side by side again.
-HEAD_VIEWS = {"hook_q": "hook_q_heads", "hook_k": "hook_k_heads", "hook_v": "hook_v_heads", "hook_merged": "hook_context"}
+HEAD_VIEWS = {
+    "hook_q": "hook_q_heads", "hook_k": "hook_k_heads", "hook_v": "hook_v_heads", "hook_merged": "hook_context",
+}
 
 MAX_ROWS = 64
 MAX_COLS = 512

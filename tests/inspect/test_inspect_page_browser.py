@@ -8,10 +8,8 @@ local server) may be asked for anything.
 
 import json
 import os
-import re
 import shutil
 import threading
-import time
 from urllib.parse import urlsplit
 
 import numpy as np
