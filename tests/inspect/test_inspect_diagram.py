@@ -110,3 +110,37 @@ def test_logit_lens_and_panels_in_the_report():
     assert [p for _, p in lens["top"][-1]] == pytest.approx(top.values.tolist(), abs=1e-4)  # the last row is the model's own
     with pytest.raises(ValueError, match="every row needs 2 cells"):
         build_report(subject, "a b c d", max_steps=2, panels=[{**panel, "rows": [["x"]]}])
+
+
+def test_an_imported_gpt2_is_drawn_and_its_numbers_are_hugging_faces(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=99, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0, initializer_range=0.2)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    hf.save_pretrained(tmp_path / "gpt2")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tok.train_from_iterator(["the cat sat on the mat", "a dog ran in the park"] * 4,
+                            trainers.BpeTrainer(vocab_size=99, special_tokens=["<|endoftext|>"], show_progress=False))
+    tok.save(str(tmp_path / "gpt2" / "tokenizer.json"))
+    from glassformer.inspect.subject import from_run
+
+    data = build_report(from_run(str(tmp_path / "gpt2")), "the cat sat", max_steps=3)
+    [column] = data["diagram"]["columns"]
+    assert _labels(column) == [
+        "token embedding", "learned positions", "⊕ embedding + position",
+        ["2x", "LayerNorm", "masked multi-head self-attention", "add (residual)", "LayerNorm", "feed-forward network",
+         "add (residual)"],
+        "final LayerNorm → decoder output", "linear (output projection)", "softmax",
+    ]
+    prompt = data["inputs"][0]["ids"][: len(data["decoding"][0]["prefix"])]  # what step 0 saw
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        probs = torch.softmax(hf(ids).logits[0, -1], dim=-1)
+    top = probs.topk(5)
+    assert [p for _, p in data["decoding"][0]["top"]] == pytest.approx(top.values.tolist(), abs=1e-4)
+    assert data["tensors"]["lm_head.hook_logits"]["shape"] == f"[B=1, T={len(data['inputs'][0]['ids'])}, V=99]"
