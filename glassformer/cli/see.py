@@ -79,9 +79,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=attention_command)
 
     p = subparsers.add_parser(
-        "report", help="write one self-contained HTML page: shape flow, attention heatmaps, decoding",
-        description="Write a single HTML file (no network, opens by double-click) with the shape flow, "
-        "attention heatmaps by kind/layer/head, and token-by-token decoding with top candidates.",
+        "report", help="write one self-contained HTML page: the model drawn, every tensor a click away",
+        description="Write a single HTML file (no network, opens by double-click): the model's diagram drawn "
+        "from its own hook points, each box's tensors (named shape, heatmap, statistics, attention's neuron "
+        "view), every layer and head of attention, a decoding stepper with temperature/top-k/top-p, the "
+        "logit lens and the shape flow. `glassformer serve` serves the same page with a text box.",
     )
     p.add_argument("text", nargs="?", help="the input text (default: article C's sentence)")
     _model_flags(p)
