@@ -34,6 +34,8 @@ _FLAGS = {
     "log_every": (int, "log every N steps"),
     "checkpoint_every": (int, "write a resumable checkpoint every N steps"),
     "eval_examples": (int, "validation examples decoded for exact-match/BLEU at each validation"),
+    "eval_sample": (int, "held-out examples scored at each validation and in the final test: a fixed seeded "
+                         "sample of at most N (0: the whole split)"),
     "tokenizer": (str, f"tokenizer kind: {', '.join(TOKENIZERS)}"),
     "vocab_size": (int, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
     "mask_prob": (float, "masked-LM: fraction of tokens to predict"),
@@ -140,7 +142,7 @@ def _train_and_report(trainer, out, n_examples: int) -> int:
     trainer.run = run  # evaluate the best weights, as every later command will use them
     trainer.fsdp = False  # the reloaded model is whole on every process
     metrics = trainer.validate("test")
-    say("test: " + format_metrics(metrics))
+    say("test" + trainer.coverage("test") + ": " + format_metrics(metrics))
     if trainer.world.is_main:
         print_examples(run, trainer.splits.test[:n_examples], trainer.device)
     say(f"run folder: {out}")
