@@ -67,6 +67,9 @@ def register(subparsers) -> None:
              "AVX512-BF16/AMX or ARM BF16); elsewhere it falls back to fp32 and says so, since emulated bf16 "
              "is many times slower (GLASSFORMER_FORCE_BF16=1 forces it)",
     )
+    parser.add_argument("--pack", action="store_true",
+                        help="language models on a text file: train on random blocks of max_len+1 tokens of the "
+                             "lines packed end to end (<start> text <end> ...), not one padded line per example")
     parser.add_argument("--freeze-embeddings", action="store_true", help="fine-tune: keep the embeddings fixed")
     parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies")
     parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")
@@ -92,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         task = get_task(args.task or DEFAULT_TASK)
         values.update(TASK_DEFAULTS, task=task.name, steps=task.default_steps)
     values.update(given)
-    values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
+    values.update(pack=args.pack, bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
                   freeze_embeddings=args.freeze_embeddings)
     return TrainConfig(**values)
 

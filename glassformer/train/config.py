@@ -59,6 +59,9 @@ class TrainConfig:
     eval_sample: int = 5000
     """Held-out examples scored at each validation and in the final test: a fixed sample of at most
     this many, drawn with the run's seed, the same at every evaluation (0: the whole split)."""
+    pack: bool = False
+    """Language models on a text file: train on random blocks of max_len + 1 tokens of the training
+    lines packed end to end (each <start> text <end>) instead of one padded line per example."""
     tokenizer: str = "word"
     vocab_size: int | None = None
     """Cap (word/char) or target (bpe/wordpiece) vocabulary size."""

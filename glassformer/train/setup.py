@@ -160,6 +160,8 @@ def load_prepared_corpus(config: TrainConfig, tokenizer: Tokenizer | None = None
 def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = False, log=print) -> Prepared:
     """Read or generate the data, train tokenizers on its training split (or take those of the run
     being fine-tuned), fit the preset (or the fine-tuned run's own configuration)."""
+    if config.pack and not (uses_prepared_data(config.data, config.kind) and config.kind == "lm"):
+        raise UserError("--pack is for language models trained on a text file (--data FILE --kind lm)")
     if uses_prepared_data(config.data, config.kind):
         corpus = load_prepared_corpus(config, init.source_tokenizer if init is not None else None, progress, log)
         splits, kind, source = Splits([], [], []), config.kind, corpus.tokenizer

@@ -20,6 +20,7 @@ from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.data import Splits
 from glassformer.train.batches import BatchOrder, Encoded, encode_examples, make_batch
+from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import TrainingState, latest_checkpoint, read_checkpoint, save_checkpoint
 from glassformer.train.config import TrainConfig
 from glassformer.train.distributed import (
@@ -166,8 +167,13 @@ class Trainer:
             self.log(f"skipped {self.encoded['train'].skipped} training examples longer than max_len={self.run.config.max_len}")
         if len(self.encoded["train"]) == 0:
             raise UserError("no training example fits the model's maximum length")
-        self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed,
-                                self.world.rank, self.world.size)
+        self.stream = None
+        if self.config.pack:
+            self.stream = PackedStream(self.corpus.stores["train"], self.corpus.indices["train"], self.run.config.max_len + 1)
+            self.order = BlockOrder(self.config.batch_size, self.world.rank, self.world.size)
+        else:
+            self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed,
+                                    self.world.rank, self.world.size)
         checkpoint = read_checkpoint(self.run_dir) if resume else None
         if checkpoint is not None:
             checkpoint.load_model(self.run.model)
@@ -339,6 +345,8 @@ class Trainer:
         return loss_sum / max(total_targets, 1), int(total_targets)
 
     def _batch(self, indices: list[int], step: int, micro: int):
+        if self.stream is not None:
+            return self.stream.batch(self.config.seed, step, self.config.batch_size, indices)
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + step * 131 + micro)
         return make_batch(
             self.encoded["train"], indices, self.run.source_tokenizer, self.run.target_tokenizer,
@@ -389,7 +397,9 @@ class Trainer:
         n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
         self.log(
             f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
-            f"{len(self.encoded['train']):,} training examples, batch {c.batch_size}, device {self.device}"
+            + (f"{self.stream.n_tokens:,} training tokens packed in blocks of {self.stream.block}"
+               if self.stream is not None else f"{len(self.encoded['train']):,} training examples")
+            + f", batch {c.batch_size}, device {self.device}"
         )
         if c.bf16:
             self.log(self.precision.reason)

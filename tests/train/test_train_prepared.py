@@ -131,10 +131,12 @@ def test_training_from_a_prepared_corpus_equals_training_from_memory(corpus_file
     assert all(torch.equal(prepared[k], memory[k]) for k in prepared)
 
 
-def test_resume_from_prepared_data_continues_bit_for_bit(corpus_file, tmp_path, monkeypatch, capsys):
-    straight = _train(corpus_file, tmp_path / "straight", "--steps", "6")
+@pytest.mark.parametrize("pack", [False, True])
+def test_resume_from_prepared_data_continues_bit_for_bit(corpus_file, tmp_path, monkeypatch, capsys, pack):
+    extra = ["--pack"] if pack else []
+    straight = _train(corpus_file, tmp_path / "straight", "--steps", "6", *extra)
     test_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test: "))
-    _train(corpus_file, tmp_path / "halves", "--steps", "3")
+    _train(corpus_file, tmp_path / "halves", "--steps", "3", *extra)
     monkeypatch.setattr(corpus_module, "build_store", lambda *a, **k: pytest.fail("prepared again on --resume"))
     assert main(["train", "--resume", "--out", str(tmp_path / "halves"), "--steps", "6", "--no-progress", "--examples", "0"]) == 0
     resumed = load_file(str(latest_checkpoint(tmp_path / "halves") / "model.safetensors"))
@@ -152,3 +154,26 @@ def test_evaluation_sample_is_fixed_capped_and_reported(corpus_file, tmp_path, c
     _train(corpus_file, tmp_path / "run", "--steps", "3", "--eval-sample", "4")
     out = capsys.readouterr().out
     assert "test (on a fixed sample of 4 of its 6 examples; --eval-sample 0 scores them all):" in out
+
+
+def test_packed_blocks_are_the_training_lines_laid_end_to_end(corpus_file):
+    from glassformer.train.blocks import PackedStream
+
+    corpus = load_corpus(str(corpus_file), "lm", 0, log=lambda s: None)
+    store, train = corpus.stores["train"], corpus.indices["train"]
+    stream = np.concatenate([store.tokens[store.offsets[i] : store.offsets[i + 1]] for i in sorted(train)])
+    packed = PackedStream(store, train, block=9)
+    assert packed.n_tokens == len(stream)
+    for position in (0, 1, 57, len(stream) - 9):
+        assert packed.read(position).tolist() == stream[position : position + 9].tolist()
+    batch = packed.batch(seed=0, step=3, batch_size=4, rows=[1, 3])
+    starts = packed.positions(0, 3, 4)[[1, 3]].tolist()
+    assert batch.inputs["ids"].tolist() == [stream[p : p + 8].tolist() for p in starts]
+    assert batch.targets.tolist() == [stream[p + 1 : p + 9].tolist() for p in starts] and batch.n_targets == 16
+    assert torch.equal(packed.positions(0, 3, 4), packed.positions(0, 3, 4))
+    assert not torch.equal(packed.positions(0, 3, 4), packed.positions(0, 4, 4))
+
+
+def test_pack_is_refused_where_there_is_no_text_file(capsys):
+    assert main(["train", "--task", "grammar-lm", "--pack", "--steps", "1", "--no-progress"]) == 2
+    assert "--pack is for language models trained on a text file" in capsys.readouterr().err
