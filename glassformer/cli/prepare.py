@@ -47,7 +47,8 @@ def prepare_command(args: argparse.Namespace) -> int:
     tokenizer, kind = _given_tokenizer(args.tokenizer)
     start = time.perf_counter()
     corpus = load_corpus(args.data, args.kind, args.seed, args.valid_data, tokenizer, kind or "word", args.vocab_size,
-                         args.lowercase, progress=not args.no_progress and not args.json)
+                         args.lowercase, progress=not args.no_progress and not args.json,
+                         log=(lambda line: None) if args.json else print)
     seconds = time.perf_counter() - start
     store = corpus.stores["train"]
     encoding = store.meta.get("seconds")  # set (in memory, not in meta.json) when written by this call

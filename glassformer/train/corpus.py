@@ -50,7 +50,7 @@ class Source:
     folder: Path
 
 
-def scan_source(path: str | Path) -> Source:
+def scan_source(path: str | Path, log: Callable[[str], None] = lambda line: None) -> Source:
     """Hash the file; count its lines the first time this content is seen (later, from the cache)."""
     sha, size = file_digest(path)
     folder = cache_root() / sha[:24]
@@ -62,6 +62,7 @@ def scan_source(path: str | Path) -> Source:
                 return Source(Path(path), sha, size, int(known["n_examples"]), folder)
         except (json.JSONDecodeError, KeyError, ValueError, TypeError):
             pass
+    log(f"preparing {path} ({size / 1e6:,.1f} MB, new to the cache {cache_root()}): counting its lines")
     n = sum(len(lines) for lines, _ in line_blocks(path))
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps({"sha256": sha, "size": size, "n_examples": n, "first_seen_as": str(path)}) + "\n")
@@ -113,7 +114,7 @@ class TrainingTexts:
 
 
 def corpus_tokenizer(source: Source, train: np.ndarray, kind: str, vocab_size: int | None, lowercase: bool,
-                     split_name: str) -> Tokenizer:
+                     split_name: str, log: Callable[[str], None] = lambda line: None) -> Tokenizer:
     """The tokenizer trained on the training split, as `build_tokenizers` trains it; cached by its settings."""
     spec = f"{kind}-v{vocab_size}-{'lower' if lowercase else 'cased'}-{split_name}"
     cached = source.folder / f"tokenizer-{spec}.json"
@@ -122,6 +123,7 @@ def corpus_tokenizer(source: Source, train: np.ndarray, kind: str, vocab_size: i
             return load_tokenizer(cached)
         except DataError:
             pass
+    log(f"training the {kind} tokenizer on the {len(train):,} training lines of {source.path}")
     texts = TrainingTexts(source.path, source.n_examples, train, joined=kind != "char")
     tokenizer = train_tokenizer(kind, texts, vocab_size, lowercase)
     atomic_write(cached, tokenizer.save)
@@ -175,6 +177,7 @@ def prepared_store(source: Source, tokenizer: Tokenizer, progress: bool = False,
             log(f"{folder}: does not match {source.path}; preparing it again")
         except DataError as error:
             log(f"{str(error).removesuffix('; prepare it again')}; preparing it again")
+    log(f"tokenizing {source.path} into {folder}")
     return build_store(source, tokenizer, progress)
 
 
@@ -231,12 +234,12 @@ def load_corpus(data: str, kind: str, seed: int, valid_data: str | None = None, 
         tokenizer: the tokenizer to encode with (a run being resumed or fine-tuned); None trains
             one of `tokenizer_kind` on the training split, as a new run does.
     """
-    source = scan_source(data)
+    source = scan_source(data, log)
     if valid_data is None:
         train, valid, test = split_indices(source, seed)
         held_out = None
     else:
-        held_out = scan_source(valid_data)
+        held_out = scan_source(valid_data, log)
         if held_out.n_examples < 2:
             raise UserError(f"{valid_data}: needs at least 2 examples (half validation, half test)")
         train = np.arange(source.n_examples, dtype=np.int64)
@@ -244,7 +247,7 @@ def load_corpus(data: str, kind: str, seed: int, valid_data: str | None = None, 
         valid, test = np.arange(half, dtype=np.int64), np.arange(half, held_out.n_examples, dtype=np.int64)
     if tokenizer is None:
         split_name = "all" if valid_data is not None else f"seed{seed}"
-        tokenizer = corpus_tokenizer(source, train, tokenizer_kind, vocab_size, lowercase, split_name)
+        tokenizer = corpus_tokenizer(source, train, tokenizer_kind, vocab_size, lowercase, split_name, log)
     store = prepared_store(source, tokenizer, progress, log)
     other = store if held_out is None else prepared_store(held_out, tokenizer, progress, log)
     return Corpus(kind, tokenizer, {"train": store, "valid": other, "test": other},
