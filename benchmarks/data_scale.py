@@ -93,13 +93,16 @@ elif task["what"] == "train":
     trainer = Trainer(config, task["out"], log=lambda line: None, progress=False)
     trainer.train_step()
     out["first_step_s"] = time.perf_counter() - start
+    out["first_step_cpu_s"] = time.process_time()
     t0 = time.perf_counter()
     for _ in range(19):
         trainer.train_step()
     out["step_s"] = (time.perf_counter() - t0) / 19
     t0 = time.perf_counter()
+    c0 = time.process_time()
     trainer.validate("valid")
     out["eval_s"] = time.perf_counter() - t0
+    out["eval_cpu_s"] = time.process_time() - c0
     out["eval_examples"] = len(trainer.encoded["valid"])
     out["valid_examples"] = trainer.held_out_sizes["valid"]
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -122,7 +125,7 @@ def child(task: dict, cache: Path) -> dict:
     return {**json.loads(line[len("RESULT "):]), "wall_s": time.perf_counter() - started}
 
 
-def measure(size: int, folder: Path) -> list[str]:
+def measure(size: int, folder: Path, train_only: bool = False) -> list[str]:
     data = folder / f"corpus-{size}mb.txt"
     t0 = time.perf_counter()
     generate(data, size)
@@ -130,8 +133,9 @@ def measure(size: int, folder: Path) -> list[str]:
     rows = [f"corpus {data.name}: {mb:,.0f} MB, {sum(1 for _ in open(data, 'rb')):,} lines "
             f"(generated in {time.perf_counter() - t0:.0f} s)"]
     cache = folder / f"cache-{size}mb"
-    subprocess.run(["rm", "-rf", str(cache)], check=True)
-    for tokenizer, extra in (("word", []), ("bpe", ["--vocab-size", "8000"])):
+    if not train_only:
+        subprocess.run(["rm", "-rf", str(cache)], check=True)
+    for tokenizer, extra in () if train_only else (("word", []), ("bpe", ["--vocab-size", "8000"])):
         first = child({"what": "prepare", "data": str(data), "tokenizer": tokenizer, "extra": extra}, cache)
         again = child({"what": "prepare", "data": str(data), "tokenizer": tokenizer, "extra": extra}, cache)
         spec = f"{tokenizer}-v{extra[1] if extra else None}-cased-seed0"
@@ -149,7 +153,8 @@ def measure(size: int, folder: Path) -> list[str]:
     subprocess.run(["rm", "-rf", str(folder / f"run-{size}mb")], check=True)
     rows.append(
         f"  train tiny-lm on the prepared corpus: first step done {train['first_step_s']:.1f} s after the process "
-        f"started; {train['step_s']:.2f} s/step; validation {train['eval_s']:.1f} s on {train['eval_examples']:,} of "
+        f"started ({train['first_step_cpu_s']:.1f} s CPU); {train['step_s']:.2f} s/step; validation "
+        f"{train['eval_s']:.1f} s ({train['eval_cpu_s']:.1f} s CPU) on {train['eval_examples']:,} of "
         f"{train['valid_examples']:,} held-out lines; peak RSS {train['peak_rss_mb']:,.0f} MB; "
         f"{train['cpu_s']:.0f} s CPU in {train['process_s']:.0f} s"
     )
@@ -160,12 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000", help="corpus sizes in MB, comma-separated")
     parser.add_argument("--dir", default="/tmp/glassformer-data-scale", help="where corpora and caches go")
+    parser.add_argument("--train-only", action="store_true", help="only the training row, on corpora prepared before")
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
     for size in (int(s) for s in args.sizes.split(",")):
-        for row in measure(size, folder):
+        for row in measure(size, folder, args.train_only):
             print(row, flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
