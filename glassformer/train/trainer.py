@@ -163,9 +163,9 @@ class Trainer:
             self._start(config)
         check_batch(self.config.batch_size, self.config.accumulate, self.world)
         self.encoded = self._encode_splits()
-        if self.encoded["train"].skipped:
+        if self.encoded["train"].skipped and not self.config.pack:  # packed blocks cut long lines instead
             self.log(f"skipped {self.encoded['train'].skipped} training examples longer than max_len={self.run.config.max_len}")
-        if len(self.encoded["train"]) == 0:
+        if len(self.encoded["train"]) == 0 and not self.config.pack:
             raise UserError("no training example fits the model's maximum length")
         self.stream = None
         if self.config.pack:
