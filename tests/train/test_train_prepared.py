@@ -47,6 +47,9 @@ def test_prepared_corpus_gives_the_same_splits_tokenizer_and_batches_as_memory(t
         prepared = corpus.encoded(name, max_len=10)
         assert len(prepared) == len(memory) and prepared.skipped == memory.skipped > 0
         assert [prepared.inputs[i] for i in range(len(prepared))] == memory.inputs
+    masked_lm = load_corpus(str(path), "mlm", 3, tokenizer=tokenizer, log=lambda s: None).encoded("valid", max_len=10)
+    memory = encode_examples(splits.valid, "mlm", tokenizer, tokenizer, [], max_len=10)  # one token shorter at most
+    assert [masked_lm.inputs[i] for i in range(len(masked_lm))] == memory.inputs and masked_lm.skipped == memory.skipped
     memory = encode_examples(splits.train, "lm", tokenizer, tokenizer, [], max_len=10)
     indices = [5, 0, 17, 3]
     a, b = make_batch(memory, indices, tokenizer, tokenizer), make_batch(corpus.encoded("train", 10), indices, tokenizer, tokenizer)
