@@ -34,6 +34,8 @@ _FLAGS = {
     "log_every": (int, "log every N steps"),
     "checkpoint_every": (int, "write a resumable checkpoint every N steps"),
     "eval_examples": (int, "validation examples decoded for exact-match/BLEU at each validation"),
+    "eval_sample": (int, "held-out examples scored at each validation and in the final test: a fixed seeded "
+                         "sample of at most N (0: the whole split)"),
     "tokenizer": (str, f"tokenizer kind: {', '.join(TOKENIZERS)}"),
     "vocab_size": (int, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
     "mask_prob": (float, "masked-LM: fraction of tokens to predict"),
@@ -65,6 +67,9 @@ def register(subparsers) -> None:
              "AVX512-BF16/AMX or ARM BF16); elsewhere it falls back to fp32 and says so, since emulated bf16 "
              "is many times slower (GLASSFORMER_FORCE_BF16=1 forces it)",
     )
+    parser.add_argument("--pack", action="store_true",
+                        help="language models on a text file: train on random blocks of max_len+1 tokens of the "
+                             "lines packed end to end (<start> text <end> ...), not one padded line per example")
     parser.add_argument("--freeze-embeddings", action="store_true", help="fine-tune: keep the embeddings fixed")
     parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies")
     parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")
@@ -90,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         task = get_task(args.task or DEFAULT_TASK)
         values.update(TASK_DEFAULTS, task=task.name, steps=task.default_steps)
     values.update(given)
-    values.update(bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
+    values.update(pack=args.pack, bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
                   freeze_embeddings=args.freeze_embeddings)
     return TrainConfig(**values)
 
@@ -140,7 +145,7 @@ def _train_and_report(trainer, out, n_examples: int) -> int:
     trainer.run = run  # evaluate the best weights, as every later command will use them
     trainer.fsdp = False  # the reloaded model is whole on every process
     metrics = trainer.validate("test")
-    say("test: " + format_metrics(metrics))
+    say("test" + trainer.coverage("test") + ": " + format_metrics(metrics))
     if trainer.world.is_main:
         print_examples(run, trainer.splits.test[:n_examples], trainer.device)
     say(f"run folder: {out}")

@@ -198,7 +198,9 @@ class SubwordTokenizer(Tokenizer):
             raise ConfigError(
                 f"vocab_size must exceed {len(SPECIALS)} (the specials), got {vocab_size}"
             )
-        texts = list(texts)  # read twice: once for the edge pieces, once to train
+        if iter(texts) is texts:
+            texts = list(texts)  # read twice: once for the edge pieces, once to train (a collection that
+            # iterates afresh each time, such as a file read in blocks, is read twice as it is)
         if model == "bpe":
             hf = HFTokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=_END_OF_WORD))
             hf.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -203,12 +203,14 @@ class BatchOrder:
         self.n, self.batch_size, self.seed = n_examples, batch_size, seed
         self.rank, self.world = rank, world
         self.epoch, self.position = 0, 0
-        self._perm: list[int] | None = None
+        self._perm: torch.Tensor | None = None
 
-    def _permutation(self) -> list[int]:
+    def _permutation(self) -> torch.Tensor:
+        # Kept as a tensor (8 bytes an example), not a list of Python ints (about 36): a corpus
+        # of tens of millions of lines would otherwise spend a gigabyte on its batch order.
         if self._perm is None:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._perm = torch.randperm(self.n, generator=generator).tolist()
+            self._perm = torch.randperm(self.n, generator=generator)
         return self._perm
 
     @property
@@ -223,7 +225,7 @@ class BatchOrder:
         start = self.position * self.batch_size
         global_batch = perm[start : start + self.batch_size] if self.n >= self.batch_size else perm
         self.position += 1
-        return global_batch[self.rank :: self.world]
+        return global_batch[self.rank :: self.world].tolist()
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}

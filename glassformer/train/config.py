@@ -56,6 +56,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_examples: int = 500
     """Validation examples decoded for exact-match/BLEU at each evaluation (all for the final one)."""
+    eval_sample: int = 5000
+    """Held-out examples scored at each validation and in the final test: a fixed sample of at most
+    this many, drawn with the run's seed, the same at every evaluation (0: the whole split)."""
+    pack: bool = False
+    """Language models on a text file: train on random blocks of max_len + 1 tokens of the training
+    lines packed end to end (each <start> text <end>) instead of one padded line per example."""
     tokenizer: str = "word"
     vocab_size: int | None = None
     """Cap (word/char) or target (bpe/wordpiece) vocabulary size."""
@@ -89,6 +95,8 @@ class TrainConfig:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        if self.eval_sample < 0:
+            raise ConfigError(f"eval_sample must be 0 (the whole split) or more, got {self.eval_sample}")
         if self.freeze_layers < 0:
             raise ConfigError(f"freeze_layers must be 0 or more, got {self.freeze_layers}")
         if not 0.0 < self.body_lr_scale <= 10.0:

@@ -12,6 +12,7 @@ from glassformer.errors import ConfigError, UserError
 from glassformer.run_folder import FAMILY_OF_KIND
 from glassformer.text import Tokenizer, train_tokenizer
 from glassformer.train.config import TrainConfig
+from glassformer.train.corpus import Corpus, load_corpus, uses_prepared_data
 
 DEFAULT_PRESET_OF_KIND = {
     "seq2seq": "small-seq2seq", "lm": "small-lm", "mlm": "small-encoder", "classify": "small-encoder",
@@ -31,6 +32,8 @@ class Prepared:
     target: Tokenizer
     labels: list[str]
     model_config: ModelConfig
+    corpus: "Corpus | None" = None
+    """The prepared corpus that language-model and masked-LM text files are read from (splits then empty)."""
 
 
 def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
@@ -145,9 +148,27 @@ def label_set(kind: str, splits: Splits) -> list[str]:
     return labels
 
 
-def prepare(config: TrainConfig, init: "Run | None" = None) -> Prepared:
+def load_prepared_corpus(config: TrainConfig, tokenizer: Tokenizer | None = None, progress: bool = False,
+                         log=print) -> Corpus:
+    """The prepared corpus of a text file (--data with --kind lm or mlm); tokenizer None trains one."""
+    if config.task is not None:
+        raise UserError("give either --task or --data, not both")
+    return load_corpus(config.data, config.kind, config.seed, config.valid_data, tokenizer, config.tokenizer,
+                       config.vocab_size, config.lowercase, progress, log)
+
+
+def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = False, log=print) -> Prepared:
     """Read or generate the data, train tokenizers on its training split (or take those of the run
     being fine-tuned), fit the preset (or the fine-tuned run's own configuration)."""
+    if config.pack and not (uses_prepared_data(config.data, config.kind) and config.kind == "lm"):
+        raise UserError("--pack is for language models trained on a text file (--data FILE --kind lm)")
+    if uses_prepared_data(config.data, config.kind):
+        corpus = load_prepared_corpus(config, init.source_tokenizer if init is not None else None, progress, log)
+        splits, kind, source = Splits([], [], []), config.kind, corpus.tokenizer
+        if init is not None:
+            return Prepared(kind, splits, source, init.target_tokenizer, [], fine_tune_config(init, kind, [], config),
+                            corpus)
+        return Prepared(kind, splits, source, source, [], model_config_for(config, kind, None, source, source, []), corpus)
     kind, splits, task_name = load_splits(config)
     labels = label_set(kind, splits)
     if init is not None:

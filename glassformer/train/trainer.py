@@ -18,7 +18,9 @@ from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import UserError
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
-from glassformer.train.batches import BatchOrder, encode_examples, make_batch
+from glassformer.data import Splits
+from glassformer.train.batches import BatchOrder, Encoded, encode_examples, make_batch
+from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import TrainingState, latest_checkpoint, read_checkpoint, save_checkpoint
 from glassformer.train.config import TrainConfig
 from glassformer.train.distributed import (
@@ -28,7 +30,8 @@ from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.precision import Precision, choose_precision, force_from_env
 from glassformer.train.schedule import learning_rate
-from glassformer.train.setup import load_splits, prepare
+from glassformer.train.corpus import sample_positions, uses_prepared_data
+from glassformer.train.setup import load_prepared_corpus, load_splits, prepare
 
 METRICS_FILE = "metrics.jsonl"
 DEFAULT_STEPS = 1000
@@ -159,19 +162,18 @@ class Trainer:
         else:
             self._start(config)
         check_batch(self.config.batch_size, self.config.accumulate, self.world)
-        self.encoded = {
-            name: encode_examples(
-                getattr(self.splits, name), self.run.kind, self.run.source_tokenizer, self.run.target_tokenizer,
-                self.run.labels, self.run.config.max_len,
-            )
-            for name in ("train", "valid", "test")
-        }
-        if self.encoded["train"].skipped:
+        self.encoded = self._encode_splits()
+        if self.encoded["train"].skipped and not self.config.pack:  # packed blocks cut long lines instead
             self.log(f"skipped {self.encoded['train'].skipped} training examples longer than max_len={self.run.config.max_len}")
-        if len(self.encoded["train"]) == 0:
+        if len(self.encoded["train"]) == 0 and not self.config.pack:
             raise UserError("no training example fits the model's maximum length")
-        self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed,
-                                self.world.rank, self.world.size)
+        self.stream = None
+        if self.config.pack:
+            self.stream = PackedStream(self.corpus.stores["train"], self.corpus.indices["train"], self.run.config.max_len + 1)
+            self.order = BlockOrder(self.config.batch_size, self.world.rank, self.world.size)
+        else:
+            self.order = BatchOrder(len(self.encoded["train"]), self.config.batch_size, self.config.seed,
+                                    self.world.rank, self.world.size)
         checkpoint = read_checkpoint(self.run_dir) if resume else None
         if checkpoint is not None:
             checkpoint.load_model(self.run.model)
@@ -198,6 +200,41 @@ class Trainer:
             )
 
     # Set-up --------------------------------------------------------------------------------
+    def _encode_splits(self) -> dict[str, Encoded]:
+        """The splits as ids; validation and test cut to a fixed sample of at most eval_sample examples."""
+        c, max_len = self.config, self.run.config.max_len
+        cap = c.eval_sample or None
+        if self.corpus is not None:
+            self.held_out_sizes = {name: self.corpus.size(name) for name in ("valid", "test")}
+            return {"train": self.corpus.encoded("train", max_len),
+                    "valid": self.corpus.encoded("valid", max_len, cap, c.seed),
+                    "test": self.corpus.encoded("test", max_len, cap, c.seed + 1)}
+        self.held_out_sizes = {name: len(getattr(self.splits, name)) for name in ("valid", "test")}
+        self.splits = sample_splits(self.splits, cap, c.seed)
+        return {
+            name: encode_examples(
+                getattr(self.splits, name), self.run.kind, self.run.source_tokenizer, self.run.target_tokenizer,
+                self.run.labels, max_len,
+            )
+            for name in ("train", "valid", "test")
+        }
+
+    def coverage(self, split: str) -> str:
+        """" (N of M examples, a fixed sample)" when a held-out split was sampled, else ""."""
+        total, cap = self.held_out_sizes[split], self.config.eval_sample
+        if not cap or total <= cap:
+            return ""
+        return f" (on a fixed sample of {cap:,} of its {total:,} examples; --eval-sample 0 scores them all)"
+
+    def _prepare(self, config: TrainConfig, init: Run | None):
+        """The data, tokenizers and model configuration; with several processes the first prepares
+        a text file's corpus while the others wait, then they all read it from the cache."""
+        if self.world.distributed and uses_prepared_data(config.data, config.kind):
+            if self.world.is_main:
+                prepare(config, init, self.progress, self.log)
+            barrier(self.world)
+        return prepare(config, init, self.progress, self.log)
+
     def _start(self, config: TrainConfig) -> None:
         if config.preset is not None:
             get_preset(config.preset)  # an unknown name is the first thing to hear about
@@ -205,9 +242,9 @@ class Trainer:
             raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
         torch.manual_seed(config.seed)
         init = self._init_run(config) if config.init else None
-        prepared = prepare(config, init)
+        prepared = self._prepare(config, init)
         self.config = config
-        self.splits = prepared.splits
+        self.splits, self.corpus = prepared.splits, prepared.corpus
         model = build_model(prepared.model_config).to(self.device)  # the same on every process: same seed
         if init is not None:
             same_head = init.kind == prepared.kind and init.labels == prepared.labels
@@ -244,6 +281,15 @@ class Trainer:
         self.config = saved
         self.run = load_run(self.run_dir, device=self.device, weights=False)
         self.run.model.train()
+        self.corpus = None
+        if uses_prepared_data(saved.data, saved.kind):
+            if self.world.distributed and not self.world.is_main:
+                barrier(self.world)
+            self.corpus = load_prepared_corpus(saved, self.run.source_tokenizer, self.progress, self.log)
+            if self.world.distributed and self.world.is_main:
+                barrier(self.world)
+            self.splits = Splits([], [], [])
+            return
         prepared_kind, splits, _ = load_splits(saved)
         if prepared_kind != self.run.kind:
             raise UserError(f"{self.run_dir}: its data is now read as {prepared_kind!r}, but the run is {self.run.kind!r}")
@@ -299,6 +345,8 @@ class Trainer:
         return loss_sum / max(total_targets, 1), int(total_targets)
 
     def _batch(self, indices: list[int], step: int, micro: int):
+        if self.stream is not None:
+            return self.stream.batch(self.config.seed, step, self.config.batch_size, indices)
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + step * 131 + micro)
         return make_batch(
             self.encoded["train"], indices, self.run.source_tokenizer, self.run.target_tokenizer,
@@ -349,7 +397,9 @@ class Trainer:
         n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
         self.log(
             f"training {self.run.config.family} ({n_params:,} parameters) on {self.run.kind} data: "
-            f"{len(self.encoded['train']):,} training examples, batch {c.batch_size}, device {self.device}"
+            + (f"{self.stream.n_tokens:,} training tokens packed in blocks of {self.stream.block}"
+               if self.stream is not None else f"{len(self.encoded['train']):,} training examples")
+            + f", batch {c.batch_size}, device {self.device}"
         )
         if c.bf16:
             self.log(self.precision.reason)
@@ -397,6 +447,14 @@ class Trainer:
         self.checkpoint()
         return Result(self.run_dir, self.state.step, self.last_metrics, self.state.best_step, self.state.elapsed,
                       stopped_by, history)
+
+
+def sample_splits(splits: Splits, cap: int | None, seed: int) -> Splits:
+    """The splits with validation and test cut to a fixed sample of at most cap examples each, in order."""
+    def sample(examples: list, seed: int) -> list:
+        return [examples[i] for i in sample_positions(len(examples), cap, seed)]
+
+    return Splits(splits.train, sample(splits.valid, seed), sample(splits.test, seed + 1))
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
