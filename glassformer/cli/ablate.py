@@ -8,7 +8,9 @@ from contextlib import ExitStack
 
 import torch
 
-from glassformer.cli._touch import Case, answer_id, answer_label, greedy_output, make_case, model_flag, open_run, read_logits
+from glassformer.cli._touch import (
+    Case, answer_id, answer_label, greedy_output, make_case, model_flag, open_run, read_logits,
+)
 from glassformer.errors import UserError
 
 STACK_OF_KIND = {"lm": "decoder", "seq2seq": "decoder", "mlm": "encoder", "classify": "encoder"}
@@ -61,12 +63,14 @@ def parse_part(model, kind: str, spec: str, what: str):
         raise UserError(f"{flag} takes {form} (optionally prefixed by encoder., decoder. or cross.); got {spec!r}")
     index = int(numbers[0])
     if index >= len(stack.layers):
-        raise UserError(f"{flag} {spec}: layer {index} does not exist; the {stack_name} has layers 0-{len(stack.layers) - 1}")
+        raise UserError(f"{flag} {spec}: layer {index} does not exist; "
+                        f"the {stack_name} has layers 0-{len(stack.layers) - 1}")
     path = f"{stack_name}.layers.{index}"
     if what == "head":
         h = int(numbers[1])
         if h >= model.config.n_heads:
-            raise UserError(f"{flag} {spec}: head {h} does not exist; each attention has heads 0-{model.config.n_heads - 1}")
+            raise UserError(f"{flag} {spec}: head {h} does not exist; "
+                            f"each attention has heads 0-{model.config.n_heads - 1}")
         return f"{path}.{attention} head {h}", head(f"{path}.{attention}", h)
     if what == "ffn":
         return f"{path}.ffn", feedforward(f"{path}.ffn")

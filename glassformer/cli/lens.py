@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     model_flag(p)
     p.add_argument("text", help="a prompt, a source sentence, or a text for a masked-LM")
     p.add_argument("--target", help="seq2seq: the decoder's input after <start> (default: the model's greedy output)")
-    p.add_argument("--top", type=int, default=1, metavar="K", help="tokens shown per cell (default 1, with its probability)")
+    p.add_argument("--top", type=int, default=1, metavar="K",
+                   help="tokens shown per cell (default 1, with its probability)")
     p.set_defaults(func=lens_command)
 
 
@@ -31,7 +32,8 @@ def lens_command(args: argparse.Namespace) -> int:
 
     run = open_run(args.model)
     if run.kind == "classify":
-        raise UserError("the logit lens reads a vocabulary; a classify run's head has labels (use an lm, seq2seq or mlm run)")
+        raise UserError("the logit lens reads a vocabulary; a classify run's head has labels "
+                        "(use an lm, seq2seq or mlm run)")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     target = args.target

@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--clean", required=True, metavar="TEXT", help="the input the model answers correctly")
     p.add_argument("--corrupt", required=True, metavar="TEXT", help="the same input with a few tokens changed")
     p.add_argument("--answer", help="the clean answer (token or label); default: the model's choice on --clean")
-    p.add_argument("--wrong", help="the wrong answer; default: the model's choice on --corrupt (else its second on --clean)")
+    p.add_argument("--wrong",
+                   help="the wrong answer; default: the model's choice on --corrupt (else its second on --clean)")
     p.add_argument("--target", help="seq2seq: the translation so far; the answer is the token after it (default: none)")
     p.add_argument("--side", choices=("encoder", "decoder"),
                    help="seq2seq: whose residual stream to patch (default: encoder, where the texts differ)")

@@ -20,7 +20,9 @@ from torch import nn
 from glassformer.inspect.recorder import record
 
 
-def repeated_tokens(batch: int, length: int, low: int, high: int, start_id: int, generator: torch.Generator) -> torch.Tensor:
+def repeated_tokens(
+    batch: int, length: int, low: int, high: int, start_id: int, generator: torch.Generator
+) -> torch.Tensor:
     """<start> followed by `length` random tokens in [low, high), twice: [batch, 1 + 2 * length]."""
     half = torch.randint(low, high, (batch, length), generator=generator)
     return torch.cat([torch.full((batch, 1), start_id), half, half], dim=1)

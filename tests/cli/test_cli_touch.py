@@ -61,7 +61,8 @@ def test_ablate_reads_every_kind(runs, capsys):
     out = _json(capsys, ["ablate", "--model", runs["mlm"], "--ffn", "1", "--how", "mean", "--reference",
                          "a dog ran in", "--reference", "birds sing at dawn", "the <mask> sat on", "--json"])
     assert out["before"]["output"] is None and out["before"]["p_answer"] != out["after"]["p_answer"]
-    out = _json(capsys, ["ablate", "--model", runs["classify"], "--head", "0.1", "--answer", "pos", "the cat", "--json"])
+    out = _json(capsys, ["ablate", "--model", runs["classify"], "--head", "0.1", "--answer", "pos", "the cat",
+                         "--json"])
     assert out["answer"] == "pos" and out["wrong"] == "neg"
     assert out["before"]["p_answer"] != pytest.approx(out["after"]["p_answer"], abs=1e-6)
 

@@ -141,6 +141,7 @@ def test_attribution_patching_agrees_with_exact_patching_on_a_tiny_model():
     # LayerNorm, the logits are linear in the last layer's output.
     linear = tiny_model("tiny-lm", final_norm=False)
     clean, corrupt, metric = _pair(linear, changed=2)
-    exact, estimate = activation_patching(linear, clean, corrupt, metric), attribution_patching(linear, clean, corrupt, metric)
+    exact = activation_patching(linear, clean, corrupt, metric)
+    estimate = attribution_patching(linear, clean, corrupt, metric)
     torch.testing.assert_close(estimate.residual[-1], exact.residual[-1], atol=1e-4, rtol=0)
     assert not any(p.grad is not None for p in linear.parameters())
