@@ -16,7 +16,7 @@ from glassformer.errors import ConfigError
 
 FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
 NORMS = ("post", "pre")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("sinusoidal", "learned")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
@@ -235,7 +235,11 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny-encoder": _small("encoder-only", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
     "small-seq2seq": _small("encoder-decoder", n_layers=2, dropout=0.0),
     "small-lm": _small("decoder-only", dropout=0.1, **_GPT2_STYLE),
-    "small-encoder": _small("encoder-only", norm="post", dropout=0.1),
+    # BERT's layout (post-norm, unscaled embeddings with a LayerNorm, a pooler for classifying),
+    # so that runs of the encoder tasks export to Hugging Face's BERT classes.
+    "small-encoder": _small(
+        "encoder-only", norm="post", dropout=0.1, scale_embeddings=False, embedding_norm=True, pooler=True,
+    ),
 }
 
 

@@ -1,10 +1,10 @@
-"""Read a Hugging Face model folder (GPT-2, BERT, BART) as a glassformer Run.
+"""Read a Hugging Face model folder (GPT-2, BERT, BART, Marian, Blenderbot) as a glassformer Run.
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
 .index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart) says how its
 settings become a ModelConfig and gives a table of weight-name rules; this module applies the
-table in either direction and checks a checkpoint against it strictly: a missing tensor, an
+table in either direction (hf_seq2seq holds the layer names BART, Marian and Blenderbot share) and checks a checkpoint against it strictly: a missing tensor, an
 unused one or a wrong shape is one UserError naming them all. Tensors transformers itself
 treats as non-weights (old causal-mask buffers, position_ids) are skipped, and tied copies of
 one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
@@ -42,15 +42,18 @@ GENERATION_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-FAMILIES = {"gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart"}
+FAMILIES = {
+    "gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart", "marian": "hf_marian", "blenderbot": "hf_blenderbot",
+}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
 # approximation of GELU written three ways; gelu and gelu_python are the exact one.
 ACTIVATIONS = {
     "relu": "relu", "gelu": "gelu", "gelu_python": "gelu",
     "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+    "swish": "silu", "silu": "silu",
 }
-EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
+EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new", "silu": "silu"}
 # Decoding settings kept in a Run's meta["generation"], for generate to honour and export to write back.
 GENERATION_KEYS = (
     "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id",
@@ -217,6 +220,54 @@ def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer
         raise UserError(f"{TOKENIZER_FILE}: {error}") from None
 
 
+def template_framing(raw: HFTokenizer) -> tuple[list[int], list[int]] | None:
+    """The special ids the tokenizer's post-processor puts before and after one text, as
+    transformers adds them: (prefix, suffix), or None when it adds none of its own."""
+    def walk(processor: dict | None) -> tuple[list[int], list[int]] | None:
+        kind = (processor or {}).get("type")
+        if kind == "Sequence":
+            found = [walk(p) for p in processor.get("processors", [])]
+            return next((f for f in found if f is not None), None)
+        if kind in ("BertProcessing", "RobertaProcessing"):
+            return [processor["cls"][1]], [processor["sep"][1]]
+        if kind == "TemplateProcessing":
+            specials = processor.get("special_tokens", {})
+            prefix: list[int] = []
+            suffix: list[int] = []
+            side = prefix
+            for piece in processor.get("single", []):
+                if "Sequence" in piece:
+                    side = suffix
+                elif "SpecialToken" in piece:
+                    side.extend(specials[piece["SpecialToken"]["id"]]["ids"])
+            return prefix, suffix
+        return None
+
+    try:
+        return walk(json.loads(raw.to_str()).get("post_processor"))
+    except (KeyError, TypeError, IndexError) as error:
+        raise UserError(f"{TOKENIZER_FILE} has a post_processor of an unexpected form ({error})") from None
+
+
+def framing_of(family: ModuleType, config: ModelConfig, tokenizer: SubwordTokenizer, settings: dict) -> dict:
+    """The family's framing, with the text's own special tokens taken from the tokenizer's
+    post-processor when it has one (LLaMA's <s> first, Marian's </s> last)."""
+    ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
+    framing = family.framing(ids, settings)
+    template = template_framing(tokenizer.hf_tokenizer)
+    if template is None:
+        return framing
+    prefix, suffix = template
+    if config.family == "encoder-decoder":
+        framing.update(source_prefix=prefix, source_suffix=suffix)
+    else:
+        framing["sequence_prefix"] = prefix
+        # A causal model's prompt is framed by the template; its training texts end as before.
+        if suffix or config.family == "encoder-only":
+            framing["sequence_suffix"] = suffix
+    return framing
+
+
 # Matching a checkpoint -------------------------------------------------------------------------------
 def _canonical(family: ModuleType, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
     """Names as the family's head model has them (a bare BertModel's "pooler..." -> "bert.pooler...",
@@ -282,7 +333,7 @@ def match_weights(
 
 # The whole folder -----------------------------------------------------------------------------------
 def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load a Hugging Face GPT-2, BERT or BART folder as a Run, in eval mode.
+    """Load a Hugging Face model folder (SUPPORTED_MODEL_TYPES) as a Run, in eval mode.
 
     Raises:
         UserError, one line starting with the folder, for anything that does not map exactly.
@@ -325,9 +376,8 @@ def _load(path: Path, device: str | torch.device) -> Run:
         raise UserError(
             f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
         )
-    ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
     meta = {
-        "framing": family.framing(ids, settings),
+        "framing": framing_of(family, config, tokenizer, settings),
         "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
         "generation": {k: settings[k] for k in GENERATION_KEYS if settings.get(k) is not None},
     }

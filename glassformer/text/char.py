@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from tokenizers import Regex, decoders, pre_tokenizers
+
 from glassformer.errors import ConfigError
 from glassformer.text.base import VocabTokenizer
 from glassformer.text.specials import SPECIALS
@@ -18,6 +20,13 @@ class CharTokenizer(VocabTokenizer):
 
     def _split(self, text: str) -> list[str]:
         return list(text)
+
+    def pre_tokenizer(self) -> pre_tokenizers.PreTokenizer:
+        # [\s\S] is any one code point, newlines included, as list(text) takes them.
+        return pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+
+    def hf_decoder(self) -> decoders.Decoder:
+        return decoders.Fuse()  # characters join with nothing between, as decode does
 
     @classmethod
     def train(
