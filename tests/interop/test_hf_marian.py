@@ -23,7 +23,7 @@ TINY = dict(
     vocab_size=90, decoder_vocab_size=90, d_model=32, encoder_layers=2, decoder_layers=3,
     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37,
     max_position_embeddings=64, activation_function="swish", scale_embedding=True,
-    pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD, forced_eos_token_id=None, init_std=0.2,
+    eos_token_id=EOS, forced_eos_token_id=None, init_std=0.2,
 )
 
 
