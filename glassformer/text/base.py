@@ -15,6 +15,15 @@ from tokenizers import models, normalizers
 from glassformer.errors import ConfigError
 from glassformer.text.specials import END_ID, MASK_ID, PAD_ID, SPECIALS, START_ID, UNK, UNK_ID
 
+_LOWERCASE = normalizers.Lowercase()
+
+
+def lowercase(text: str) -> str:
+    """text lowercased as the `tokenizers` library does it, so that a tokenizer.json agrees with us:
+    character by character (Python's str.lower would end a Greek word with a final sigma)."""
+    return _LOWERCASE.normalize_str(text)
+
+
 # Written into every saved tokenizer so that load_tokenizer can tell our files from others.
 FILE_FORMAT = "glassformer-tokenizer"
 FILE_VERSION = 1
@@ -151,7 +160,7 @@ class VocabTokenizer(Tokenizer):
         return list(self._tokens)
 
     def tokenize(self, text: str) -> list[str]:
-        return self._split(text.lower() if self.lowercase else text)
+        return self._split(lowercase(text) if self.lowercase else text)
 
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(piece, UNK_ID) for piece in self.tokenize(text)]

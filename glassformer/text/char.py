@@ -9,6 +9,7 @@ from tokenizers import Regex, decoders, pre_tokenizers
 
 from glassformer.errors import ConfigError
 from glassformer.text.base import VocabTokenizer
+from glassformer.text.base import lowercase as lowercase_text  # the name lowercase is a parameter here
 from glassformer.text.specials import SPECIALS
 
 
@@ -46,7 +47,7 @@ class CharTokenizer(VocabTokenizer):
             )
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(text.lower() if lowercase else text)
+            counts.update(lowercase_text(text) if lowercase else text)
         chars = sorted(counts)
         if max_size is not None and len(chars) > max_size - len(SPECIALS):
             kept = sorted(chars, key=lambda c: (-counts[c], c))[: max_size - len(SPECIALS)]

@@ -10,6 +10,7 @@ from tokenizers import Regex, pre_tokenizers
 
 from glassformer.errors import ConfigError
 from glassformer.text.base import VocabTokenizer
+from glassformer.text.base import lowercase as lowercase_text  # the name lowercase is a parameter here
 from glassformer.text.specials import SPECIALS
 
 # A word is a run of letters/digits/underscores, keeping inner apostrophes ("didn't");
@@ -78,7 +79,7 @@ class WordTokenizer(VocabTokenizer):
             )
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(split_words(text.lower() if lowercase else text))
+            counts.update(split_words(lowercase_text(text) if lowercase else text))
         # Sorting on (count, word) rather than first appearance makes the ids independent
         # of corpus order, so the same corpus shuffled gives the same vocabulary.
         kept = [w for w, c in counts.items() if c >= min_freq]
