@@ -122,21 +122,20 @@ def _linear(ours: str, hf: str) -> list[tuple[str, str]]:
     return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
 
 
-def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
-    """Our name(s) <-> HF name(s); every BERT tensor maps one to one (the token table times
-    sqrt(d_model) when config scales embeddings, which only an exported model does)."""
-    token = ("embed.token.weight", "bert.embeddings.word_embeddings.weight")
-    if config.scale_embeddings:
-        scale = math.sqrt(config.d_model)
-        token = (*token, lambda table: table * scale, lambda table: table / scale)
-    out = [
-        token,
-        ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
-        ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
-        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
-    ]
+def token_rule(config: ModelConfig, hf: str) -> tuple:
+    """The token table, times sqrt(d_model) in the HF file when config scales embeddings (only an
+    exported model does: BERT-like classes never scale)."""
+    if not config.scale_embeddings:
+        return ("embed.token.weight", hf)
+    scale = math.sqrt(config.d_model)
+    return ("embed.token.weight", hf, lambda table: table * scale, lambda table: table / scale)
+
+
+def layer_rules(config: ModelConfig, base: str) -> list[tuple]:
+    """The encoder layers as BERT names them (RoBERTa too), under base ("bert.", "roberta.")."""
+    out: list[tuple] = []
     for i in range(config.n_layers):
-        ours, hf = f"encoder.layers.{i}.", f"bert.encoder.layer.{i}."
+        ours, hf = f"encoder.layers.{i}.", f"{base}encoder.layer.{i}."
         out += [
             *_linear(f"{ours}self_attn.w_q", f"{hf}attention.self.query"),
             *_linear(f"{ours}self_attn.w_k", f"{hf}attention.self.key"),
@@ -147,6 +146,18 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             *_linear(f"{ours}ffn.w_2", f"{hf}output.dense"),
             *_linear(f"{ours}ffn_residual.norm", f"{hf}output.LayerNorm"),
         ]
+    return out
+
+
+def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
+    """Our name(s) <-> HF name(s); every BERT tensor maps one to one."""
+    out = [
+        token_rule(config, "bert.embeddings.word_embeddings.weight"),
+        ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
+        ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
+        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
+        *layer_rules(config, BASE_PREFIX),
+    ]
     if config.pooler:
         out += _linear("pooler.dense", "bert.pooler.dense")
     if config.head == "mlm":

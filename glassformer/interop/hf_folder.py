@@ -43,7 +43,8 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 FAMILIES = {
-    "gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart", "marian": "hf_marian", "blenderbot": "hf_blenderbot",
+    "gpt2": "hf_gpt2", "bert": "hf_bert", "roberta": "hf_roberta", "distilbert": "hf_distilbert", "bart": "hf_bart",
+    "marian": "hf_marian", "blenderbot": "hf_blenderbot",
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
