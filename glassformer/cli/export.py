@@ -18,6 +18,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", required=True, help="run folder or Hugging Face folder")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")
+    parser.add_argument("--dtype", choices=("keep", "float32", "bfloat16", "float16"), default="keep",
+                        help="weights' type: keep the model's (a bf16 Hugging Face folder stays bf16), or cast")
+    parser.add_argument("--max-shard-size", type=float, metavar="MB", default=None,
+                        help="split the weights into shards of at most MB megabytes, with an index (as transformers does)")
     parser.set_defaults(func=export_command)
 
 
@@ -29,7 +33,10 @@ def export_command(args: argparse.Namespace) -> int:
     source, out = Path(args.model), Path(args.out)
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise UserError(f"{out}: the output folder is the model folder itself; choose another --out")
-    run = load_run(source)
-    export_hf(run, out)
+    if args.max_shard_size is not None and args.max_shard_size <= 0:
+        raise UserError(f"--max-shard-size must be positive, got {args.max_shard_size}")
+    run = load_run(source, dtype="keep")
+    shard = None if args.max_shard_size is None else int(args.max_shard_size * 1e6)
+    export_hf(run, out, dtype=args.dtype, max_shard_size=shard)
     print(f"wrote {out}: {export_family(run.config, run.kind, run.meta).MODEL_TYPE} model of kind {run.kind}")
     return 0

@@ -40,6 +40,7 @@ from glassformer.interop.hf_folder import (
     GENERATION_FILE,
     TOKENIZER_FILE,
     family_module,
+    resolve_dtype,
     rules,
     to_hf_state,
 )
@@ -53,6 +54,7 @@ SEQ2SEQ_CLASSES = ("bart", "blenderbot", "marian")
 _KIND_OF_FAMILY = {"decoder-only": "lm", "encoder-decoder": "seq2seq"}
 _KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 TOKENIZER_SETTINGS_FILE = "tokenizer_config.json"
 # Decoding behaviour copied from meta["generation"] (the token ids come from the tokenizer).
 _GENERATION_BEHAVIOUR = (
@@ -61,8 +63,13 @@ _GENERATION_BEHAVIOUR = (
 )
 
 
-def export_hf(run_or_model, out_dir: str | Path) -> Path:
+def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "keep", max_shard_size: int | None = None) -> Path:
     """Write run_or_model (a Run, or a bare glassformer model) to out_dir in the HF layout.
+
+    Args:
+        dtype: "keep" the model's floating-point type, or cast ("float32", "bfloat16", "float16").
+        max_shard_size: bytes per weights file; a larger checkpoint is split into shards
+            model-00001-of-0000N.safetensors with a model.safetensors.index.json, as transformers writes.
 
     Returns:
         out_dir, holding config.json and model.safetensors (and the tokenizer files).
@@ -82,14 +89,19 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         hf_state = {name.removeprefix(family.BASE_PREFIX): tensor for name, tensor in hf_state.items()}
     ids = _special_ids(tokenizer, meta)
     document = family.write_config(target, kind, labels, ids, meta)
+    cast = resolve_dtype(dtype, hf_state)
+    document["dtype"] = str(cast).removeprefix("torch.")
 
     from glassformer.run_folder import atomic_write, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Fresh contiguous copies: safetensors stores each tensor on its own, never a view.
-    tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in hf_state.items()}
-    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    tensors = {
+        name: t.detach().to("cpu", dtype=cast if t.is_floating_point() else t.dtype, copy=True).contiguous()
+        for name, t in hf_state.items()
+    }
+    _write_weights(out, tensors, max_shard_size)
     atomic_write_text(out / CONFIG_FILE, _json(document))
     if kind in ("lm", "seq2seq"):
         atomic_write_text(out / GENERATION_FILE, _json(_generation(ids, kind, meta)))
@@ -98,6 +110,33 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         atomic_write_text(out / TOKENIZER_FILE, written.hf_tokenizer.to_str(pretty=True) + "\n")
         atomic_write_text(out / TOKENIZER_SETTINGS_FILE, _json(_tokenizer_settings(written, family, config)))
     return out
+
+
+def _write_weights(out: Path, tensors: dict[str, torch.Tensor], max_shard_size: int | None) -> None:
+    """model.safetensors, or shards of at most max_shard_size bytes (a bigger tensor alone) and an index."""
+    from glassformer.run_folder import atomic_write, atomic_write_text
+
+    for old in [*out.glob("model-*-of-*.safetensors"), out / WEIGHTS_INDEX, out / WEIGHTS_FILE]:
+        old.unlink(missing_ok=True)  # a shard of an earlier export must not be read with this one
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if max_shard_size is not None and shards[-1] and size + nbytes > max_shard_size:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    if len(shards) == 1:
+        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        atomic_write(out / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
+        weight_map.update({name: file for name in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    atomic_write_text(out / WEIGHTS_INDEX, _json({"metadata": {"total_size": total}, "weight_map": weight_map}))
 
 
 def export_problems(family: ModuleType, config: ModelConfig, kind: str) -> list[str]:

@@ -42,6 +42,9 @@ GENERATION_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# --dtype: "keep" the checkpoint's floating-point type, or cast to one of these.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("keep", *DTYPES)
 FAMILIES = {
     "gpt2": "hf_gpt2", "bert": "hf_bert", "roberta": "hf_roberta", "distilbert": "hf_distilbert", "bart": "hf_bart",
     "marian": "hf_marian", "blenderbot": "hf_blenderbot",
@@ -174,9 +177,39 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
                 raise UserError(f"{index.name} has no \"weight_map\"")
             state = {}
             for shard in sorted(set(weight_map.values())):
-                state.update(_load_one(path / shard))
+                state.update(_load_one(_inside(path, shard, index.name)))
             return state
     raise UserError(f"no weights (expected {' or '.join(WEIGHT_FILES)})")
+
+
+def _inside(path: Path, name: object, index: str) -> Path:
+    """path / name for a shard an index names, refusing any name that leads out of the folder."""
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{index} names a shard that is not a file name: {name!r}")
+    file = (path / name).resolve()
+    if Path(name).is_absolute() or not file.is_relative_to(path.resolve()):
+        raise UserError(f"{index} names a shard outside the folder: {name!r}")
+    return file
+
+
+def checkpoint_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
+    """The floating-point type most of the checkpoint's tensors are stored in (float32 if none)."""
+    counts: dict[torch.dtype, int] = {}
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel()
+    return max(counts, key=counts.get) if counts else torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype, state: dict[str, torch.Tensor]) -> torch.dtype:
+    """--dtype as a torch dtype: "keep" is the checkpoint's own."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "keep":
+        return checkpoint_dtype(state)
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[dtype]
 
 
 def _declared_tokens(path: Path) -> dict[str, str]:
@@ -333,20 +366,24 @@ def match_weights(
 
 
 # The whole folder -----------------------------------------------------------------------------------
-def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> Run:
+def load_hf_folder(path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> Run:
     """Load a Hugging Face model folder (SUPPORTED_MODEL_TYPES) as a Run, in eval mode.
+
+    Args:
+        dtype: "keep" the checkpoint's floating-point type (a bf16 checkpoint stays bf16),
+            or "float32" / "bfloat16" / "float16" (or a torch dtype) to cast to.
 
     Raises:
         UserError, one line starting with the folder, for anything that does not map exactly.
     """
     path = Path(path)
     try:
-        return _load(path, device)
+        return _load(path, device, dtype)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
 
 
-def _load(path: Path, device: str | torch.device) -> Run:
+def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> Run:
     from glassformer.models import build_model
     from glassformer.run_folder import Run
 
@@ -359,13 +396,14 @@ def _load(path: Path, device: str | torch.device) -> Run:
         raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
     settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
     state, prefixed = _canonical(family, read_weights(path))
+    dtype = resolve_dtype(dtype, state)
     try:
         config, kind, labels = family.read_config(hf, set(state))
     except UserError:  # a ConfigError is also a ValueError: let its own message through
         raise
     except (TypeError, ValueError, KeyError) as error:
         raise UserError(f"{CONFIG_FILE} has a value of the wrong kind ({error})") from None
-    model = build_model(config, init=False)
+    model = build_model(config, init=False).to(dtype)
     extra: dict = {}
     table = rules(family, config, kind, extra)
     expected = to_hf_state(table, model.state_dict())
