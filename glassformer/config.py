@@ -225,6 +225,9 @@ PRESETS: dict[str, ModelConfig] = {
         max_len=512, positions="learned", activation="gelu", norm="post", norm_eps=1e-12,
         dropout=0.1, scale_embeddings=False, n_segments=2, embedding_norm=True, pooler=True,
     ),
+    # Marian's opus-mt-en-de (English -> German): the paper's base model with a 58,101-piece
+    # vocabulary, the swish (silu) activation, <pad> last. It imports from and exports to Marian.
+    "opus-mt-en-de": _paper(vocab_size=58101, activation="silu", attn_dropout=0.0, pad_id=58100),
     # The articles' worked examples.
     "article-a": _paper(vocab_size=10000, d_model=768, d_attn=512, n_heads=8, max_len=512),
     "article-b": _paper(vocab_size=32, d_model=6, n_heads=2, d_ff=12, n_layers=1, max_len=64, dropout=0.0),
