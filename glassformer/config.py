@@ -16,7 +16,7 @@ from glassformer.errors import ConfigError
 
 FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
 NORMS = ("post", "pre")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("sinusoidal", "learned")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
@@ -225,6 +225,9 @@ PRESETS: dict[str, ModelConfig] = {
         max_len=512, positions="learned", activation="gelu", norm="post", norm_eps=1e-12,
         dropout=0.1, scale_embeddings=False, n_segments=2, embedding_norm=True, pooler=True,
     ),
+    # Marian's opus-mt-en-de (English -> German): the paper's base model with a 58,101-piece
+    # vocabulary, the swish (silu) activation, <pad> last. It imports from and exports to Marian.
+    "opus-mt-en-de": _paper(vocab_size=58101, activation="silu", attn_dropout=0.0, pad_id=58100),
     # The articles' worked examples.
     "article-a": _paper(vocab_size=10000, d_model=768, d_attn=512, n_heads=8, max_len=512),
     "article-b": _paper(vocab_size=32, d_model=6, n_heads=2, d_ff=12, n_layers=1, max_len=64, dropout=0.0),
@@ -235,7 +238,11 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny-encoder": _small("encoder-only", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
     "small-seq2seq": _small("encoder-decoder", n_layers=2, dropout=0.0),
     "small-lm": _small("decoder-only", dropout=0.1, **_GPT2_STYLE),
-    "small-encoder": _small("encoder-only", norm="post", dropout=0.1),
+    # BERT's layout (post-norm, unscaled embeddings with a LayerNorm, a pooler for classifying),
+    # so that runs of the encoder tasks export to Hugging Face's BERT classes.
+    "small-encoder": _small(
+        "encoder-only", norm="post", dropout=0.1, scale_embeddings=False, embedding_norm=True, pooler=True,
+    ),
 }
 
 

@@ -210,17 +210,19 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool = True) -> Run:
+def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool = True, dtype="float32") -> Run:
     """Load a run folder (or a Hugging Face model folder) as a model ready to use, in eval mode.
 
     Args:
         weights: read model.safetensors (False leaves freshly initialised weights).
+        dtype: of a Hugging Face folder: "keep" its checkpoint's type, or cast ("float32",
+            "bfloat16"); glassformer's own runs are float32.
     """
     path = Path(path)
     if (path / CONFIG_FILE).is_file() and _is_foreign(path / CONFIG_FILE):
         from glassformer.interop import load_foreign_folder  # imported late: optional heavy mapping code
 
-        return load_foreign_folder(path, device=device)
+        return load_foreign_folder(path, device=device, dtype=dtype)
     document = read_run_config(path)
     config = ModelConfig.from_dict(document["model"])
     if document.get("shared_tokenizer", True):

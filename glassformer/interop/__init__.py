@@ -15,6 +15,6 @@ from glassformer.interop.torch_nn import load_torch_transformer
 __all__ = ["SUPPORTED_MODEL_TYPES", "export_hf", "load_foreign_folder", "load_hf_folder", "load_torch_transformer"]
 
 
-def load_foreign_folder(path: Path, device="cpu"):
+def load_foreign_folder(path: Path, device="cpu", dtype="float32"):
     """Load a model folder written by another library (Hugging Face layout) as a Run."""
-    return load_hf_folder(path, device=device)
+    return load_hf_folder(path, device=device, dtype=dtype)

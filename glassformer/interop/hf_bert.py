@@ -3,8 +3,13 @@
 BERT is post-norm with exact GELU, learned positions, token-type (segment) embeddings and a
 LayerNorm on the embedding sum. Which head a folder carries decides the run kind:
 `cls.predictions.*` -> "mlm", `classifier.*` -> "classify" (BertForSequenceClassification,
-with the pooler) or "tag" (BertForTokenClassification), neither -> "encode" (BertModel, e.g.
-the MiniLM sentence embedders). The next-sentence head of pretraining checkpoints
+with the pooler) or "tag" (BertForTokenClassification), `qa_outputs.*` -> "qa"
+(BertForQuestionAnswering), none -> "encode" (BertModel, e.g. the MiniLM sentence embedders).
+
+Export: a glassformer encoder that scales its token embeddings by sqrt(d_model) is written with
+the scale multiplied into BERT's token table (the same numbers reach the first layer), unless a
+masked-LM head is tied to that table. A pooler our model built but its head does not
+read (tagging, QA, masked LM) is left out, as those BERT classes have none. The next-sentence head of pretraining checkpoints
 (`cls.seq_relationship.*`, present in the original bert-base files) has no glassformer
 counterpart: it is left out and named in the run's meta["hf_dropped"].
 
@@ -13,15 +18,18 @@ Framing: [CLS] text [SEP], as BERT's tokenizer adds them.
 
 from __future__ import annotations
 
+import math
+
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
 
 MODEL_TYPE = "bert"
 BASE_PREFIX = "bert."
-HEAD_PREFIXES = ("cls.", "classifier.")  # names outside the base model
+HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")  # names outside the base model
 ARCHITECTURES = (
     "BertModel", "BertForMaskedLM", "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+    "BertForQuestionAnswering",
 )
 IGNORED = (r"(^|\.)embeddings\.position_ids$", r"(^|\.)embeddings\.token_type_ids$")
 DROPPED = (r"^cls\.seq_relationship\.",)
@@ -35,12 +43,13 @@ SPECIAL_TOKENS = {
 _KIND_OF_ARCHITECTURE = {
     "BertForMaskedLM": "mlm", "BertForPreTraining": "mlm",
     "BertForSequenceClassification": "classify", "BertForTokenClassification": "tag",
+    "BertForQuestionAnswering": "qa",
 }
 _ARCHITECTURE_OF_KIND = {
     "encode": "BertModel", "mlm": "BertForMaskedLM",
-    "classify": "BertForSequenceClassification", "tag": "BertForTokenClassification",
+    "classify": "BertForSequenceClassification", "tag": "BertForTokenClassification", "qa": "BertForQuestionAnswering",
 }
-_HEAD_OF_KIND = {"encode": "none", "mlm": "mlm", "classify": "classify", "tag": "tag"}
+_HEAD_OF_KIND = {"encode": "none", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
@@ -76,6 +85,8 @@ def _kind(hf: dict, keys: set[str]) -> str:
             return _KIND_OF_ARCHITECTURE[architecture]
     if any(k.startswith("cls.predictions.") for k in keys):
         return "mlm"
+    if "qa_outputs.weight" in keys:
+        return "qa"
     if "classifier.weight" in keys:
         # Only the sequence classifier sits on the pooler.
         return "classify" if "bert.pooler.dense.weight" in keys else "tag"
@@ -111,16 +122,20 @@ def _linear(ours: str, hf: str) -> list[tuple[str, str]]:
     return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
 
 
-def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
-    """Our name(s) <-> HF name(s); every BERT tensor maps one to one."""
-    out = [
-        ("embed.token.weight", "bert.embeddings.word_embeddings.weight"),
-        ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
-        ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
-        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
-    ]
+def token_rule(config: ModelConfig, hf: str) -> tuple:
+    """The token table, times sqrt(d_model) in the HF file when config scales embeddings (only an
+    exported model does: BERT-like classes never scale)."""
+    if not config.scale_embeddings:
+        return ("embed.token.weight", hf)
+    scale = math.sqrt(config.d_model)
+    return ("embed.token.weight", hf, lambda table: table * scale, lambda table: table / scale)
+
+
+def layer_rules(config: ModelConfig, base: str) -> list[tuple]:
+    """The encoder layers as BERT names them (RoBERTa too), under base ("bert.", "roberta.")."""
+    out: list[tuple] = []
     for i in range(config.n_layers):
-        ours, hf = f"encoder.layers.{i}.", f"bert.encoder.layer.{i}."
+        ours, hf = f"encoder.layers.{i}.", f"{base}encoder.layer.{i}."
         out += [
             *_linear(f"{ours}self_attn.w_q", f"{hf}attention.self.query"),
             *_linear(f"{ours}self_attn.w_k", f"{hf}attention.self.key"),
@@ -131,6 +146,18 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             *_linear(f"{ours}ffn.w_2", f"{hf}output.dense"),
             *_linear(f"{ours}ffn_residual.norm", f"{hf}output.LayerNorm"),
         ]
+    return out
+
+
+def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
+    """Our name(s) <-> HF name(s); every BERT tensor maps one to one."""
+    out = [
+        token_rule(config, "bert.embeddings.word_embeddings.weight"),
+        ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
+        ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
+        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
+        *layer_rules(config, BASE_PREFIX),
+    ]
     if config.pooler:
         out += _linear("pooler.dense", "bert.pooler.dense")
     if config.head == "mlm":
@@ -143,6 +170,8 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             out.append(("head.decoder.weight", "cls.predictions.decoder.weight"))
     elif config.head in ("classify", "tag"):
         out += _linear("head.classifier", "classifier")
+    elif config.head == "qa":
+        out += _linear("head.qa_outputs", "qa_outputs")
     return out
 
 
@@ -154,10 +183,10 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
         problems.append(f"kind {kind!r} (BERT exports: {', '.join(_ARCHITECTURE_OF_KIND)})")
     if config.norm != "post" or config.use_final_norm:
         problems.append("BERT is post-norm without a final LayerNorm")
-    if config.scale_embeddings:
-        problems.append("scale_embeddings=true (BERT does not scale embeddings)")
     if not config.embedding_norm:
         problems.append("embedding_norm=false (BERT has a LayerNorm on the embeddings)")
+    if config.scale_embeddings and config.head == "mlm" and config.tie_output:
+        problems.append("scale_embeddings=true with the masked-LM head tied to the token table (BERT does not scale)")
     if kind == "classify" and not config.pooler:
         problems.append("a classify head without the pooler (BertForSequenceClassification classifies the pooled token)")
     return problems
@@ -165,8 +194,10 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
 
 def export_config(config: ModelConfig) -> ModelConfig:
     """The config of the exported model: BERT always adds a token-type embedding, so a model
-    without segments gets one all-zero segment row (adding zero changes nothing)."""
-    return config.replace(positions="learned", n_segments=max(config.n_segments, 1))
+    without segments gets one all-zero segment row (adding zero changes nothing); a pooler stays only where the class has one."""
+    return config.replace(
+        positions="learned", n_segments=max(config.n_segments, 1), pooler=config.pooler and config.head in ("none", "classify"),
+    )
 
 
 def headless(kind: str) -> bool:

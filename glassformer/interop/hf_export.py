@@ -1,25 +1,34 @@
-"""Write a glassformer model as a Hugging Face folder that `transformers` loads as GPT-2, BERT or BART.
+"""Write a glassformer model as a Hugging Face folder that `transformers` loads with the same logits.
 
-The family follows the model's: decoder-only -> GPT2LMHeadModel, encoder-only -> BertModel /
-BertForMaskedLM / BertForSequenceClassification / BertForTokenClassification (by head),
-encoder-decoder -> BartForConditionalGeneration. Where our model lacks a part the HF class
+The class follows the model's family and options (`export_family`): a folder imported from
+transformers goes back to its own family; otherwise decoder-only -> GPT2LMHeadModel,
+encoder-only -> BertModel / BertForMaskedLM / BertForSequenceClassification /
+BertForTokenClassification / BertForQuestionAnswering (by head), encoder-decoder ->
+BartForConditionalGeneration with an embedding LayerNorm, BlenderbotForConditionalGeneration when
+pre-norm (LayerNorm before each sublayer, one after each stack), MarianMTModel when post-norm
+with sinusoidal positions (the paper's model). Where our model lacks a part the HF class
 always has, the export writes the tensor that computes the same thing: sinusoidal positions
 become a learned table holding the very same values, a BERT without segments gets one all-zero
 token-type row, a BART without output bias gets a zero final_logits_bias. What cannot be
 expressed (pre-norm BERT, scaled GPT-2 embeddings, ...) is a UserError listing every reason.
 
-Files: config.json, model.safetensors, and when the tokenizer is a SubwordTokenizer also
-tokenizer.json + tokenizer_config.json (its special tokens); generation_config.json for
-lm and seq2seq models.
+Files: config.json, model.safetensors, tokenizer.json + tokenizer_config.json (its special
+tokens), and generation_config.json for lm and seq2seq models. A word- or character-level
+vocabulary is written as a WordLevel tokenizer that splits exactly as glassformer does; the
+tokenizer's post-processor frames a text as the run does (a source "text <end>", an encoder's
+"<start> text <end>", a prompt "<start> text"), so that `transformers`' tokenizer gives the
+very ids glassformer feeds the model.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer as HFTokenizer
 from torch import nn
 
 from glassformer.config import ModelConfig
@@ -27,19 +36,25 @@ from glassformer.errors import UserError
 from glassformer.framing import Framing, decoder_start
 from glassformer.interop.hf_folder import (
     CONFIG_FILE,
+    FAMILIES,
     GENERATION_FILE,
     TOKENIZER_FILE,
     family_module,
+    resolve_dtype,
     rules,
     to_hf_state,
 )
 from glassformer.models import build_model
-from glassformer.text import END_ID, PAD_ID, START_ID, SubwordTokenizer, Tokenizer
+from glassformer.text import END_ID, PAD_ID, SPECIALS, START_ID, SubwordTokenizer, Tokenizer, VocabTokenizer
+from glassformer.text.specials import ROLES
 
-FAMILY_OF = {"decoder-only": "gpt2", "encoder-only": "bert", "encoder-decoder": "bart"}
+FAMILY_OF = {"decoder-only": "gpt2", "encoder-only": "bert", "encoder-decoder": "bart"}  # the first choice
+# Encoder-decoder classes, tried in this order: an embedding LayerNorm, pre-norm, post-norm.
+SEQ2SEQ_CLASSES = ("bart", "blenderbot", "marian")
 _KIND_OF_FAMILY = {"decoder-only": "lm", "encoder-decoder": "seq2seq"}
-_KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag"}
+_KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 TOKENIZER_SETTINGS_FILE = "tokenizer_config.json"
 # Decoding behaviour copied from meta["generation"] (the token ids come from the tokenizer).
 _GENERATION_BEHAVIOUR = (
@@ -48,8 +63,13 @@ _GENERATION_BEHAVIOUR = (
 )
 
 
-def export_hf(run_or_model, out_dir: str | Path) -> Path:
+def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "keep", max_shard_size: int | None = None) -> Path:
     """Write run_or_model (a Run, or a bare glassformer model) to out_dir in the HF layout.
+
+    Args:
+        dtype: "keep" the model's floating-point type, or cast ("float32", "bfloat16", "float16").
+        max_shard_size: bytes per weights file; a larger checkpoint is split into shards
+            model-00001-of-0000N.safetensors with a model.safetensors.index.json, as transformers writes.
 
     Returns:
         out_dir, holding config.json and model.safetensors (and the tokenizer files).
@@ -57,15 +77,11 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         UserError when the model cannot be expressed exactly as its HF family.
     """
     model, config, kind, labels, tokenizer, meta = _parts(run_or_model)
-    family = family_module(FAMILY_OF[config.family])
-    problems = []
-    if not config.bias:
-        problems.append("bias=false (HF's layers all have biases)")
-    if config.attn_width != config.d_model:
-        problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model}")
-    problems += family.check_export(config, kind)
-    if problems:
-        raise UserError(f"cannot export as {family.MODEL_TYPE}: {'; '.join(problems)}")
+    family = export_family(config, kind, meta)
+    if export_problems(family, config, kind):
+        tried = [family] if config.family != "encoder-decoder" else [family_module(n) for n in SEQ2SEQ_CLASSES]
+        reasons = [f"as {f.MODEL_TYPE}: {'; '.join(export_problems(f, config, kind))}" for f in tried]
+        raise UserError(f"cannot export {' / '.join(reasons)}")
     target = family.export_config(config)
     table = rules(family, target, kind, dict(meta.get("hf_position_rows") or {}))
     hf_state = to_hf_state(table, _complete_state(model, config, target))
@@ -73,21 +89,110 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         hf_state = {name.removeprefix(family.BASE_PREFIX): tensor for name, tensor in hf_state.items()}
     ids = _special_ids(tokenizer, meta)
     document = family.write_config(target, kind, labels, ids, meta)
+    cast = resolve_dtype(dtype, hf_state)
+    document["dtype"] = str(cast).removeprefix("torch.")
 
     from glassformer.run_folder import atomic_write, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Fresh contiguous copies: safetensors stores each tensor on its own, never a view.
-    tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in hf_state.items()}
-    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    tensors = {
+        name: t.detach().to("cpu", dtype=cast if t.is_floating_point() else t.dtype, copy=True).contiguous()
+        for name, t in hf_state.items()
+    }
+    _write_weights(out, tensors, max_shard_size)
     atomic_write_text(out / CONFIG_FILE, _json(document))
     if kind in ("lm", "seq2seq"):
         atomic_write_text(out / GENERATION_FILE, _json(_generation(ids, kind, meta)))
-    if isinstance(tokenizer, SubwordTokenizer):
-        atomic_write_text(out / TOKENIZER_FILE, tokenizer.hf_tokenizer.to_str(pretty=True) + "\n")
-        atomic_write_text(out / TOKENIZER_SETTINGS_FILE, _json(_tokenizer_settings(tokenizer, family, config)))
+    if tokenizer is not None:
+        written = exported_tokenizer(tokenizer, kind, Framing.from_meta(meta))
+        atomic_write_text(out / TOKENIZER_FILE, written.hf_tokenizer.to_str(pretty=True) + "\n")
+        atomic_write_text(out / TOKENIZER_SETTINGS_FILE, _json(_tokenizer_settings(written, family, config)))
     return out
+
+
+def _write_weights(out: Path, tensors: dict[str, torch.Tensor], max_shard_size: int | None) -> None:
+    """model.safetensors, or shards of at most max_shard_size bytes (a bigger tensor alone) and an index."""
+    from glassformer.run_folder import atomic_write, atomic_write_text
+
+    for old in [*out.glob("model-*-of-*.safetensors"), out / WEIGHTS_INDEX, out / WEIGHTS_FILE]:
+        old.unlink(missing_ok=True)  # a shard of an earlier export must not be read with this one
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if max_shard_size is not None and shards[-1] and size + nbytes > max_shard_size:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    if len(shards) == 1:
+        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        atomic_write(out / file, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
+        weight_map.update({name: file for name in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    atomic_write_text(out / WEIGHTS_INDEX, _json({"metadata": {"total_size": total}, "weight_map": weight_map}))
+
+
+def export_problems(family: ModuleType, config: ModelConfig, kind: str) -> list[str]:
+    """What keeps config from being exported as family (empty when nothing does)."""
+    problems = []
+    if not config.bias:
+        problems.append("bias=false (HF's layers all have biases)")
+    if config.attn_width != config.d_model:
+        problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model}")
+    return problems + family.check_export(config, kind)
+
+
+def export_family(config: ModelConfig, kind: str, meta: dict | None = None) -> ModuleType:
+    """The HF family config exports to: the one it was imported from when that still expresses
+    it, else the first of its family's classes that does (else the first, to name the reasons)."""
+    source = ((meta or {}).get("hf") or {}).get("model_type")
+    if source in FAMILIES and not export_problems(family_module(source), config, kind):
+        return family_module(source)
+    if config.family != "encoder-decoder":
+        return family_module(FAMILY_OF[config.family])
+    candidates = [family_module(name) for name in SEQ2SEQ_CLASSES]
+    return next((f for f in candidates if not export_problems(f, config, kind)), candidates[0])
+
+
+def exported_tokenizer(tokenizer: Tokenizer, kind: str, framing: Framing) -> SubwordTokenizer:
+    """tokenizer as the `tokenizers` library writes it, with a post-processor framing a text as the
+    run frames it (unless it already has one: a foreign tokenizer keeps its own)."""
+    from tokenizers import processors
+
+    if isinstance(tokenizer, VocabTokenizer):
+        tokenizer = SubwordTokenizer(tokenizer.to_hf_tokenizer(), dict(zip(ROLES, SPECIALS)))
+    if not isinstance(tokenizer, SubwordTokenizer):
+        raise UserError(f"cannot write a {type(tokenizer).__name__} as {TOKENIZER_FILE}")
+    hf = HFTokenizer.from_str(tokenizer.hf_tokenizer.to_str())  # a copy: the run's stays as it is
+    if json.loads(hf.to_str()).get("post_processor") is not None:
+        return tokenizer
+    start, end = tokenizer.start_id, tokenizer.end_id
+    if kind == "seq2seq":
+        prefix = list(framing.source_prefix)
+        suffix = [end] if framing.source_suffix is None else list(framing.source_suffix)
+    else:
+        prefix = [start] if framing.sequence_prefix is None else list(framing.sequence_prefix)
+        suffix = [end] if framing.sequence_suffix is None else list(framing.sequence_suffix)
+        if kind == "lm":
+            suffix = []  # what transformers frames is a prompt: generation goes on from it
+    if not prefix and not suffix:
+        return tokenizer  # nothing to add (GPT-2's prompts are the bare text)
+    token = tokenizer.id_to_token
+    single = [*map(token, prefix), "$A:0", *map(token, suffix)]
+    # A pair (question answering): <start> question <end> context <end>, segments 0 then 1.
+    pair = [*single, "$B:1", *(f"{token(i)}:1" for i in suffix)]
+    used = sorted(set(prefix + suffix))
+    hf.post_processor = processors.TemplateProcessing(
+        single=" ".join(single), pair=" ".join(pair), special_tokens=[(token(i), i) for i in used],
+    )
+    return SubwordTokenizer(hf, tokenizer.specials)
 
 
 def _parts(run_or_model) -> tuple[nn.Module, ModelConfig, str, list[str], Tokenizer | None, dict]:

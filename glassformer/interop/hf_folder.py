@@ -1,10 +1,10 @@
-"""Read a Hugging Face model folder (GPT-2, BERT, BART) as a glassformer Run.
+"""Read a Hugging Face model folder (GPT-2, BERT, BART, Marian, Blenderbot) as a glassformer Run.
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
 .index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart) says how its
 settings become a ModelConfig and gives a table of weight-name rules; this module applies the
-table in either direction and checks a checkpoint against it strictly: a missing tensor, an
+table in either direction (hf_seq2seq holds the layer names BART, Marian and Blenderbot share) and checks a checkpoint against it strictly: a missing tensor, an
 unused one or a wrong shape is one UserError naming them all. Tensors transformers itself
 treats as non-weights (old causal-mask buffers, position_ids) are skipped, and tied copies of
 one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
@@ -42,15 +42,22 @@ GENERATION_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-FAMILIES = {"gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart"}
+# --dtype: "keep" the checkpoint's floating-point type, or cast to one of these.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("keep", *DTYPES)
+FAMILIES = {
+    "gpt2": "hf_gpt2", "bert": "hf_bert", "roberta": "hf_roberta", "distilbert": "hf_distilbert", "bart": "hf_bart",
+    "marian": "hf_marian", "blenderbot": "hf_blenderbot",
+}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
 # approximation of GELU written three ways; gelu and gelu_python are the exact one.
 ACTIVATIONS = {
     "relu": "relu", "gelu": "gelu", "gelu_python": "gelu",
     "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+    "swish": "silu", "silu": "silu",
 }
-EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
+EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new", "silu": "silu"}
 # Decoding settings kept in a Run's meta["generation"], for generate to honour and export to write back.
 GENERATION_KEYS = (
     "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id",
@@ -170,9 +177,39 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
                 raise UserError(f"{index.name} has no \"weight_map\"")
             state = {}
             for shard in sorted(set(weight_map.values())):
-                state.update(_load_one(path / shard))
+                state.update(_load_one(_inside(path, shard, index.name)))
             return state
     raise UserError(f"no weights (expected {' or '.join(WEIGHT_FILES)})")
+
+
+def _inside(path: Path, name: object, index: str) -> Path:
+    """path / name for a shard an index names, refusing any name that leads out of the folder."""
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{index} names a shard that is not a file name: {name!r}")
+    file = (path / name).resolve()
+    if Path(name).is_absolute() or not file.is_relative_to(path.resolve()):
+        raise UserError(f"{index} names a shard outside the folder: {name!r}")
+    return file
+
+
+def checkpoint_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
+    """The floating-point type most of the checkpoint's tensors are stored in (float32 if none)."""
+    counts: dict[torch.dtype, int] = {}
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel()
+    return max(counts, key=counts.get) if counts else torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype, state: dict[str, torch.Tensor]) -> torch.dtype:
+    """--dtype as a torch dtype: "keep" is the checkpoint's own."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "keep":
+        return checkpoint_dtype(state)
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[dtype]
 
 
 def _declared_tokens(path: Path) -> dict[str, str]:
@@ -215,6 +252,54 @@ def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer
         return SubwordTokenizer(raw, specials)
     except UserError as error:
         raise UserError(f"{TOKENIZER_FILE}: {error}") from None
+
+
+def template_framing(raw: HFTokenizer) -> tuple[list[int], list[int]] | None:
+    """The special ids the tokenizer's post-processor puts before and after one text, as
+    transformers adds them: (prefix, suffix), or None when it adds none of its own."""
+    def walk(processor: dict | None) -> tuple[list[int], list[int]] | None:
+        kind = (processor or {}).get("type")
+        if kind == "Sequence":
+            found = [walk(p) for p in processor.get("processors", [])]
+            return next((f for f in found if f is not None), None)
+        if kind in ("BertProcessing", "RobertaProcessing"):
+            return [processor["cls"][1]], [processor["sep"][1]]
+        if kind == "TemplateProcessing":
+            specials = processor.get("special_tokens", {})
+            prefix: list[int] = []
+            suffix: list[int] = []
+            side = prefix
+            for piece in processor.get("single", []):
+                if "Sequence" in piece:
+                    side = suffix
+                elif "SpecialToken" in piece:
+                    side.extend(specials[piece["SpecialToken"]["id"]]["ids"])
+            return prefix, suffix
+        return None
+
+    try:
+        return walk(json.loads(raw.to_str()).get("post_processor"))
+    except (KeyError, TypeError, IndexError) as error:
+        raise UserError(f"{TOKENIZER_FILE} has a post_processor of an unexpected form ({error})") from None
+
+
+def framing_of(family: ModuleType, config: ModelConfig, tokenizer: SubwordTokenizer, settings: dict) -> dict:
+    """The family's framing, with the text's own special tokens taken from the tokenizer's
+    post-processor when it has one (LLaMA's <s> first, Marian's </s> last)."""
+    ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
+    framing = family.framing(ids, settings)
+    template = template_framing(tokenizer.hf_tokenizer)
+    if template is None:
+        return framing
+    prefix, suffix = template
+    if config.family == "encoder-decoder":
+        framing.update(source_prefix=prefix, source_suffix=suffix)
+    else:
+        framing["sequence_prefix"] = prefix
+        # A causal model's prompt is framed by the template; its training texts end as before.
+        if suffix or config.family == "encoder-only":
+            framing["sequence_suffix"] = suffix
+    return framing
 
 
 # Matching a checkpoint -------------------------------------------------------------------------------
@@ -281,20 +366,24 @@ def match_weights(
 
 
 # The whole folder -----------------------------------------------------------------------------------
-def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load a Hugging Face GPT-2, BERT or BART folder as a Run, in eval mode.
+def load_hf_folder(path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> Run:
+    """Load a Hugging Face model folder (SUPPORTED_MODEL_TYPES) as a Run, in eval mode.
+
+    Args:
+        dtype: "keep" the checkpoint's floating-point type (a bf16 checkpoint stays bf16),
+            or "float32" / "bfloat16" / "float16" (or a torch dtype) to cast to.
 
     Raises:
         UserError, one line starting with the folder, for anything that does not map exactly.
     """
     path = Path(path)
     try:
-        return _load(path, device)
+        return _load(path, device, dtype)
     except UserError as error:
         raise UserError(f"{path}: {error}") from None
 
 
-def _load(path: Path, device: str | torch.device) -> Run:
+def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> Run:
     from glassformer.models import build_model
     from glassformer.run_folder import Run
 
@@ -307,13 +396,14 @@ def _load(path: Path, device: str | torch.device) -> Run:
         raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
     settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
     state, prefixed = _canonical(family, read_weights(path))
+    dtype = resolve_dtype(dtype, state)
     try:
         config, kind, labels = family.read_config(hf, set(state))
     except UserError:  # a ConfigError is also a ValueError: let its own message through
         raise
     except (TypeError, ValueError, KeyError) as error:
         raise UserError(f"{CONFIG_FILE} has a value of the wrong kind ({error})") from None
-    model = build_model(config, init=False)
+    model = build_model(config, init=False).to(dtype)
     extra: dict = {}
     table = rules(family, config, kind, extra)
     expected = to_hf_state(table, model.state_dict())
@@ -325,9 +415,8 @@ def _load(path: Path, device: str | torch.device) -> Run:
         raise UserError(
             f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
         )
-    ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
     meta = {
-        "framing": family.framing(ids, settings),
+        "framing": framing_of(family, config, tokenizer, settings),
         "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
         "generation": {k: settings[k] for k in GENERATION_KEYS if settings.get(k) is not None},
     }

@@ -13,6 +13,7 @@ ACTIVATIONS = {
     "relu": F.relu,
     "gelu": F.gelu,
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,  # x * sigmoid(x), "swish" in Marian's opus-mt models
 }
 
 

@@ -9,8 +9,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models, normalizers
+
 from glassformer.errors import ConfigError
-from glassformer.text.specials import END_ID, MASK_ID, PAD_ID, SPECIALS, START_ID, UNK_ID
+from glassformer.text.specials import END_ID, MASK_ID, PAD_ID, SPECIALS, START_ID, UNK, UNK_ID
+
+_LOWERCASE = normalizers.Lowercase()
+
+
+def lowercase(text: str) -> str:
+    """text lowercased as the `tokenizers` library does it, so that a tokenizer.json agrees with us:
+    character by character (Python's str.lower would end a Greek word with a final sigma)."""
+    return _LOWERCASE.normalize_str(text)
+
 
 # Written into every saved tokenizer so that load_tokenizer can tell our files from others.
 FILE_FORMAT = "glassformer-tokenizer"
@@ -117,6 +129,28 @@ class VocabTokenizer(Tokenizer):
     def _split(self, text: str) -> list[str]:
         """Split already-normalised text into pieces."""
 
+    @abstractmethod
+    def pre_tokenizer(self):
+        """The `tokenizers` pre-tokenizer that splits text exactly as _split does."""
+
+    @abstractmethod
+    def hf_decoder(self):
+        """The `tokenizers` decoder that joins pieces as decode does (None: with spaces)."""
+
+    def to_hf_tokenizer(self) -> HFTokenizer:
+        """This vocabulary as a `tokenizers.Tokenizer` (a WordLevel model) that encodes every text
+        to the same ids, so that `transformers.PreTrainedTokenizerFast` can read it; the five
+        specials are its special tokens, at the same ids."""
+        hf = HFTokenizer(models.WordLevel(dict(self._ids), unk_token=UNK))
+        if self.lowercase:
+            hf.normalizer = normalizers.Lowercase()
+        hf.pre_tokenizer = self.pre_tokenizer()
+        decoder = self.hf_decoder()
+        if decoder is not None:
+            hf.decoder = decoder
+        hf.add_special_tokens(SPECIALS)
+        return hf
+
     @property
     def vocab_size(self) -> int:
         return len(self._tokens)
@@ -126,7 +160,7 @@ class VocabTokenizer(Tokenizer):
         return list(self._tokens)
 
     def tokenize(self, text: str) -> list[str]:
-        return self._split(text.lower() if self.lowercase else text)
+        return self._split(lowercase(text) if self.lowercase else text)
 
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(piece, UNK_ID) for piece in self.tokenize(text)]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from tokenizers import Regex, decoders, pre_tokenizers
+
 from glassformer.errors import ConfigError
 from glassformer.text.base import VocabTokenizer
+from glassformer.text.base import lowercase as lowercase_text  # the name lowercase is a parameter here
 from glassformer.text.specials import SPECIALS
 
 
@@ -18,6 +21,13 @@ class CharTokenizer(VocabTokenizer):
 
     def _split(self, text: str) -> list[str]:
         return list(text)
+
+    def pre_tokenizer(self) -> pre_tokenizers.PreTokenizer:
+        # [\s\S] is any one code point, newlines included, as list(text) takes them.
+        return pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+
+    def hf_decoder(self) -> decoders.Decoder:
+        return decoders.Fuse()  # characters join with nothing between, as decode does
 
     @classmethod
     def train(
@@ -37,7 +47,7 @@ class CharTokenizer(VocabTokenizer):
             )
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(text.lower() if lowercase else text)
+            counts.update(lowercase_text(text) if lowercase else text)
         chars = sorted(counts)
         if max_size is not None and len(chars) > max_size - len(SPECIALS):
             kept = sorted(chars, key=lambda c: (-counts[c], c))[: max_size - len(SPECIALS)]

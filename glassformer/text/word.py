@@ -6,18 +6,38 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from tokenizers import Regex, pre_tokenizers
+
 from glassformer.errors import ConfigError
 from glassformer.text.base import VocabTokenizer
+from glassformer.text.base import lowercase as lowercase_text  # the name lowercase is a parameter here
 from glassformer.text.specials import SPECIALS
 
 # A word is a run of letters/digits/underscores, keeping inner apostrophes ("didn't");
 # every other non-space character is a piece of its own, so "tired." -> "tired", ".".
-_PIECE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+# The split is the `tokenizers` library's own pre-tokenizer (the pattern's matches kept, the
+# rest dropped), so that a tokenizer.json written for transformers splits exactly as we do:
+# Python's re and the library's regex engine disagree on what \w covers outside ASCII.
+WORD_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
+
+
+def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """The `tokenizers` pre-tokenizer that splits text into words as split_words does."""
+    return pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True)
+
+
+_SPLITTER = word_pre_tokenizer()
+# On ASCII text the two engines agree, except that Python counts the separators \x1c-\x1f as
+# whitespace; Python's re is 4x faster there, so plain ASCII text takes it.
+_PIECE = re.compile(WORD_PATTERN)
+_SEPARATORS = re.compile(r"[\x1c-\x1f]")
 
 
 def split_words(text: str) -> list[str]:
     """Split text into words and single punctuation marks, dropping whitespace."""
-    return _PIECE.findall(text)
+    if text.isascii() and not _SEPARATORS.search(text):
+        return _PIECE.findall(text)
+    return [piece for piece, _ in _SPLITTER.pre_tokenize_str(text)]
 
 
 class WordTokenizer(VocabTokenizer):
@@ -28,6 +48,12 @@ class WordTokenizer(VocabTokenizer):
 
     def _split(self, text: str) -> list[str]:
         return split_words(text)
+
+    def pre_tokenizer(self) -> pre_tokenizers.PreTokenizer:
+        return word_pre_tokenizer()
+
+    def hf_decoder(self) -> None:
+        return None  # the library joins word-level pieces with single spaces, as decode does
 
     @classmethod
     def train(
@@ -53,7 +79,7 @@ class WordTokenizer(VocabTokenizer):
             )
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(split_words(text.lower() if lowercase else text))
+            counts.update(split_words(lowercase_text(text) if lowercase else text))
         # Sorting on (count, word) rather than first appearance makes the ids independent
         # of corpus order, so the same corpus shuffled gives the same vocabulary.
         kept = [w for w, c in counts.items() if c >= min_freq]

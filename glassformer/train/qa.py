@@ -224,6 +224,8 @@ def answer_questions(
         chunk = features[first:first + batch_size]
         ids = pad([f.ids for f in chunk], tokenizer.pad_id).to(device)
         segments = pad([f.segments for f in chunk], QUESTION_SEGMENT).to(device)
+        if getattr(getattr(model, "config", None), "n_segments", 2) < 2:
+            segments = None  # one token type (RoBERTa): both parts read segment 0, as transformers does
         logits = model(ids, padding_mask(ids, tokenizer.pad_id), segments).float().cpu()
         for i, feature in enumerate(chunk):
             t = len(feature.ids)

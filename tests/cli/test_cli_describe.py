@@ -23,3 +23,22 @@ def test_unknown_preset_is_one_line_and_exit_2(capsys):
     assert main(["describe", "--preset", "gpt5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown preset 'gpt5'" in err and "Traceback" not in err
+
+
+def test_opus_mt_en_de_counts_as_transformers_does_with_its_sinusoids(capsys):
+    # transformers' MarianMTModel holds the two 512 x 512 sinusoid tables as frozen weights and
+    # counts them (74,410,496 published); final_logits_bias is a buffer it does not count.
+    assert main(["describe", "--preset", "opus-mt-en-de"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 73,886,208\n" in out
+    assert "with the fixed sinusoidal position tables (+524,288), as transformers counts Marian: 74,410,496\n" in out
+    assert "  vocab_size: 58101\n" in out and "  activation: silu\n" in out
+
+
+def test_opus_mt_en_de_preset_exports_as_marian():
+    from glassformer.config import get_preset
+    from glassformer.interop.hf_export import export_family, export_problems
+
+    config = get_preset("opus-mt-en-de")
+    family = export_family(config, "seq2seq")
+    assert family.MODEL_TYPE == "marian" and export_problems(family, config, "seq2seq") == []

@@ -1,0 +1,149 @@
+"""Marian (Hugging Face `marian`, the opus-mt models) <-> glassformer's encoder-decoder model.
+
+Marian is the paper's Transformer as Marian-NMT trains it: post-norm, no final LayerNorm, no
+LayerNorm on the embeddings, token embeddings scaled by sqrt(d_model) (`scale_embedding`),
+sinusoidal positions, one token table for encoder, decoder and output, and a fixed output bias
+(`final_logits_bias`). opus-mt models use the "swish" activation (our silu).
+
+Positions: Marian's sinusoids are the paper's, with the coordinates in another order: all the
+sines first (coordinate i < d/2 is the paper's 2i), then all the cosines (d/2 + i is 2i + 1).
+transformers computes them itself and does not read them from the file. So the import reorders
+the d_model coordinates of every residual-stream tensor into the paper's order (see
+hf_seq2seq.Basis) and our sinusoidal table then adds exactly Marian's values; the export reorders
+them back. The model computes the same logits; the hidden states glassformer shows are
+transformers' with their coordinates reordered. Any glassformer model that is post-norm with
+sinusoidal positions and no embedding norm exports as Marian (the paper's own setup among them).
+
+Framing: source text </s> (Marian adds no start token); the decoder starts with
+decoder_start_token_id, which is <pad> in opus-mt.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glassformer.config import ModelConfig
+from glassformer.errors import UserError
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_seq2seq import (
+    Basis,
+    check_sides,
+    common_problems,
+    layer_rules,
+    output_bias_rule,
+    shared_aliases,
+)
+
+MODEL_TYPE = "marian"
+BASE_PREFIX = "model."
+HEAD_PREFIXES = ("lm_head.", "final_logits_bias")  # names outside the base model
+ARCHITECTURES = ("MarianMTModel", "MarianModel")
+# Sinusoids some files carry though transformers recomputes them; fairseq leftovers.
+IGNORED = (r"(^|\.)embed_positions\.weight$", r"(^|\.)(encoder|decoder)\.version$")
+DROPPED: tuple[str, ...] = ()
+SPECIAL_TOKENS = {
+    "pad": ("pad_token", "pad_token_id", "<pad>"),
+    "start": ("bos_token", "bos_token_id", None),  # none in opus-mt: the role borrows </s>
+    "end": ("eos_token", "eos_token_id", "</s>"),
+    "unk": ("unk_token", None, "<unk>"),
+    "mask": ("mask_token", None, None),
+}
+
+
+def paper_order(d_model: int) -> torch.Tensor:
+    """For each of Marian's coordinates, the paper's: [0, 2, 4, ..., 1, 3, 5, ...]."""
+    return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+
+
+def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
+    """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
+    unsupported = check_sides(hf, MODEL_TYPE)
+    vocab = require(hf, "vocab_size")
+    if hf.get("decoder_vocab_size") not in (None, vocab):
+        unsupported.append(setting("decoder_vocab_size", hf["decoder_vocab_size"]))
+    for name in ("share_encoder_decoder_embeddings", "tie_word_embeddings"):
+        if not hf.get(name, True):
+            unsupported.append(setting(name, False))
+    activation = hf.get("activation_function", "gelu")
+    if activation not in ACTIVATIONS:
+        unsupported.append(setting("activation_function", activation))
+    d_model = require(hf, "d_model")
+    if d_model % 2:
+        unsupported.append(setting("d_model", d_model) + " (odd)")
+    if unsupported:
+        raise UserError(f"marian setting(s) not supported: {', '.join(unsupported)}")
+    pad = hf.get("pad_token_id")
+    config = ModelConfig(
+        family="encoder-decoder", vocab_size=vocab, d_model=d_model,
+        n_heads=require(hf, "encoder_attention_heads"), d_ff=require(hf, "encoder_ffn_dim"),
+        n_layers=require(hf, "encoder_layers"), n_decoder_layers=require(hf, "decoder_layers"),
+        max_len=require(hf, "max_position_embeddings"), positions="sinusoidal", activation=ACTIVATIONS[activation],
+        norm="post", final_norm=False, norm_eps=1e-5, dropout=float(hf.get("dropout", 0.1)),
+        attn_dropout=float(hf.get("attention_dropout", 0.0)), scale_embeddings=bool(hf.get("scale_embedding", False)),
+        bias=True, output_bias="final_logits_bias" in keys, tie_embeddings=True, tie_output=True,
+        embedding_norm=False, pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0,
+    )
+    return config, "seq2seq", []
+
+
+def framing(ids: dict[str, int | None], hf: dict) -> dict:
+    start = hf.get("decoder_start_token_id")
+    return {
+        "source_prefix": [], "source_suffix": [ids["end"]],
+        "decoder_start": start if isinstance(start, int) else ids["pad"],
+    }
+
+
+def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
+    return shared_aliases()
+
+
+def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
+    """Our name(s) <-> HF name(s), every residual-stream tensor reordered (module docstring)."""
+    basis = Basis(paper_order(config.d_model))
+    out = [basis.columns("src_embed.token.weight", "model.shared.weight"), *layer_rules(config, basis)]
+    if config.output_bias:
+        out.append(output_bias_rule())
+    return out
+
+
+# Export ------------------------------------------------------------------------------------------
+def check_export(config: ModelConfig, kind: str) -> list[str]:
+    """What keeps config from being a Marian model (empty when it is one)."""
+    problems = common_problems(config, kind, "Marian")
+    if config.norm != "post" or config.use_final_norm:
+        problems.append("Marian is post-norm without a final LayerNorm")
+    if config.embedding_norm:
+        problems.append("embedding_norm=true (Marian has no LayerNorm on the embeddings)")
+    if config.positions != "sinusoidal":
+        problems.append("learned positions (Marian's are sinusoidal)")
+    if config.d_model % 2:
+        problems.append(f"odd d_model={config.d_model} (Marian's sinusoids pair the coordinates)")
+    return problems
+
+
+def export_config(config: ModelConfig) -> ModelConfig:
+    """The exported model always has final_logits_bias (zeros if we had none)."""
+    return config.replace(output_bias=True)
+
+
+def headless(kind: str) -> bool:
+    return False
+
+
+def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
+    """Our config -> HF config.json for MarianMTModel."""
+    return {
+        "model_type": MODEL_TYPE, "architectures": ["MarianMTModel"], "vocab_size": config.vocab_size,
+        "decoder_vocab_size": config.vocab_size, "share_encoder_decoder_embeddings": True,
+        "d_model": config.d_model, "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
+        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
+        "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
+        "activation_function": EXPORT_ACTIVATIONS[config.activation], "dropout": config.dropout,
+        "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
+        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
+        "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
+        "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
+        "pad_token_id": ids["pad"], "bos_token_id": None, "eos_token_id": ids["end"],
+        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
+    }

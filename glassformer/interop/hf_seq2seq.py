@@ -1,0 +1,115 @@
+"""The weight names BART, Marian and Blenderbot share (fairseq's layout), as rules for their layers.
+
+Each encoder layer holds self_attn (q/k/v/out_proj), self_attn_layer_norm, fc1, fc2 and
+final_layer_norm; each decoder layer adds encoder_attn and encoder_attn_layer_norm. Whether a
+LayerNorm comes before or after its sublayer is not in the names: that is the family's setting.
+
+A family may store the residual stream in another order of its d_model coordinates (Marian,
+see hf_marian): `perm` then gives, for each HF coordinate, our coordinate (hf = ours[..., perm]).
+Every tensor that reads the residual stream has its input columns reordered, every tensor that
+writes it (output projections, biases, LayerNorms) its rows; inner widths (heads, d_ff) keep theirs.
+Reordering is exact, so import -> export -> import gives back the very same tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glassformer.config import ModelConfig
+
+SIDES = {"encoder": "src_embed", "decoder": "tgt_embed"}
+
+
+class Basis:
+    """Conversions of residual-stream tensors between our coordinate order and the HF one."""
+
+    def __init__(self, perm: torch.Tensor | None = None):
+        self.perm = perm
+        self.inverse = None if perm is None else torch.argsort(perm)
+
+    def rows(self, ours: str, hf: str) -> tuple:
+        """A tensor whose first axis is d_model (a bias, a LayerNorm, an output weight)."""
+        if self.perm is None:
+            return (ours, hf)
+        return (ours, hf, lambda t: t[self.perm.to(t.device)], lambda t: t[self.inverse.to(t.device)])
+
+    def columns(self, ours: str, hf: str) -> tuple:
+        """A tensor whose last axis is d_model (an input weight, an embedding table)."""
+        if self.perm is None:
+            return (ours, hf)
+        return (ours, hf, lambda t: t[..., self.perm.to(t.device)], lambda t: t[..., self.inverse.to(t.device)])
+
+    def norm(self, ours: str, hf: str) -> list[tuple]:
+        return [self.rows(f"{ours}.weight", f"{hf}.weight"), self.rows(f"{ours}.bias", f"{hf}.bias")]
+
+    def reading(self, ours: str, hf: str) -> list[tuple]:
+        """A linear layer that reads the residual stream (its bias is in its own width)."""
+        return [self.columns(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
+
+    def writing(self, ours: str, hf: str) -> list[tuple]:
+        """A linear layer that writes the residual stream."""
+        return [self.rows(f"{ours}.weight", f"{hf}.weight"), self.rows(f"{ours}.bias", f"{hf}.bias")]
+
+    def attention(self, ours: str, hf: str) -> list[tuple]:
+        return [
+            *self.reading(f"{ours}.w_q", f"{hf}.q_proj"), *self.reading(f"{ours}.w_k", f"{hf}.k_proj"),
+            *self.reading(f"{ours}.w_v", f"{hf}.v_proj"), *self.writing(f"{ours}.w_o", f"{hf}.out_proj"),
+        ]
+
+
+def layer_rules(config: ModelConfig, basis: Basis) -> list[tuple]:
+    """Rules for every encoder and decoder layer of config."""
+    out: list[tuple] = []
+    for i in range(config.n_layers):
+        ours, hf = f"encoder.layers.{i}.", f"model.encoder.layers.{i}."
+        out += [
+            *basis.attention(f"{ours}self_attn", f"{hf}self_attn"),
+            *basis.norm(f"{ours}self_attn_residual.norm", f"{hf}self_attn_layer_norm"),
+            *basis.reading(f"{ours}ffn.w_1", f"{hf}fc1"),
+            *basis.writing(f"{ours}ffn.w_2", f"{hf}fc2"),
+            *basis.norm(f"{ours}ffn_residual.norm", f"{hf}final_layer_norm"),
+        ]
+    for i in range(config.decoder_layers):
+        ours, hf = f"decoder.layers.{i}.", f"model.decoder.layers.{i}."
+        out += [
+            *basis.attention(f"{ours}self_attn", f"{hf}self_attn"),
+            *basis.norm(f"{ours}self_attn_residual.norm", f"{hf}self_attn_layer_norm"),
+            *basis.attention(f"{ours}cross_attn", f"{hf}encoder_attn"),
+            *basis.norm(f"{ours}cross_attn_residual.norm", f"{hf}encoder_attn_layer_norm"),
+            *basis.reading(f"{ours}ffn.w_1", f"{hf}fc1"),
+            *basis.writing(f"{ours}ffn.w_2", f"{hf}fc2"),
+            *basis.norm(f"{ours}ffn_residual.norm", f"{hf}final_layer_norm"),
+        ]
+    return out
+
+
+def shared_aliases() -> dict[str, str]:
+    """The token table a file may repeat under the encoder's, decoder's and LM head's names."""
+    copies = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight")
+    return {name: "model.shared.weight" for name in copies}
+
+
+def output_bias_rule() -> tuple:
+    """HF keeps the output bias as a [1, V] buffer, final_logits_bias, added to the logits."""
+    return ("lm_head.proj.bias", "final_logits_bias", lambda b: b[None], lambda b: b[0])
+
+
+def common_problems(config: ModelConfig, kind: str, name: str) -> list[str]:
+    """What keeps config from any of these classes (one width for both stacks is a given here)."""
+    problems = [] if kind == "seq2seq" else [f"kind {kind!r} ({name} exports a sequence-to-sequence model)"]
+    if not (config.tie_embeddings and config.tie_output):
+        problems.append(f"untied embeddings ({name} shares one token table between encoder, decoder and output)")
+    if config.n_segments:
+        problems.append(f"n_segments ({name} has no segment embeddings)")
+    if config.norm_eps != 1e-5:
+        problems.append(f"norm_eps={config.norm_eps} ({name}'s LayerNorms use 1e-5)")
+    return problems
+
+
+def check_sides(hf: dict, family: str) -> list[str]:
+    """Settings one ModelConfig cannot hold: different head counts or widths per stack."""
+    unsupported = []
+    for encoder, decoder in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
+        if hf.get(encoder) != hf.get(decoder):
+            unsupported.append(f"{encoder}={hf.get(encoder)} != {decoder}={hf.get(decoder)}")
+    return unsupported

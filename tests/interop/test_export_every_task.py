@@ -1,0 +1,118 @@
+"""Every built-in task's run, with its default preset and word-level tokenizer, exports to a folder
+that transformers loads with the same logits and whose tokenizer.json gives the same ids."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from glassformer.cli import main  # noqa: E402
+from glassformer.framing import sequence_ids, source_ids, target_ids  # noqa: E402
+from glassformer.models import build_model  # noqa: E402
+from glassformer.run_folder import load_run, save_run  # noqa: E402
+from glassformer.train.config import TrainConfig  # noqa: E402
+from glassformer.train.qa import frame_qa  # noqa: E402
+from glassformer.data.tasks import get_task  # noqa: E402
+from glassformer.train.setup import build_tokenizers, label_set, model_config_for  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+# task -> the Hugging Face class its default preset exports to
+EXPORTS = {
+    "toy-translation": "BlenderbotForConditionalGeneration",  # small-seq2seq is pre-norm
+    "grammar-lm": "GPT2LMHeadModel",
+    "grammar-mlm": "BertForMaskedLM",
+    "toy-sentiment": "BertForSequenceClassification",
+    "toy-ner": "BertForTokenClassification",
+    "toy-qa": "BertForQuestionAnswering",
+}
+
+
+def texts_of(kind, examples):
+    if kind == "seq2seq":
+        return [e.source for e in examples]
+    if kind == "tag":
+        return [" ".join(e.tokens) for e in examples]
+    if kind == "qa":
+        return [(e.question, e.context) for e in examples]
+    return [e.text for e in examples]
+
+
+def glassformer_ids(run, kind, text):
+    tokenizer = run.tokenizer
+    if kind == "seq2seq":
+        return source_ids(tokenizer, text)
+    if kind == "qa":
+        feature = frame_qa(tokenizer, *text, max_len=run.config.max_len)
+        return feature.ids, feature.segments
+    return sequence_ids(tokenizer, text, end=kind != "lm")
+
+
+def prepare(name):
+    """What `train` sets up for the task (tokenizer, default preset fitted to it), on 300 of its
+    examples instead of thousands: the architecture is the same, the vocabulary smaller."""
+    task = dataclasses.replace(get_task(name), sizes=(300, 3, 3))
+    splits = task.splits(0)
+    config = TrainConfig(task=name)
+    labels = label_set(task.kind, splits)
+    source, target = build_tokenizers(config, task.kind, splits)
+    model_config = model_config_for(config, task.kind, task.default_preset, source, target, labels)
+    assert source is target
+    return dataclasses.make_dataclass("Prepared", ["kind", "splits", "source", "labels", "model_config"])(
+        task.kind, splits, source, labels, model_config)
+
+
+@pytest.mark.parametrize("task", list(EXPORTS))
+def test_default_preset_run_exports_with_the_same_logits_and_ids(task, tmp_path, capsys):
+    prepared = prepare(task)
+    assert get_task(task).default_preset == ("small-seq2seq" if task == "toy-translation" else
+                                             "small-lm" if task == "grammar-lm" else "small-encoder")
+    torch.manual_seed(0)
+    model = build_model(prepared.model_config).eval()
+    with torch.no_grad():  # wider than the initial weights, so that every part shows in the logits
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    save_run(tmp_path / "run", model, prepared.model_config, prepared.kind, prepared.source, None, prepared.labels)
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    architecture = EXPORTS[task]
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == [architecture]
+    assert f"model of kind {prepared.kind}" in capsys.readouterr().out
+    run = load_run(tmp_path / "run")
+    hf = getattr(transformers, architecture).from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
+
+    kind = prepared.kind
+    texts = texts_of(kind, prepared.splits.valid[:3])
+    pairs = ([t[0] for t in texts], [t[1] for t in texts]) if kind == "qa" else (texts,)
+    batch = tokenizer(*pairs, padding=True, return_tensors="pt", return_token_type_ids=kind == "qa")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    for i, (row, text, n) in enumerate(zip(ids.tolist(), texts, mask.sum(1).tolist())):
+        expected = glassformer_ids(run, kind, text)
+        if kind == "qa":  # the pair template gives glassformer's segments too
+            expected, segments = expected
+            assert batch["token_type_ids"][i].tolist()[:n] == segments
+        assert row[:n] == expected and set(row[n:]) <= {run.tokenizer.pad_id}
+    real = mask.bool()
+    with torch.no_grad():
+        if kind == "seq2seq":
+            decoder = [target_ids(run.tokenizer, e.target)[0] for e in prepared.splits.valid[:3]]
+            width = max(map(len, decoder))
+            tgt = torch.tensor([d + [run.tokenizer.pad_id] * (width - len(d)) for d in decoder])
+            ours = run.model(ids, tgt)
+            theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=tgt).logits
+            real = tgt != run.tokenizer.pad_id
+        elif kind == "qa":
+            ours = run.model(ids, segments=batch["token_type_ids"]).transpose(1, 2)
+            out = hf(input_ids=ids, attention_mask=mask, token_type_ids=batch["token_type_ids"])
+            theirs = torch.stack([out.start_logits, out.end_logits], dim=-1)
+        else:
+            ours = run.model(ids)
+            theirs = hf(input_ids=ids, attention_mask=mask).logits
+    if kind == "classify":
+        assert ours.shape == theirs.shape == (3, len(prepared.labels))
+        assert (ours - theirs).abs().max() < 1e-4
+    else:
+        assert ours.shape == theirs.shape
+        assert (ours - theirs)[real].abs().max() < 1e-4
