@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from glassformer.config import PRESETS, get_preset
 from glassformer.models import build_model, count_parameters
 
@@ -11,7 +13,8 @@ from glassformer.models import build_model, count_parameters
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "describe", help="print a preset's configuration and parameter count",
-        description="Build a preset (random weights) and print its configuration and parameter count.",
+        description="Print a preset's configuration and parameter count (counted on PyTorch's meta device: "
+        "no weights are allocated, so an 8B model describes on a laptop).",
     )
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
     parser.add_argument("--vocab-size", type=int, help="override the vocabulary size")
@@ -22,7 +25,8 @@ def describe(args: argparse.Namespace) -> int:
     config = get_preset(args.preset)
     if args.vocab_size is not None:
         config = config.replace(vocab_size=args.vocab_size)
-    model = build_model(config, init=False)
+    with torch.device("meta"):  # shapes only
+        model = build_model(config, init=False)
     print(f"preset: {args.preset}")
     for key, value in config.to_dict().items():
         print(f"  {key}: {value}")
