@@ -37,6 +37,9 @@ from glassformer.models import build_model
 from glassformer.text import END_ID, PAD_ID, START_ID, SubwordTokenizer, Tokenizer
 
 FAMILY_OF = {"decoder-only": "gpt2", "encoder-only": "bert", "encoder-decoder": "bart"}
+# Decoder-only models with rotary positions export as the first of these whose class expresses
+# them (an imported model first tries the type it came as).
+LLAMA_LIKE = ("llama", "qwen2", "mistral", "qwen3")
 _KIND_OF_FAMILY = {"decoder-only": "lm", "encoder-decoder": "seq2seq"}
 _KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag"}
 WEIGHTS_FILE = "model.safetensors"
@@ -57,13 +60,17 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         UserError when the model cannot be expressed exactly as its HF family.
     """
     model, config, kind, labels, tokenizer, meta = _parts(run_or_model)
-    family = family_module(FAMILY_OF[config.family])
-    problems = []
-    if not config.bias:
-        problems.append("bias=false (HF's layers all have biases)")
-    if config.attn_width != config.d_model:
-        problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model}")
-    problems += family.check_export(config, kind)
+    if config.positions == "rotary":
+        family, problems = _llama_like(config, kind, meta)
+    else:
+        family, problems = family_module(FAMILY_OF[config.family]), []
+        if not config.bias or config.qkv_bias is False or config.attn_out_bias is False or config.ffn_bias is False:
+            problems.append("bias=false (HF's layers all have biases)")
+        if config.attn_width != config.d_model or config.kv_heads != config.n_heads:
+            problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model} or n_kv_heads is set")
+        if config.norm_type != "layernorm" or config.gated_ffn or config.qk_norm or config.sliding_window:
+            problems.append("RMSNorm, gated feed-forward, q/k norms and sliding windows need rotary positions (LLaMA)")
+        problems += family.check_export(config, kind)
     if problems:
         raise UserError(f"cannot export as {family.MODEL_TYPE}: {'; '.join(problems)}")
     target = family.export_config(config)
@@ -88,6 +95,18 @@ def export_hf(run_or_model, out_dir: str | Path) -> Path:
         atomic_write_text(out / TOKENIZER_FILE, tokenizer.hf_tokenizer.to_str(pretty=True) + "\n")
         atomic_write_text(out / TOKENIZER_SETTINGS_FILE, _json(_tokenizer_settings(tokenizer, family, config)))
     return out
+
+
+def _llama_like(config: ModelConfig, kind: str, meta: dict):
+    """The first LLaMA-like family that expresses config, and LLaMA's problems when none does."""
+    came_as = (meta.get("hf") or {}).get("model_type")
+    order = sorted(LLAMA_LIKE, key=lambda name: name != came_as)
+    for name in order:
+        family = family_module(name)
+        if not family.check_export(config, kind):
+            return family, []
+    family = family_module(order[0])
+    return family, family.check_export(config, kind)
 
 
 def _parts(run_or_model) -> tuple[nn.Module, ModelConfig, str, list[str], Tokenizer | None, dict]:

@@ -1,4 +1,4 @@
-"""Read a Hugging Face model folder (GPT-2, BERT, BART) as a glassformer Run.
+"""Read a Hugging Face model folder (GPT-2, BERT, BART, LLaMA, Qwen2, Mistral, Qwen3) as a glassformer Run.
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
@@ -42,12 +42,15 @@ GENERATION_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")  # the later one wins
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-FAMILIES = {"gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart"}
+FAMILIES = {
+    "gpt2": "hf_gpt2", "bert": "hf_bert", "bart": "hf_bart",
+    "llama": "hf_llama", "qwen2": "hf_qwen2", "mistral": "hf_mistral", "qwen3": "hf_qwen3",
+}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
 # approximation of GELU written three ways; gelu and gelu_python are the exact one.
 ACTIVATIONS = {
-    "relu": "relu", "gelu": "gelu", "gelu_python": "gelu",
+    "relu": "relu", "gelu": "gelu", "gelu_python": "gelu", "silu": "silu", "swish": "silu",
     "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
 }
 EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
@@ -217,6 +220,24 @@ def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer
         raise UserError(f"{TOKENIZER_FILE}: {error}") from None
 
 
+_PROBES = ("a", "the", "0", "hello world")
+
+
+def tokenizer_prefix(raw: HFTokenizer) -> dict:
+    """{"sequence_prefix": ids} that tokenizer.json's post-processor puts before a text (LLaMA's <s>,
+    none for GPT-2's), as transformers' tokenizer adds them; {} when it has no post-processor."""
+    if raw.post_processor is None:
+        return {}
+    for probe in _PROBES:
+        bare = raw.encode(probe, add_special_tokens=False).ids
+        framed = raw.encode(probe, add_special_tokens=True).ids
+        if bare and len(framed) >= len(bare):
+            starts = [i for i in range(len(framed) - len(bare) + 1) if framed[i:i + len(bare)] == bare]
+            if starts:
+                return {"sequence_prefix": framed[:starts[0]]}
+    return {}
+
+
 # Matching a checkpoint -------------------------------------------------------------------------------
 def _canonical(family: ModuleType, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
     """Names as the family's head model has them (a bare BertModel's "pooler..." -> "bert.pooler...",
@@ -326,8 +347,11 @@ def _load(path: Path, device: str | torch.device) -> Run:
             f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
         )
     ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
+    framing = family.framing(ids, settings)
+    if config.family == "decoder-only":
+        framing.update(tokenizer_prefix(tokenizer.hf_tokenizer))
     meta = {
-        "framing": family.framing(ids, settings),
+        "framing": framing,
         "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
         "generation": {k: settings[k] for k in GENERATION_KEYS if settings.get(k) is not None},
     }

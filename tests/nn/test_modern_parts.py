@@ -168,3 +168,16 @@ def test_hook_points_declare_rotated_q_and_k_and_gated_hidden():
     assert shapes[layer + "ffn.hook_hidden"] == ((2, 7, 40), ("B", "T", "d_ff"))
     assert "embed.hook_positions" not in shapes  # rotary positions add nothing to the embedding
     assert math.isclose(model.rotary.inv_freq[1].item(), 10000 ** (-2 / 8), rel_tol=1e-6)
+
+
+def test_speed_transform_fuses_grouped_qkv_with_the_same_logits():
+    from glassformer.speed import optimize_for_inference
+
+    torch.manual_seed(0)
+    model = build_model(tiny(qkv_bias=True)).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        before = model(ids)
+        done = optimize_for_inference(model, small_batch=False)
+        after = model(ids)
+    assert done.fused_qkv == 2 and (after - before).abs().max() < 1e-5
