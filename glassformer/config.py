@@ -331,7 +331,9 @@ PRESETS: dict[str, ModelConfig] = {
     "small-seq2seq": _small("encoder-decoder", n_layers=2, dropout=0.0),
     "small-lm": _small("decoder-only", dropout=0.1, **_GPT2_STYLE),
     "small-encoder": _small("encoder-only", norm="post", dropout=0.1),
-    # LLaMA's architecture at the size of small-lm: 4 query heads sharing 2 key/value heads.
+    # LLaMA's architecture at the sizes of tiny-lm and small-lm: 4 query heads sharing 2 key/value
+    # heads, d_ff about 2/3 of 4 * d_model (three matrices in place of two), rounded up to 8.
+    "tiny-llama": _llama(vocab_size=1000, d_model=64, n_heads=4, n_kv_heads=2, d_ff=176, n_layers=2, max_len=128),
     "small-llama": _llama(vocab_size=1000, d_model=128, n_heads=4, n_kv_heads=2, d_ff=344, n_layers=3, max_len=128),
 }
 
