@@ -53,16 +53,21 @@ def bpe_with_bos(path, bos=True):
     return tok
 
 
-def make_folder(tmp_path, model_type, seed=0):
+def make_folder(tmp_path, model_type, seed=0, vocab_of_tokenizer=False):
+    """A tiny random model saved by transformers, and its tokenizer.json. Its vocabulary is wider
+    than the tokenizer's (as Qwen2.5's is), unless vocab_of_tokenizer: then every id it can
+    choose decodes to text, which the commands that print text need."""
     config_name, model_name, extra = FAMILIES[model_type]
     if not hasattr(transformers, model_name):
         pytest.skip(f"this transformers has no {model_name}")
-    torch.manual_seed(seed)
-    config = getattr(transformers, config_name)(**{**SMALL, **extra})
-    model = getattr(transformers, model_name)(config).eval()
     folder = tmp_path / model_type
+    folder.mkdir()
+    tok = bpe_with_bos(folder / "tokenizer.json")
+    vocab = tok.get_vocab_size() if vocab_of_tokenizer else VOCAB
+    torch.manual_seed(seed)
+    config = getattr(transformers, config_name)(**{**SMALL, **extra, "vocab_size": vocab})
+    model = getattr(transformers, model_name)(config).eval()
     model.save_pretrained(folder)
-    bpe_with_bos(folder / "tokenizer.json")
     return model, folder
 
 
@@ -191,3 +196,48 @@ def test_unsupported_rope_type_is_one_line(tmp_path):
     (folder / "config.json").write_text(json.dumps(document))
     with pytest.raises(UserError, match="rope type 'yarn' is not supported; supported: default, llama3"):
         load_hf_folder(folder)
+
+
+# Commands on a LLaMA folder -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("cmd"), "llama", vocab_of_tokenizer=True)[1]
+
+
+def test_trace_attention_report_and_generate_commands(llama_folder, tmp_path, capsys):
+    from glassformer.cli import main
+
+    folder = str(llama_folder)
+    assert main(["trace", "--model", folder, "the cat sat"]) == 0
+    out = capsys.readouterr().out
+    assert "rotate Q, K" in out and "[B=1, T=4, A_kv=16]" in out and "RMSNorm" in out and "gated hidden" in out
+    assert main(["attention", "--model", folder, "--max-steps", "3", "the cat"]) == 0
+    assert "decoder masked self-attention · layer 0 · head 0" in capsys.readouterr().out
+    assert main(["report", "--model", folder, "--out", str(tmp_path / "r.html"), "--max-steps", "3", "the cat"]) == 0
+    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+    capsys.readouterr()
+    assert main(["generate", "--model", folder, "--prompt", "the cat", "--greedy", "--max-new-tokens", "6"]) == 0
+    run = load_hf_folder(llama_folder)
+    prompt = sequence_ids(run.tokenizer, "the cat", Framing.from_meta(run.meta), end=False)
+    [expected] = generate.generate_lm(run.model, [prompt], stopping=generate.Stopping(end_id=EOS, max_new_tokens=6))
+    assert capsys.readouterr().out == run.tokenizer.decode(expected.tokens) + "\n"
+
+
+def test_train_init_from_a_llama_folder_then_export_to_transformers(llama_folder, tmp_path, capsys):
+    from glassformer.cli import main
+    from glassformer.run_folder import load_run
+
+    data = tmp_path / "lm.txt"
+    data.write_text("\n".join(CORPUS * 5) + "\n")
+    out = tmp_path / "ft"
+    assert main(["train", "--data", str(data), "--kind", "lm", "--init", str(llama_folder), "--out", str(out),
+                 "--steps", "8", "--eval-every", "8", "--lr", "3e-3", "--warmup", "2", "--no-progress",
+                 "--examples", "0"]) == 0
+    assert f"init from {llama_folder}: loaded 21 tensors" in capsys.readouterr().out
+    run = load_run(out)
+    assert run.config == load_hf_folder(llama_folder).config.replace(dropout=run.config.dropout)
+    exported = export_hf(run, tmp_path / "hf")
+    hf = transformers.LlamaForCausalLM.from_pretrained(exported).eval()
+    ids = torch.randint(3, run.config.vocab_size, (2, 8))
+    with torch.no_grad():
+        assert (hf(ids).logits - run.model(ids)).abs().max() < 1e-4
