@@ -97,7 +97,6 @@ class MultiHeadAttention(nn.Module):
             [B, T, d_model].
         """
         q, k, v = self.hook_q_heads(q), self.hook_k_heads(k), self.hook_v_heads(v)
-        k, v = self.share_kv_heads(k), self.share_kv_heads(v)
         t, s = q.size(2), k.size(2)
         window = self.sliding_window if causal and self.sliding_window is not None and s > self.sliding_window else None
         if causal and t == 1 and not self.step_by_step and window is None:
@@ -106,6 +105,7 @@ class MultiHeadAttention(nn.Module):
             mask = combine(causal_mask(t, s, offset=s - t, device=q.device, window=window), mask)
             causal = False
         if self.step_by_step:
+            k, v = self.share_kv_heads(k), self.share_kv_heads(v)  # the fused kernel shares them itself
             scores = self.hook_scores(q @ k.transpose(-2, -1))  # [B, H, T, S]
             scaled = self.hook_scaled(scores / math.sqrt(self.d_head))
             if mask is not None:

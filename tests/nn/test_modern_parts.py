@@ -158,7 +158,10 @@ def test_hook_points_declare_rotated_q_and_k_and_gated_hidden():
     model = build_model(tiny()).eval()
     ids = torch.randint(0, 50, (2, 7))
     with record(model) as recording, torch.no_grad():
-        model(ids)
+        stepwise = model(ids)  # recording every point runs attention one operation at a time
+    with torch.no_grad():
+        assert (stepwise - model(ids)).abs().max() < 1e-5  # same as the fused kernel sharing kv heads
+    assert recording.records[-1].name == "lm_head.hook_probs"
     shapes = {r.name: (tuple(r.shape), tuple(r.dims)) for r in recording.records}
     layer = "decoder.layers.0."
     assert shapes[layer + "self_attn.hook_q_rot"] == ((2, 4, 7, 8), ("B", "H", "T", "D"))
