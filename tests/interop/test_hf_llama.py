@@ -236,7 +236,9 @@ def test_train_init_from_a_llama_folder_then_export_to_transformers(llama_folder
     assert f"init from {llama_folder}: loaded 21 tensors" in capsys.readouterr().out
     run = load_run(out)
     assert run.config == load_hf_folder(llama_folder).config.replace(dropout=run.config.dropout)
-    exported = export_hf(run, tmp_path / "hf")
+    exported = tmp_path / "hf"
+    assert main(["export", "--model", str(out), "--out", str(exported)]) == 0
+    assert capsys.readouterr().out == f"wrote {exported}: llama model of kind lm\n"
     hf = transformers.LlamaForCausalLM.from_pretrained(exported).eval()
     ids = torch.randint(3, run.config.vocab_size, (2, 8))
     with torch.no_grad():
