@@ -1,6 +1,9 @@
-"""Write a glassformer model as a Hugging Face folder that `transformers` loads as GPT-2, BERT or BART.
+"""Write a glassformer model as a Hugging Face folder that `transformers` loads as GPT-2, BERT, BART or a
+LLaMA-family model.
 
-The family follows the model's: decoder-only -> GPT2LMHeadModel, encoder-only -> BertModel /
+The family follows the model's: decoder-only -> GPT2LMHeadModel, or with rotary positions the first of
+LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and Qwen3ForCausalLM that expresses it;
+encoder-only -> BertModel /
 BertForMaskedLM / BertForSequenceClassification / BertForTokenClassification (by head),
 encoder-decoder -> BartForConditionalGeneration. Where our model lacks a part the HF class
 always has, the export writes the tensor that computes the same thing: sinusoidal positions

@@ -2,7 +2,7 @@
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
-.index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart) says how its
+.index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart, hf_llama, ...) says how its
 settings become a ModelConfig and gives a table of weight-name rules; this module applies the
 table in either direction and checks a checkpoint against it strictly: a missing tensor, an
 unused one or a wrong shape is one UserError naming them all. Tensors transformers itself
@@ -303,7 +303,7 @@ def match_weights(
 
 # The whole folder -----------------------------------------------------------------------------------
 def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load a Hugging Face GPT-2, BERT or BART folder as a Run, in eval mode.
+    """Load a Hugging Face folder of a supported model_type (SUPPORTED_MODEL_TYPES) as a Run, in eval mode.
 
     Raises:
         UserError, one line starting with the folder, for anything that does not map exactly.
