@@ -21,7 +21,8 @@ from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
 MODEL_TYPE = "llama"
 BASE_PREFIX = "model."
 HEAD_PREFIXES = ("lm_head.",)
-ARCHITECTURES = ("LlamaForCausalLM", "LlamaModel")
+# A bare LlamaModel has no LM head to load (its config unties one), so only the causal-LM class loads.
+ARCHITECTURES = ("LlamaForCausalLM",)
 # Old checkpoints stored each layer's rotary frequencies; they are recomputed from the config.
 IGNORED = (r"(^|\.)rotary_emb\.inv_freq$",)
 DROPPED: tuple[str, ...] = ()

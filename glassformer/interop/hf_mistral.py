@@ -25,7 +25,7 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
 )
 
 MODEL_TYPE = "mistral"
-ARCHITECTURES = ("MistralForCausalLM", "MistralModel")
+ARCHITECTURES = ("MistralForCausalLM",)
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:

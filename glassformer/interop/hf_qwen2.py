@@ -26,7 +26,7 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
 )
 
 MODEL_TYPE = "qwen2"
-ARCHITECTURES = ("Qwen2ForCausalLM", "Qwen2Model")
+ARCHITECTURES = ("Qwen2ForCausalLM",)
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:

@@ -26,7 +26,7 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
 )
 
 MODEL_TYPE = "qwen3"
-ARCHITECTURES = ("Qwen3ForCausalLM", "Qwen3Model")
+ARCHITECTURES = ("Qwen3ForCausalLM",)
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:

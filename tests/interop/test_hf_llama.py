@@ -243,3 +243,12 @@ def test_train_init_from_a_llama_folder_then_export_to_transformers(llama_folder
     ids = torch.randint(3, run.config.vocab_size, (2, 8))
     with torch.no_grad():
         assert (hf(ids).logits - run.model(ids)).abs().max() < 1e-4
+
+
+def test_bare_llama_model_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    bpe_with_bos(folder / "tokenizer.json")
+    transformers.LlamaModel(transformers.LlamaConfig(**SMALL)).save_pretrained(folder)
+    with pytest.raises(UserError, match="LlamaModel is not supported; llama models load as: LlamaForCausalLM"):
+        load_hf_folder(folder)
