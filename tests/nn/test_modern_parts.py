@@ -184,3 +184,18 @@ def test_speed_transform_fuses_grouped_qkv_with_the_same_logits():
         done = optimize_for_inference(model, small_batch=False)
         after = model(ids)
     assert done.fused_qkv == 2 and (after - before).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(rope_scaling={"rope_type": "yarn"}), "rope_scaling.rope_type='yarn' is not one of: default, llama3"),
+        (dict(rope_scaling={"rope_type": "llama3", "factor": 8.0}), "llama3 needs number.*low_freq_factor"),
+        (dict(norm_type="batchnorm"), "norm_type='batchnorm' is not one of: layernorm, rmsnorm"),
+        (dict(family="encoder-only"), "positions='rotary' is built for the decoder-only family"),
+        (dict(d_model=36, n_heads=4, n_kv_heads=None), "d_head=9 must be even"),
+    ],
+)
+def test_invalid_modern_settings_are_clear(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(**changes)
