@@ -95,3 +95,29 @@ def optimized(model: nn.Module) -> nn.Module:
     twin = copy.deepcopy(model)
     optimize_for_inference(twin)
     return twin
+
+
+# LLaMA-shaped: 6 layers, 384 wide, 6 query heads sharing 2 key/value heads, SwiGLU (d_ff 1024,
+# 2/3 of 4 * 384), RoPE, RMSNorm, no biases, untied head.
+LLAMA_SIZES = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, num_key_value_heads=2,
+                   intermediate_size=1024, max_position_embeddings=512)
+
+
+def llama_pair(device: str) -> tuple[nn.Module, nn.Module]:
+    """(glassformer DecoderOnly, HF LlamaForCausalLM with sdpa attention), same weights."""
+    transformers = _quiet_transformers()
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=VOCAB, **LLAMA_SIZES, rms_norm_eps=1e-5, bos_token_id=1,
+                                      eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    peer = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
+    with tempfile.TemporaryDirectory() as folder:
+        peer.save_pretrained(folder)
+        write_tokenizer(Path(folder) / "tokenizer.json", ["<unk>", "<s>", "</s>"], VOCAB)
+        ours = load_run(folder).model
+    expected = get_preset("small-llama").replace(
+        vocab_size=VOCAB, d_model=384, n_heads=6, n_kv_heads=2, d_ff=1024, n_layers=6, max_len=512, pad_id=0,
+        # what the importer spells out and the preset leaves to its defaults
+        d_attn=384, final_norm=True, attn_dropout=0.0, qkv_bias=False, attn_out_bias=False, ffn_bias=False,
+    )
+    assert ours.config == expected, f"imported config differs from the preset: {ours.config} vs {expected}"
+    return ours.to(device), peer.to(device)

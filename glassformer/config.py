@@ -16,8 +16,10 @@ from glassformer.errors import ConfigError
 
 FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
 NORMS = ("post", "pre")
+NORM_TYPES = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
-POSITIONS = ("sinusoidal", "learned")
+POSITIONS = ("sinusoidal", "learned", "rotary")
+ROPE_TYPES = ("default", "llama3")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
 # from outside by `glassformer.speed`.
@@ -54,13 +56,36 @@ class ModelConfig:
     final_norm: bool | None = None
     """A LayerNorm after each stack; None means True for pre-norm, False for post-norm."""
     norm_eps: float = 1e-5
+    norm_type: str = "layernorm"
+    """"layernorm" (the paper's (x - mean) / std * g + b) or "rmsnorm" (x / rms(x) * g, LLaMA, T5)."""
     dropout: float = 0.1
     attn_dropout: float | None = None
     """Dropout on attention probabilities; None means `dropout`."""
     scale_embeddings: bool = True
     """Multiply token embeddings by sqrt(d_model), as the paper does."""
     bias: bool = True
-    """Biases in the attention and feed-forward linear layers."""
+    """Biases in the attention and feed-forward linear layers (the three below can override it)."""
+    qkv_bias: bool | None = None
+    """Biases on Wq, Wk, Wv; None means `bias` (Qwen2 has them, LLaMA not)."""
+    attn_out_bias: bool | None = None
+    """A bias on the attention output Wo; None means `bias`."""
+    ffn_bias: bool | None = None
+    """Biases in the feed-forward layers; None means `bias`."""
+    n_kv_heads: int | None = None
+    """Key/value heads, shared by groups of n_heads / n_kv_heads query heads (grouped-query
+    attention; 1 is multi-query); None means n_heads, the paper's multi-head attention."""
+    gated_ffn: bool = False
+    """Gated feed-forward (act(x W_gate) * x W_up) W_down: SwiGLU with activation "silu" (LLaMA),
+    gated GELU with "gelu"/"gelu_tanh" (T5 v1.1)."""
+    rope_theta: float = 10000.0
+    """Base of the rotary frequencies theta_i = rope_theta^(-2i/D) (positions="rotary")."""
+    rope_scaling: dict | None = None
+    """Rotary frequency scaling as config.json writes it: None, or {"rope_type": "llama3",
+    "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}."""
+    sliding_window: int | None = None
+    """Decoder self-attention sees only the last `sliding_window` keys (Mistral); None: all."""
+    qk_norm: bool = False
+    """RMSNorm over each head's queries and keys before the rotation (Qwen3)."""
     output_bias: bool = False
     """A bias in the pre-softmax projection."""
     tie_embeddings: bool = True
@@ -93,6 +118,27 @@ class ModelConfig:
         return self.attn_width // self.n_heads
 
     @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def kv_width(self) -> int:
+        """Width of K and V (all kv heads together)."""
+        return self.kv_heads * self.d_head
+
+    @property
+    def use_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
+    def use_attn_out_bias(self) -> bool:
+        return self.bias if self.attn_out_bias is None else self.attn_out_bias
+
+    @property
+    def use_ffn_bias(self) -> bool:
+        return self.bias if self.ffn_bias is None else self.ffn_bias
+
+    @property
     def target_vocab_size(self) -> int:
         return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
 
@@ -115,11 +161,12 @@ class ModelConfig:
         _one_of("norm", self.norm, NORMS)
         _one_of("activation", self.activation, ACTIVATIONS)
         _one_of("positions", self.positions, POSITIONS)
+        _one_of("norm_type", self.norm_type, NORM_TYPES)
         _one_of("head", self.head, HEADS)
         for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("tgt_vocab_size", "d_attn", "n_decoder_layers"):
+        for name in ("tgt_vocab_size", "d_attn", "n_decoder_layers", "n_kv_heads", "sliding_window"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ConfigError(f"{name} must be a positive integer or null, got {value}")
@@ -128,6 +175,12 @@ class ModelConfig:
                 f"d_attn={self.attn_width} is not divisible by n_heads={self.n_heads}: "
                 "each head needs an equal slice of the attention width"
             )
+        if self.n_heads % self.kv_heads != 0:
+            raise ConfigError(
+                f"n_kv_heads={self.kv_heads} does not divide n_heads={self.n_heads}: "
+                "each key/value head serves an equal group of query heads"
+            )
+        self._validate_rotary()
         for name in ("dropout", "attn_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -145,6 +198,27 @@ class ModelConfig:
             raise ConfigError(f"head={self.head!r} belongs to the encoder-only family, not {self.family}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    def _validate_rotary(self) -> None:
+        if self.positions == "rotary" and self.family != "decoder-only":
+            raise ConfigError(f"positions='rotary' is built for the decoder-only family, not {self.family}")
+        if self.positions == "rotary" and self.d_head % 2:
+            raise ConfigError(f"rotary positions rotate pairs of dimensions: d_head={self.d_head} must be even")
+        if self.sliding_window is not None and self.family != "decoder-only":
+            raise ConfigError(f"sliding_window is built for the decoder-only family, not {self.family}")
+        if not self.rope_theta > 0:
+            raise ConfigError(f"rope_theta must be positive, got {self.rope_theta}")
+        if self.rope_scaling is None:
+            return
+        if not isinstance(self.rope_scaling, dict):
+            raise ConfigError(f"rope_scaling must be an object or null, got {self.rope_scaling!r}")
+        kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
+        _one_of("rope_scaling.rope_type", kind, ROPE_TYPES)
+        if kind == "llama3":
+            needed = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+            missing = [key for key in needed if not isinstance(self.rope_scaling.get(key), (int, float))]
+            if missing:
+                raise ConfigError(f"rope_scaling of type llama3 needs number(s): {', '.join(missing)}")
 
     # Serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -209,6 +283,16 @@ def _small(family: str, **changes) -> ModelConfig:
 
 
 _GPT2_STYLE = dict(positions="learned", activation="gelu_tanh", norm="pre", scale_embeddings=False)
+# LLaMA's parts: RMSNorm before each sublayer, rotary positions, SwiGLU, no biases, untied head.
+_LLAMA_STYLE = dict(
+    family="decoder-only", positions="rotary", activation="silu", gated_ffn=True, norm="pre", norm_type="rmsnorm",
+    scale_embeddings=False, bias=False, tie_output=False, dropout=0.0,
+)
+
+
+def _llama(**changes) -> ModelConfig:
+    return ModelConfig(**{**_LLAMA_STYLE, "norm_eps": 1e-5, **changes})
+
 
 PRESETS: dict[str, ModelConfig] = {
     # The paper's Table 3 models, with the shared 37,000-token BPE vocabulary.
@@ -228,6 +312,17 @@ PRESETS: dict[str, ModelConfig] = {
     # Marian's opus-mt-en-de (English -> German): the paper's base model with a 58,101-piece
     # vocabulary, the swish (silu) activation, <pad> last. It imports from and exports to Marian.
     "opus-mt-en-de": _paper(vocab_size=58101, activation="silu", attn_dropout=0.0, pad_id=58100),
+    # LLaMA-family models as published (Touvron et al. 2023; Meta 2024; Zhang et al. 2024; Qwen 2024).
+    "llama2-7b": _llama(vocab_size=32000, d_model=4096, n_heads=32, d_ff=11008, n_layers=32, max_len=4096),
+    "llama3-8b": _llama(
+        vocab_size=128256, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336, n_layers=32, max_len=8192,
+        rope_theta=500000.0,
+    ),
+    "tinyllama-1.1b": _llama(vocab_size=32000, d_model=2048, n_heads=32, n_kv_heads=4, d_ff=5632, n_layers=22, max_len=2048),
+    "qwen2.5-0.5b": _llama(
+        vocab_size=151936, d_model=896, n_heads=14, n_kv_heads=2, d_ff=4864, n_layers=24, max_len=32768,
+        rope_theta=1000000.0, norm_eps=1e-6, qkv_bias=True, tie_output=True,
+    ),
     # The articles' worked examples.
     "article-a": _paper(vocab_size=10000, d_model=768, d_attn=512, n_heads=8, max_len=512),
     "article-b": _paper(vocab_size=32, d_model=6, n_heads=2, d_ff=12, n_layers=1, max_len=64, dropout=0.0),
@@ -243,6 +338,10 @@ PRESETS: dict[str, ModelConfig] = {
     "small-encoder": _small(
         "encoder-only", norm="post", dropout=0.1, scale_embeddings=False, embedding_norm=True, pooler=True,
     ),
+    # LLaMA's architecture at the sizes of tiny-lm and small-lm: 4 query heads sharing 2 key/value
+    # heads, d_ff about 2/3 of 4 * d_model (three matrices in place of two), rounded up to 8.
+    "tiny-llama": _llama(vocab_size=1000, d_model=64, n_heads=4, n_kv_heads=2, d_ff=176, n_layers=2, max_len=128),
+    "small-llama": _llama(vocab_size=1000, d_model=128, n_heads=4, n_kv_heads=2, d_ff=344, n_layers=3, max_len=128),
 }
 
 

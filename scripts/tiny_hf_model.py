@@ -1,7 +1,8 @@
 """Write a tiny, randomly initialised Hugging Face model folder to try glassformer's import on.
 
 Nothing is downloaded: `transformers` (the test extra) builds the model, and a byte-level BPE
-(GPT-2, BART) or WordPiece (BERT) tokenizer is trained on sentences of the built-in grammar.
+(GPT-2, BART, the LLaMA family) or WordPiece (BERT) tokenizer is trained on sentences of the
+built-in grammar; the LLaMA family's tokenizer puts <s> first, as LLaMA's does.
 
     python scripts/tiny_hf_model.py gpt2 /tmp/tiny-gpt2
     glassformer trace --model /tmp/tiny-gpt2 "the cat sees a bird"
@@ -14,7 +15,7 @@ import random
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from glassformer.data.tasks import grammar
 
@@ -42,9 +43,32 @@ def wordpiece(vocab: int) -> Tokenizer:
     return tok
 
 
+# model_type -> (config class, model class, settings of its own)
+LLAMA_LIKE = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {"tie_word_embeddings": True}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 16}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
+}
+
+
+def llama_like(family: str):
+    """A tiny LLaMA-family model (4 query heads sharing 2 kv heads) and its tokenizer."""
+    import transformers as tf
+
+    tok = byte_level_bpe(["<unk>", "<s>", "</s>"], 300)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    config_class, model_class, own = LLAMA_LIKE[family]
+    config = getattr(tf, config_class)(
+        num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+        vocab_size=tok.get_vocab_size(), max_position_embeddings=128, bos_token_id=1, eos_token_id=2, **own,
+    )
+    return tok, getattr(tf, model_class)(config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("family", choices=("gpt2", "bert", "bart"))
+    parser.add_argument("family", choices=("gpt2", "bert", "bart", *LLAMA_LIKE))
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     import transformers as tf
@@ -60,6 +84,8 @@ def main() -> None:
         model = tf.BertForMaskedLM(tf.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                                                  intermediate_size=128, vocab_size=tok.get_vocab_size(),
                                                  max_position_embeddings=128))
+    elif args.family in LLAMA_LIKE:
+        tok, model = llama_like(args.family)
     else:
         tok = byte_level_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], 300)
         model = tf.BartForConditionalGeneration(tf.BartConfig(

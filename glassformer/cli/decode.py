@@ -15,6 +15,7 @@ from glassformer.generate import (
     Sampling,
     Stopping,
     TextStreamer,
+    beam_search_lm,
     fill_mask,
     generate_lm,
     translate_nbest,
@@ -64,6 +65,14 @@ def register(subparsers) -> None:
     generate.add_argument("--seed", type=int, help="seed for reproducible sampling")
     generate.add_argument("--stop", action="append", default=[], metavar="STR",
                           help="stop once the output contains STR (repeatable; STR is kept)")
+    generate.add_argument("--beam", type=int, default=1,
+                          help="beam search with this many beams instead of sampling (default 1: no beam search)")
+    generate.add_argument("--nbest", type=int, default=1,
+                          help="with --beam: print this many continuations, best first, with their scores")
+    generate.add_argument("--length-penalty", type=float, default=0.6, metavar="A",
+                          help="with --beam: alpha of the GNMT length penalty ((5+len)/6)^A (default 0.6)")
+    generate.add_argument("--length-norm", choices=LENGTH_PENALTIES, default="gnmt",
+                          help="with --beam: how scores are normalised by length (default gnmt)")
     generate.set_defaults(func=generate_command)
 
     mask = subparsers.add_parser(
@@ -143,9 +152,23 @@ def generate_command(args: argparse.Namespace) -> int:
     _positive(args.max_new_tokens, "--max-new-tokens")
     if not args.prompt.strip():
         raise UserError("empty prompt: give --prompt some text to continue")
+    _positive(args.beam, "--beam")
+    _positive(args.nbest, "--nbest")
+    if args.nbest > args.beam:
+        raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
+    if args.beam > 1:
+        _no_sampling_with_beam(args)
     run = _load(args, "generate", "lm")
     tok = run.tokenizer
     prompt = sequence_ids(tok, args.prompt, Framing.from_meta(run.meta), end=False)
+    if args.beam > 1:
+        [hyps] = beam_search_lm(
+            run.model, [prompt], tok.end_id, beam_size=args.beam, nbest=args.nbest, penalty=args.length_norm,
+            alpha=args.length_penalty, max_new_tokens=args.max_new_tokens,
+        )
+        for h in hyps:
+            print(tok.decode(h.tokens) if args.nbest == 1 else f"{h.score:.4f}\t{tok.decode(h.tokens)}")
+        return 0
     sampling = Sampling(
         greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty,
@@ -164,6 +187,19 @@ def generate_command(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     sys.stdout.flush()
     return 0
+
+
+def _no_sampling_with_beam(args: argparse.Namespace) -> None:
+    """Beam search is deterministic: a sampling or stopping flag beside --beam is a mistake."""
+    given = [
+        flag for flag, value, default in (
+            ("--temperature", args.temperature, 1.0), ("--top-k", args.top_k, None), ("--top-p", args.top_p, None),
+            ("--min-p", args.min_p, None), ("--repetition-penalty", args.repetition_penalty, 1.0),
+            ("--no-repeat-ngram", args.no_repeat_ngram, 0), ("--seed", args.seed, None), ("--stop", args.stop, []),
+        ) if value != default
+    ]
+    if given:
+        raise UserError(f"--beam searches deterministically; drop {', '.join(given)}")
 
 
 # fill-mask ---------------------------------------------------------------------------------------

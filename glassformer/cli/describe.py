@@ -14,8 +14,8 @@ from glassformer.nn.positional_encoding import SinusoidalPositions
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "describe", help="print a preset's configuration and parameter count",
-        description="Print a preset's configuration and parameter count (the model is built on PyTorch's meta "
-        "device: shapes only, no memory).",
+        description="Print a preset's configuration and parameter count (counted on PyTorch's meta device: "
+        "no weights are allocated, so an 8B model describes on a laptop).",
     )
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
     parser.add_argument("--vocab-size", type=int, help="override the vocabulary size")

@@ -12,9 +12,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export", help="write a model as a Hugging Face folder",
         description="Write a run folder's model (or a Hugging Face folder read by glassformer) in the Hugging "
-        "Face layout: decoder-only as GPT-2, encoder-only as BERT, encoder-decoder as BART (embedding "
-        "LayerNorm), Blenderbot (pre-norm) or Marian (post-norm, sinusoidal positions); a folder read from "
-        "transformers goes back to its own class.",
+        "Face layout: decoder-only as GPT-2 (with rotary positions as Llama, Qwen2, Mistral or Qwen3, whichever "
+        "expresses it), encoder-only as BERT, encoder-decoder as BART (embedding LayerNorm), Blenderbot "
+        "(pre-norm) or Marian (post-norm, sinusoidal positions); a folder read from transformers goes back to "
+        "its own class.",
     )
     parser.add_argument("--model", required=True, help="run folder or Hugging Face folder")
     parser.add_argument("--out", required=True, help="folder to write (created if needed)")

@@ -1,6 +1,7 @@
 """Decoding: greedy, sampling and beam search with a KV cache, stopping rules, fill-mask, streaming."""
 
 from glassformer.generate.beam import LENGTH_PENALTIES, beam_search, length_penalty
+from glassformer.generate.beam_lm import beam_search_lm
 from glassformer.generate.decoder_only import generate_lm
 from glassformer.generate.encoder_decoder import generate_seq2seq
 from glassformer.generate.fill_mask import fill_mask
@@ -19,6 +20,7 @@ from glassformer.generate.stopping import Stopping, check_prompt_length
 from glassformer.generate.streaming import TextStreamer
 
 __all__ = [
+    "beam_search_lm",
     "Generation",
     "Hypothesis",
     "LENGTH_PENALTIES",

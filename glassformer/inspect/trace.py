@@ -21,9 +21,11 @@ from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.encoder import Encoder
 from glassformer.nn.feedforward import FeedForward
+from glassformer.nn.gated_feedforward import GatedFeedForward
 from glassformer.nn.multi_head_attention import MultiHeadAttention
 from glassformer.nn.output import OutputProjection
 from glassformer.nn.positional_encoding import SinusoidalPositions
+from glassformer.nn.rms_norm import RMSNorm
 
 _LAYER = re.compile(r"^(encoder|decoder)\.layers\.(\d+)\.")
 
@@ -140,13 +142,24 @@ class _Rows:
         q, k = recs.get("hook_q"), recs.get("hook_k")
         if q is not None:
             each = plain_shape((d_model, width))
+            kv_width = module.w_k.out_features
+            if kv_width != width:
+                each = f"Wq {each}, Wk and Wv {plain_shape((d_model, kv_width))}"
+            else:
+                each = f"each {each}"
             self.add(
-                q, "Wq, Wk, Wv", f"three projections, one each for Q, K, V, each {each}",
+                q, "Wq, Wk, Wv", f"three projections, one each for Q, K, V, {each}",
                 shape=(d_model, width), dims=("d_model", "A"), where=f"{owner}.w_q|w_k|w_v",
             )
             if cross and k is not None:
                 self.add(q, "Q", f"Q = X Wq from the decoder stream: {arrow(q.shape[:-1] + (d_model,), q.shape)}")
                 what = f"K = M Wk, V = M Wv from the encoder output M: {arrow(k.shape[:-1] + (d_model,), k.shape)} each"
+                self.add(k, "K, V", what, where=f"{owner}.hook_k|hook_v")
+            elif k is not None and k.shape != q.shape:  # grouped-query attention: narrower K and V
+                self.add(q, "Q", f"Q = X Wq: {arrow(q.shape[:-1] + (d_model,), q.shape)}")
+                groups = h // module.n_kv_heads
+                what = (f"X Wk, X Wv: {arrow(k.shape[:-1] + (d_model,), k.shape)} each, "
+                        f"{module.n_kv_heads} key/value heads, each shared by {groups} query heads")
                 self.add(k, "K, V", what, where=f"{owner}.hook_k|hook_v")
             else:
                 what = f"X Wq, X Wk, X Wv: {arrow(q.shape[:-1] + (d_model,), q.shape)} each"
@@ -167,6 +180,11 @@ class _Rows:
             )
             swap = f"swap the sequence and head dims, one [seq, D] slice per head: {arrow((b, t, h, d), qh.shape)}{kv_swap}"
             self.add(qh, "transpose", swap, where=f"{owner}.hook_q_heads|hook_k_heads|hook_v_heads")
+        q_rot, k_rot = recs.get("hook_q_rot"), recs.get("hook_k_rot")
+        if q_rot is not None:
+            norm = ", after an RMSNorm per head" if getattr(module, "q_norm", None) is not None else ""
+            what = f"Q and K turned pair by pair by position × θ_i (RoPE{norm}); K {plain_shape(k_rot.shape)}"
+            self.add(q_rot, "rotate Q, K", what, where=f"{owner}.hook_q_rot|hook_k_rot")
         if cross:
             hidden = "source padding"
         else:
@@ -206,7 +224,9 @@ class _Rows:
                 where=f"{owner}.hook_sum|hook_norm",
             )
             return
-        if "hook_norm" in recs:
+        if "hook_norm" in recs and isinstance(module.norm, RMSNorm):
+            self.add(recs["hook_norm"], "RMSNorm", f"x / rms(x) per position, before {sublayer}")
+        elif "hook_norm" in recs:
             self.add(recs["hook_norm"], "LayerNorm", f"(x - mean) / std per position, before {sublayer}")
         if "hook_sum" in recs:
             after = "(pre-norm: no norm after the add)" if isinstance(module, PreNormResidual) else ""
@@ -224,9 +244,25 @@ class _Rows:
             w2 = plain_shape((c.d_ff, c.d_model))
             self.add(r, "feed-forward out", f"h W2 + b2, W2 {w2}: {arrow(r.shape[:-1] + (c.d_ff,), r.shape)}")
 
+    def gated_feedforward(self, owner: str, module: GatedFeedForward, recs: dict[str, Record]) -> None:
+        c = self.config
+        w = plain_shape((c.d_model, c.d_ff))
+        if "hook_gate" in recs:
+            r = recs["hook_gate"]
+            self.add(r, "gate", f"{c.activation}(x W_gate), W_gate {w}: {arrow(r.shape[:-1] + (c.d_model,), r.shape)}")
+        if "hook_up" in recs:
+            self.add(recs["hook_up"], "up", f"x W_up, W_up {w}")
+        if "hook_hidden" in recs:
+            self.add(recs["hook_hidden"], "gated hidden", "gate * up, element by element (shape unchanged)")
+        if "hook_out" in recs:
+            r = recs["hook_out"]
+            w_down = plain_shape((c.d_ff, c.d_model))
+            self.add(r, "feed-forward out", f"h W_down, W_down {w_down}: {arrow(r.shape[:-1] + (c.d_ff,), r.shape)}")
+
     def stack(self, owner: str, module: nn.Module, recs: dict[str, Record]) -> None:
         if "hook_out" in recs:
-            norm = " after the final LayerNorm" if module.final_norm is not None else ""
+            kind = "RMSNorm" if isinstance(module.final_norm, RMSNorm) else "LayerNorm"
+            norm = f" after the final {kind}" if module.final_norm is not None else ""
             self.add(recs["hook_out"], f"{owner} output", f"the last layer's output{norm}")
 
     def output(self, owner: str, module: OutputProjection, recs: dict[str, Record]) -> None:
@@ -250,6 +286,8 @@ class _Rows:
             self.residual(owner, module, recs)
         elif isinstance(module, FeedForward):
             self.feedforward(owner, module, recs)
+        elif isinstance(module, GatedFeedForward):
+            self.gated_feedforward(owner, module, recs)
         elif isinstance(module, (Encoder, Decoder)):
             self.stack(owner, module, recs)
         elif isinstance(module, OutputProjection):

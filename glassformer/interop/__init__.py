@@ -1,6 +1,7 @@
 """Weights from and to other implementations, mapped by name (no model code of its own).
 
-- Hugging Face folders: `load_hf_folder` reads GPT-2, BERT and BART folders as a Run
+- Hugging Face folders: `load_hf_folder` reads GPT-2, BERT, BART and LLaMA-family (Llama, Qwen2,
+  Mistral, Qwen3) folders as a Run
   (`glassformer.run_folder.load_run` does so for any folder whose config.json names a
   "model_type"); `export_hf` writes one back that `transformers` loads.
 - PyTorch's own `torch.nn.Transformer`: `load_torch_transformer`.

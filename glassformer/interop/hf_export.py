@@ -1,12 +1,13 @@
 """Write a glassformer model as a Hugging Face folder that `transformers` loads with the same logits.
 
 The class follows the model's family and options (`export_family`): a folder imported from
-transformers goes back to its own family; otherwise decoder-only -> GPT2LMHeadModel,
-encoder-only -> BertModel / BertForMaskedLM / BertForSequenceClassification /
-BertForTokenClassification / BertForQuestionAnswering (by head), encoder-decoder ->
-BartForConditionalGeneration with an embedding LayerNorm, BlenderbotForConditionalGeneration when
-pre-norm (LayerNorm before each sublayer, one after each stack), MarianMTModel when post-norm
-with sinusoidal positions (the paper's model). Where our model lacks a part the HF class
+transformers goes back to its own family; otherwise decoder-only -> GPT2LMHeadModel, or with
+rotary positions the first of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and
+Qwen3ForCausalLM that expresses it; encoder-only -> BertModel / BertForMaskedLM /
+BertForSequenceClassification / BertForTokenClassification / BertForQuestionAnswering (by head);
+encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm,
+BlenderbotForConditionalGeneration when pre-norm (LayerNorm before each sublayer, one after each
+stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model). Where our model lacks a part the HF class
 always has, the export writes the tensor that computes the same thing: sinusoidal positions
 become a learned table holding the very same values, a BERT without segments gets one all-zero
 token-type row, a BART without output bias gets a zero final_logits_bias. What cannot be
@@ -51,6 +52,8 @@ from glassformer.text.specials import ROLES
 FAMILY_OF = {"decoder-only": "gpt2", "encoder-only": "bert", "encoder-decoder": "bart"}  # the first choice
 # Encoder-decoder classes, tried in this order: an embedding LayerNorm, pre-norm, post-norm.
 SEQ2SEQ_CLASSES = ("bart", "blenderbot", "marian")
+# Decoder-only models with rotary positions export as the first of these whose class expresses them.
+LLAMA_LIKE = ("llama", "qwen2", "mistral", "qwen3")
 _KIND_OF_FAMILY = {"decoder-only": "lm", "encoder-decoder": "seq2seq"}
 _KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
 WEIGHTS_FILE = "model.safetensors"
@@ -79,7 +82,7 @@ def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "kee
     model, config, kind, labels, tokenizer, meta = _parts(run_or_model)
     family = export_family(config, kind, meta)
     if export_problems(family, config, kind):
-        tried = [family] if config.family != "encoder-decoder" else [family_module(n) for n in SEQ2SEQ_CLASSES]
+        tried = [family_module(name) for name in _candidates(config)][:1 if config.positions == "rotary" else None]
         reasons = [f"as {f.MODEL_TYPE}: {'; '.join(export_problems(f, config, kind))}" for f in tried]
         raise UserError(f"cannot export {' / '.join(reasons)}")
     target = family.export_config(config)
@@ -142,22 +145,32 @@ def _write_weights(out: Path, tensors: dict[str, torch.Tensor], max_shard_size: 
 def export_problems(family: ModuleType, config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being exported as family (empty when nothing does)."""
     problems = []
-    if not config.bias:
-        problems.append("bias=false (HF's layers all have biases)")
-    if config.attn_width != config.d_model:
-        problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model}")
+    if family.MODEL_TYPE not in LLAMA_LIKE:  # the LLaMA family's own check_export knows its switches
+        if not config.bias or config.qkv_bias is False or config.attn_out_bias is False or config.ffn_bias is False:
+            problems.append("bias=false (HF's layers all have biases)")
+        if config.attn_width != config.d_model or config.kv_heads != config.n_heads:
+            problems.append(f"d_attn={config.attn_width} differs from d_model={config.d_model} or n_kv_heads is set")
+        if config.norm_type != "layernorm" or config.gated_ffn or config.qk_norm or config.sliding_window:
+            problems.append("RMSNorm, gated feed-forward, q/k norms and sliding windows need rotary positions (LLaMA)")
     return problems + family.check_export(config, kind)
+
+
+def _candidates(config: ModelConfig) -> tuple[str, ...]:
+    """The HF families config may export as, in the order they are tried."""
+    if config.positions == "rotary":
+        return LLAMA_LIKE
+    if config.family == "encoder-decoder":
+        return SEQ2SEQ_CLASSES
+    return (FAMILY_OF[config.family],)
 
 
 def export_family(config: ModelConfig, kind: str, meta: dict | None = None) -> ModuleType:
     """The HF family config exports to: the one it was imported from when that still expresses
-    it, else the first of its family's classes that does (else the first, to name the reasons)."""
+    it, else the first of its candidate classes that does (else the first, to name the reasons)."""
     source = ((meta or {}).get("hf") or {}).get("model_type")
     if source in FAMILIES and not export_problems(family_module(source), config, kind):
         return family_module(source)
-    if config.family != "encoder-decoder":
-        return family_module(FAMILY_OF[config.family])
-    candidates = [family_module(name) for name in SEQ2SEQ_CLASSES]
+    candidates = [family_module(name) for name in _candidates(config)]
     return next((f for f in candidates if not export_problems(f, config, kind)), candidates[0])
 
 

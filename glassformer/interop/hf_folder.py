@@ -1,8 +1,9 @@
-"""Read a Hugging Face model folder (GPT-2, BERT, BART, Marian, Blenderbot) as a glassformer Run.
+"""Read a Hugging Face model folder (GPT-2, BERT, RoBERTa, DistilBERT, BART, Marian, Blenderbot, LLaMA,
+Qwen2, Mistral, Qwen3) as a glassformer Run.
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
-.index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart) says how its
+.index.json) and tokenizer.json. Each family module (hf_gpt2, hf_bert, hf_bart, hf_llama, ...) says how its
 settings become a ModelConfig and gives a table of weight-name rules; this module applies the
 table in either direction (hf_seq2seq holds the layer names BART, Marian and Blenderbot share) and checks a checkpoint against it strictly: a missing tensor, an
 unused one or a wrong shape is one UserError naming them all. Tensors transformers itself
@@ -48,14 +49,14 @@ DTYPE_CHOICES = ("keep", *DTYPES)
 FAMILIES = {
     "gpt2": "hf_gpt2", "bert": "hf_bert", "roberta": "hf_roberta", "distilbert": "hf_distilbert", "bart": "hf_bart",
     "marian": "hf_marian", "blenderbot": "hf_blenderbot",
+    "llama": "hf_llama", "qwen2": "hf_qwen2", "mistral": "hf_mistral", "qwen3": "hf_qwen3",
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh
 # approximation of GELU written three ways; gelu and gelu_python are the exact one.
 ACTIVATIONS = {
-    "relu": "relu", "gelu": "gelu", "gelu_python": "gelu",
+    "relu": "relu", "gelu": "gelu", "gelu_python": "gelu", "silu": "silu", "swish": "silu",
     "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-    "swish": "silu", "silu": "silu",
 }
 EXPORT_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new", "silu": "silu"}
 # Decoding settings kept in a Run's meta["generation"], for generate to honour and export to write back.

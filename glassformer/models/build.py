@@ -11,6 +11,7 @@ from glassformer.models.decoder_only import DecoderOnly
 from glassformer.models.encoder_decoder import EncoderDecoder
 from glassformer.models.encoder_only import EncoderOnly
 from glassformer.nn.positional_encoding import LearnedPositions
+from glassformer.nn.rms_norm import RMSNorm
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "encoder-decoder": EncoderDecoder,
@@ -51,6 +52,8 @@ def init_weights(model: nn.Module, config: ModelConfig) -> None:
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,6 +10,7 @@ from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.kv_cache import DecoderCache
 from glassformer.nn.output import OutputProjection
+from glassformer.nn.rotary import RotaryEmbedding
 
 
 class DecoderOnly(nn.Module):
@@ -19,6 +20,7 @@ class DecoderOnly(nn.Module):
         super().__init__()
         self.config = config
         self.embed = Embeddings(config, config.vocab_size)
+        self.rotary = RotaryEmbedding(config) if config.positions == "rotary" else None
         self.decoder = Decoder(config, config.n_layers, cross=False)
         self.lm_head = OutputProjection(config.d_model, config.vocab_size, bias=config.output_bias)
         if config.tie_output:
@@ -44,7 +46,12 @@ class DecoderOnly(nn.Module):
                 other, and a [B, T, V] product over a whole prompt is the largest one there is).
         """
         x = self.embed(ids, positions=positions, offset=cache_pos)
-        hidden = self.decoder(x, None, mask, None, cache, cache_pos)
+        rope = None
+        if self.rotary is not None:
+            if positions is None:
+                positions = torch.arange(cache_pos, cache_pos + ids.size(1), device=ids.device)[None]
+            rope = self.rotary(positions)  # cos, sin [B|1, 1, T, D], shared by every layer
+        hidden = self.decoder(x, None, mask, None, cache, cache_pos, rope)
         if last_only:
             hidden = hidden[:, -1:]
         return self.lm_head(hidden)

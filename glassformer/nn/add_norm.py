@@ -13,8 +13,10 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.hooks import HookPoint
+from glassformer.nn.rms_norm import norm_layer
 
 Sublayer = Callable[[torch.Tensor], torch.Tensor]
+_NORM_WHAT = {"layernorm": "LayerNorm (x - mean) / std", "rmsnorm": "RMSNorm x / rms(x)"}
 
 
 class PostNormResidual(nn.Module):
@@ -22,10 +24,10 @@ class PostNormResidual(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.norm = norm_layer(config)
         self.dropout = nn.Dropout(config.dropout)
         self.hook_sum = HookPoint(("B", "T", "d_model"), "residual: x + sublayer(x)")
-        self.hook_norm = HookPoint(("B", "T", "d_model"), "LayerNorm (x - mean) / std")
+        self.hook_norm = HookPoint(("B", "T", "d_model"), _NORM_WHAT[config.norm_type])
 
     def forward(self, x: torch.Tensor, sublayer: Sublayer) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T, d_model]."""
@@ -38,9 +40,9 @@ class PreNormResidual(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.norm = norm_layer(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.hook_norm = HookPoint(("B", "T", "d_model"), "LayerNorm (x - mean) / std")
+        self.hook_norm = HookPoint(("B", "T", "d_model"), _NORM_WHAT[config.norm_type])
         self.hook_sum = HookPoint(("B", "T", "d_model"), "residual: x + sublayer(norm(x))")
 
     def forward(self, x: torch.Tensor, sublayer: Sublayer) -> torch.Tensor:

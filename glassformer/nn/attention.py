@@ -15,6 +15,8 @@ import torch.nn.functional as F
 # From PyTorch 2.5 the CPU kernels (flash and math) give a query whose keys are all masked a zero
 # output and zero gradients by themselves; elsewhere we cannot count on it.
 _CPU_KERNEL_ZEROES_EMPTY_ROWS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+# From PyTorch 2.5 the fused kernel shares each key/value head among a group of query heads itself.
+_KERNEL_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 def scaled_dot_product_attention(
@@ -28,20 +30,28 @@ def scaled_dot_product_attention(
     """softmax(Q Kᵀ / sqrt(D)) V through PyTorch's fused kernel.
 
     Args:
-        q: queries [B, H, T, D]; k, v: keys and values [B, H, S, D].
+        q: queries [B, H, T, D]; k, v: keys and values [B, H|H_kv, S, D] (grouped-query
+            attention: H_kv heads, each shared by H / H_kv consecutive query heads).
         mask: boolean, broadcastable to [B, H, T, S], True where attending is allowed.
         dropout_p: dropout on the probabilities (pass 0 when not training).
         is_causal: apply the causal mask with T == S (mask must then be None).
     Returns:
         context [B, H, T, D].
     """
+    gqa = {}
+    if k.size(1) != q.size(1):
+        if _KERNEL_HAS_GQA:
+            gqa = {"enable_gqa": True}
+        else:
+            groups = q.size(1) // k.size(1)
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, **gqa)
     if q.device.type == "cpu" and _CPU_KERNEL_ZEROES_EMPTY_ROWS:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, **gqa)
     empty = ~mask.any(dim=-1, keepdim=True)
     # Empty rows attend everywhere (no NaN in the kernel or its gradient), then are zeroed.
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p, **gqa)
     return out.masked_fill(empty, 0.0)
 
 

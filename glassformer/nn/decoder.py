@@ -11,10 +11,11 @@ from torch import nn
 from glassformer.config import ModelConfig
 from glassformer.nn.add_norm import residual
 from glassformer.nn.cross_attention import CrossAttention
-from glassformer.nn.feedforward import FeedForward
+from glassformer.nn.gated_feedforward import feed_forward
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache, LayerCache
-from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.nn.multi_head_attention import Rope, SelfAttention
+from glassformer.nn.rms_norm import norm_layer
 
 
 class DecoderLayer(nn.Module):
@@ -30,7 +31,7 @@ class DecoderLayer(nn.Module):
         self.self_attn_residual = residual(config)
         self.cross_attn = CrossAttention(config) if cross else None
         self.cross_attn_residual = residual(config) if cross else None
-        self.ffn = FeedForward(config)
+        self.ffn = feed_forward(config)
         self.ffn_residual = residual(config)
 
     def forward(
@@ -41,6 +42,7 @@ class DecoderLayer(nn.Module):
         memory_mask: torch.Tensor | None = None,
         cache: LayerCache | None = None,
         cache_pos: int = 0,
+        rope: Rope | None = None,
     ) -> torch.Tensor:
         """Run one decoder layer.
 
@@ -51,12 +53,13 @@ class DecoderLayer(nn.Module):
                 mask is always applied on top.
             memory_mask: key padding of the source [B, 1, 1, S].
             cache: this layer's KV cache when decoding incrementally.
+            rope: cos and sin of the rotary angles of x's positions (models with rotary positions).
         Returns:
             [B, T, d_model].
         """
         self_kv = cache.self_attn if cache is not None else None
         x = self.self_attn_residual(
-            x, lambda h: self.self_attn(h, mask=self_mask, causal=True, cache=self_kv, cache_pos=cache_pos)
+            x, lambda h: self.self_attn(h, mask=self_mask, causal=True, cache=self_kv, cache_pos=cache_pos, rope=rope)
         )
         if self.cross_attn is not None:
             cross_kv = cache.cross_attn if cache is not None else None
@@ -75,7 +78,7 @@ class Decoder(nn.Module):
     def __init__(self, config: ModelConfig, n_layers: int, cross: bool):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(config, cross=cross) for _ in range(n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if config.use_final_norm else None
+        self.final_norm = norm_layer(config) if config.use_final_norm else None
         self.hook_out = HookPoint(("B", "T", "d_model"), "decoder output")
 
     def forward(
@@ -86,11 +89,12 @@ class Decoder(nn.Module):
         memory_mask: torch.Tensor | None = None,
         cache: DecoderCache | None = None,
         cache_pos: int = 0,
+        rope: Rope | None = None,
     ) -> torch.Tensor:
         """Arguments as `DecoderLayer.forward`; cache holds one LayerCache per layer."""
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
-            x = layer(x, memory, self_mask, memory_mask, layer_cache, cache_pos)
+            x = layer(x, memory, self_mask, memory_mask, layer_cache, cache_pos, rope)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return self.hook_out(x)

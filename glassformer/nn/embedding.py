@@ -11,6 +11,7 @@ from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.positional_encoding import LearnedPositions, SinusoidalPositions
+from glassformer.nn.rms_norm import norm_layer
 
 
 class Embeddings(nn.Module):
@@ -25,10 +26,12 @@ class Embeddings(nn.Module):
         self.max_len = config.max_len
         self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
         self.token = nn.Embedding(vocab_size, config.d_model)
-        positions = SinusoidalPositions if config.positions == "sinusoidal" else LearnedPositions
-        self.position = positions(config.max_len, config.d_model)
+        # Rotary positions are not added here: they rotate queries and keys inside attention.
+        tables = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
+        table = tables.get(config.positions)
+        self.position = table(config.max_len, config.d_model) if table is not None else None
         self.segment = nn.Embedding(config.n_segments, config.d_model) if config.n_segments else None
-        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if config.embedding_norm else None
+        self.norm = norm_layer(config) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.dropout)
         self.hook_tokens = HookPoint(("B", "T", "d_model"), "token embedding lookup")
         self.hook_positions = HookPoint(("B", "T", "d_model"), "positional encoding")
@@ -61,10 +64,14 @@ class Embeddings(nn.Module):
             positions = torch.arange(offset, offset + t, device=ids.device)[None]
         tokens = self.token(ids)
         tokens = self.hook_tokens(tokens * self.scale if self.scale != 1.0 else tokens)
-        x = tokens + self.hook_positions(self.position(positions).expand_as(tokens))
+        if self.position is None:
+            x = tokens
+        else:
+            x = tokens + self.hook_positions(self.position(positions).expand_as(tokens))
         if self.segment is not None:
             x = x + self.segment(torch.zeros_like(ids) if segments is None else segments)
-        x = self.hook_sum(x)
+        if self.position is not None or self.segment is not None:
+            x = self.hook_sum(x)
         if self.norm is not None:
             x = self.hook_norm(self.norm(x))
         return self.dropout(x)

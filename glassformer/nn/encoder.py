@@ -7,9 +7,10 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.nn.add_norm import residual
-from glassformer.nn.feedforward import FeedForward
+from glassformer.nn.gated_feedforward import feed_forward
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.nn.rms_norm import norm_layer
 
 
 class EncoderLayer(nn.Module):
@@ -19,7 +20,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = SelfAttention(config)
         self.self_attn_residual = residual(config)
-        self.ffn = FeedForward(config)
+        self.ffn = feed_forward(config)
         self.ffn_residual = residual(config)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -34,7 +35,7 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if config.use_final_norm else None
+        self.final_norm = norm_layer(config) if config.use_final_norm else None
         self.hook_out = HookPoint(("B", "S", "d_model"), "encoder output")
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

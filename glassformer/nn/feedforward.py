@@ -22,8 +22,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.w_1 = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
-        self.w_2 = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.w_1 = nn.Linear(config.d_model, config.d_ff, bias=config.use_ffn_bias)
+        self.w_2 = nn.Linear(config.d_ff, config.d_model, bias=config.use_ffn_bias)
         self.activation = ACTIVATIONS[config.activation]
         self.dropout = nn.Dropout(config.dropout)
         self.hook_hidden = HookPoint(("B", "T", "d_ff"), "feed-forward hidden act(x W1 + b1)")

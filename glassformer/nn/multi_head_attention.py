@@ -4,6 +4,12 @@
 itself (masked with `causal=True` in a decoder), `glassformer.nn.cross_attention.CrossAttention`
 from the decoder to the encoder output.
 
+Modern decoders change three things here, each chosen by the config: grouped-query attention
+(n_kv_heads < n_heads: K and V have fewer heads, each shared by a group of query heads, and the
+KV cache holds only those), rotary positions (queries and keys rotated by position before the
+product, `glassformer.nn.rotary`) and a sliding window (each query sees its last
+`sliding_window` keys only).
+
 By default attention runs PyTorch's fused kernel. With `step_by_step` set (from outside, by
 `glassformer.inspect.step_by_step`) it runs one operation at a time and passes the scores, the
 scaled and masked scores and the probabilities through their hook points; both paths agree to
@@ -22,6 +28,10 @@ from glassformer.nn.attention import scaled_dot_product_attention, softmax_over_
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import KVCache
 from glassformer.nn.masks import causal_mask, combine
+from glassformer.nn.rms_norm import RMSNorm
+from glassformer.nn.rotary import apply_rotary
+
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin [B|1, 1, T, D]
 
 
 class MultiHeadAttention(nn.Module):
@@ -33,21 +43,25 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        d_model, width = config.d_model, config.attn_width
+        d_model, width, kv_width = config.d_model, config.attn_width, config.kv_width
         self.n_heads = config.n_heads
+        self.n_kv_heads = config.kv_heads
         self.d_head = config.d_head
-        self.w_q = nn.Linear(d_model, width, bias=config.bias)
-        self.w_k = nn.Linear(d_model, width, bias=config.bias)
-        self.w_v = nn.Linear(d_model, width, bias=config.bias)
-        self.w_o = nn.Linear(width, d_model, bias=config.bias)
+        self.sliding_window = config.sliding_window
+        self.w_q = nn.Linear(d_model, width, bias=config.use_qkv_bias)
+        self.w_k = nn.Linear(d_model, kv_width, bias=config.use_qkv_bias)
+        self.w_v = nn.Linear(d_model, kv_width, bias=config.use_qkv_bias)
+        self.w_o = nn.Linear(width, d_model, bias=config.use_attn_out_bias)
         self.attn_dropout = nn.Dropout(config.attention_dropout)
         self.step_by_step = False
         self.hook_q = HookPoint(("B", "T", "A"), "queries Q = X Wq")
-        self.hook_k = HookPoint(("B", "S", "A"), "keys K = X Wk")
-        self.hook_v = HookPoint(("B", "S", "A"), "values V = X Wv")
+        # Grouped-query attention: K and V have their own, smaller, width and head count.
+        a_kv, h_kv = ("A", "H") if self.n_kv_heads == self.n_heads else ("A_kv", "H_kv")
+        self.hook_k = HookPoint(("B", "S", a_kv), "keys K = X Wk")
+        self.hook_v = HookPoint(("B", "S", a_kv), "values V = X Wv")
         self.hook_q_heads = HookPoint(("B", "H", "T", "D"), "split heads: reshape [B,T,H,D], transpose")
-        self.hook_k_heads = HookPoint(("B", "H", "S", "D"), "keys split into heads")
-        self.hook_v_heads = HookPoint(("B", "H", "S", "D"), "values split into heads")
+        self.hook_k_heads = HookPoint(("B", h_kv, "S", "D"), "keys split into heads")
+        self.hook_v_heads = HookPoint(("B", h_kv, "S", "D"), "values split into heads")
         self.hook_scores = HookPoint(("B", "H", "T", "S"), "scores Q K^T")
         self.hook_scaled = HookPoint(("B", "H", "T", "S"), "scaled by 1/sqrt(D)")
         self.hook_masked = HookPoint(("B", "H", "T", "S"), "masked: -inf where not allowed")
@@ -57,9 +71,17 @@ class MultiHeadAttention(nn.Module):
         self.hook_out = HookPoint(("B", "T", "d_model"), "output projection Wo")
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, A] -> [B, H, T, D]."""
-        b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
+        """[B, T, A] -> [B, H, T, D] (or K, V [B, T, A_kv] -> [B, H_kv, T, D])."""
+        b, t, width = x.shape
+        return x.view(b, t, width // self.d_head, self.d_head).transpose(1, 2)
+
+    def share_kv_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Keys or values [B, H_kv, S, D] -> [B, H, S, D]: each kv head repeated for its query group."""
+        groups = self.n_heads // x.size(1)
+        if groups == 1:
+            return x
+        b, h_kv, s, d = x.shape
+        return x[:, :, None].expand(b, h_kv, groups, s, d).reshape(b, h_kv * groups, s, d)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
@@ -67,20 +89,23 @@ class MultiHeadAttention(nn.Module):
         """Attention per head, heads merged, then Wo.
 
         Args:
-            q: queries [B, H, T, D]; k, v: keys and values [B, H, S, D].
+            q: queries [B, H, T, D]; k, v: keys and values [B, H|H_kv, S, D].
             mask: boolean [B|1, 1, T|1, S], True where attending is allowed.
             causal: also forbid keys after each query; the T queries are the last T positions.
+                With a sliding window, also keys `sliding_window` or more positions back.
         Returns:
             [B, T, d_model].
         """
         q, k, v = self.hook_q_heads(q), self.hook_k_heads(k), self.hook_v_heads(v)
         t, s = q.size(2), k.size(2)
-        if causal and t == 1 and not self.step_by_step:
+        window = self.sliding_window if causal and self.sliding_window is not None and s > self.sliding_window else None
+        if causal and t == 1 and not self.step_by_step and window is None:
             causal = False  # one query, at the last position: every key is in its past
-        if causal and (mask is not None or t != s or self.step_by_step):
-            mask = combine(causal_mask(t, s, offset=s - t, device=q.device), mask)
+        if causal and (mask is not None or t != s or self.step_by_step or window is not None):
+            mask = combine(causal_mask(t, s, offset=s - t, device=q.device, window=window), mask)
             causal = False
         if self.step_by_step:
+            k, v = self.share_kv_heads(k), self.share_kv_heads(v)  # the fused kernel shares them itself
             scores = self.hook_scores(q @ k.transpose(-2, -1))  # [B, H, T, S]
             scaled = self.hook_scaled(scores / math.sqrt(self.d_head))
             if mask is not None:
@@ -96,7 +121,19 @@ class MultiHeadAttention(nn.Module):
 
 
 class SelfAttention(MultiHeadAttention):
-    """Each position attends to the positions of its own sequence (masked in a decoder)."""
+    """Each position attends to the positions of its own sequence (masked in a decoder).
+
+    With rotary positions the queries and keys of each head are rotated by their positions
+    (after Qwen3's per-head RMSNorm, when configured) before keys enter the cache.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.q_norm = RMSNorm(config.d_head, eps=config.norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(config.d_head, eps=config.norm_eps) if config.qk_norm else None
+        h_kv = "H" if self.n_kv_heads == self.n_heads else "H_kv"
+        self.hook_q_rot = HookPoint(("B", "H", "T", "D"), "queries rotated by their positions (RoPE)")
+        self.hook_k_rot = HookPoint(("B", h_kv, "S", "D"), "keys rotated by their positions (RoPE)")
 
     def forward(
         self,
@@ -105,6 +142,7 @@ class SelfAttention(MultiHeadAttention):
         causal: bool = False,
         cache: KVCache | None = None,
         cache_pos: int = 0,
+        rope: Rope | None = None,
     ) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T, d_model].
 
@@ -113,10 +151,24 @@ class SelfAttention(MultiHeadAttention):
             causal: no query sees a later key.
             cache: keys and values of the earlier positions when decoding; x then holds the
                 tokens at positions cache_pos ... cache_pos + T - 1.
+            rope: cos and sin of the T tokens' rotary angles, for models with rotary positions.
         """
         q = self.split_heads(self.hook_q(self.w_q(x)))  # [B, H, T, D]
-        k = self.split_heads(self.hook_k(self.w_k(x)))
+        k = self.split_heads(self.hook_k(self.w_k(x)))  # [B, H_kv, T, D]
         v = self.split_heads(self.hook_v(self.w_v(x)))
+        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope)
+
+    def attend_from_heads(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool,
+        cache: KVCache | None, cache_pos: int, rope: Rope | None,
+    ) -> torch.Tensor:
+        """The rest of `forward` once Q [B, H, T, D] and K, V [B, H_kv, T, D] are projected."""
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            cos, sin = rope
+            q = self.hook_q_rot(apply_rotary(q, cos, sin))
+            k = self.hook_k_rot(apply_rotary(k, cos, sin))
         if cache is not None:
-            k, v = cache.update(cache_pos, k, v)  # [B, H, cache_pos + T, D]
+            k, v = cache.update(cache_pos, k, v)  # [B, H_kv, cache_pos + T, D]
         return self.attend(q, k, v, mask, causal)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from glassformer.nn.kv_cache import KVCache
-from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.nn.multi_head_attention import Rope, SelfAttention
 from glassformer.speed.choice import Choice, choose
 from glassformer.speed.kernels import column_major
 from glassformer.speed.small_batch import small_batch_linear
@@ -31,16 +31,16 @@ class FusedSelfAttention(SelfAttention):
         causal: bool = False,
         cache: KVCache | None = None,
         cache_pos: int = 0,
+        rope: Rope | None = None,
     ) -> torch.Tensor:
         """As `SelfAttention.forward`."""
-        qkv = small_batch_linear(x, self.qkv_weight, self.qkv_bias, self.qkv_choice)  # [B, T, 3A]
-        q, k, v = qkv.split(self.w_q.out_features, dim=-1)  # [B, T, A] each
+        qkv = small_batch_linear(x, self.qkv_weight, self.qkv_bias, self.qkv_choice)  # [B, T, A + 2 A_kv]
+        widths = [self.w_q.out_features, self.w_k.out_features, self.w_v.out_features]
+        q, k, v = qkv.split(widths, dim=-1)  # [B, T, A], [B, T, A_kv] twice
         q = self.split_heads(self.hook_q(q))
         k = self.split_heads(self.hook_k(k))
         v = self.split_heads(self.hook_v(v))
-        if cache is not None:
-            k, v = cache.update(cache_pos, k, v)
-        return self.attend(q, k, v, mask, causal)
+        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope)
 
 
 @torch.no_grad()
@@ -50,19 +50,22 @@ def fuse_qkv(attn: SelfAttention, small_batch: bool) -> None:
     Args:
         small_batch: also use the small-batch kernel measured fastest for the fused shape (CPU).
     """
-    width, d_model = attn.w_q.weight.shape
+    linears = (attn.w_q, attn.w_k, attn.w_v)
+    widths = [linear.out_features for linear in linears]  # A, A_kv, A_kv (A_kv < A with grouped-query attention)
+    d_model = attn.w_q.in_features
     dtype = attn.w_q.weight.dtype
     has_bias = attn.w_q.bias is not None
-    choice = choose(3 * width, d_model, has_bias, dtype) if small_batch else None
-    fused = torch.cat([attn.w_q.weight, attn.w_k.weight, attn.w_v.weight])  # [3A, d_model]
+    choice = choose(sum(widths), d_model, has_bias, dtype) if small_batch else None
+    fused = torch.cat([attn.w_q.weight, attn.w_k.weight, attn.w_v.weight])  # [A + 2 A_kv, d_model]
     if choice is not None and choice.column_major:
         fused = column_major(fused)
     attn.register_buffer("qkv_weight", fused, persistent=False)
     bias = torch.cat([attn.w_q.bias, attn.w_k.bias, attn.w_v.bias]) if has_bias else None
     attn.register_buffer("qkv_bias", bias, persistent=False)
-    for i, linear in enumerate((attn.w_q, attn.w_k, attn.w_v)):
-        linear.weight.data = fused[i * width:(i + 1) * width]
+    starts = [0, widths[0], widths[0] + widths[1]]
+    for linear, start, width in zip(linears, starts, widths):
+        linear.weight.data = fused[start:start + width]
         if has_bias:
-            linear.bias.data = bias[i * width:(i + 1) * width]
+            linear.bias.data = bias[start:start + width]
     attn.__class__ = FusedSelfAttention
     attn.qkv_choice = choice

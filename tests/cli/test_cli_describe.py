@@ -4,7 +4,13 @@ from glassformer.cli import main
 
 
 @pytest.mark.parametrize(
-    "preset, count", [("paper-base", "63,082,496"), ("gpt2-small", "124,439,808"), ("bert-base", "109,482,240")]
+    "preset, count",
+    [
+        ("paper-base", "63,082,496"), ("gpt2-small", "124,439,808"), ("bert-base", "109,482,240"),
+        # The published counts of the LLaMA family, counted on the meta device (no 32 GB allocated).
+        ("llama2-7b", "6,738,415,616"), ("llama3-8b", "8,030,261,248"), ("tinyllama-1.1b", "1,100,048,384"),
+        ("qwen2.5-0.5b", "494,032,768"),
+    ],
 )
 def test_describe_prints_exact_parameter_count(preset, count, capsys):
     assert main(["describe", "--preset", preset]) == 0

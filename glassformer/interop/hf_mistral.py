@@ -1,0 +1,49 @@
+"""Mistral (Hugging Face `mistral`) <-> glassformer: a LLaMA whose attention may slide.
+
+With "sliding_window" W set, each query attends to itself and the W - 1 keys before it (Mistral
+7B v0.1: 4096); null means every earlier key, as later Mistral versions set it. Weight names
+are LLaMA's (see hf_llama).
+"""
+
+from __future__ import annotations
+
+from glassformer.config import ModelConfig
+from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface hf_folder reads)
+    BASE_PREFIX,
+    DROPPED,
+    HEAD_PREFIXES,
+    IGNORED,
+    SPECIAL_TOKENS,
+    aliases,
+    export_config,
+    framing,
+    headless,
+    llama_like_problems,
+    read_llama_like,
+    rules,
+    write_llama_like,
+)
+
+MODEL_TYPE = "mistral"
+ARCHITECTURES = ("MistralForCausalLM",)
+
+
+def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
+    """HF config.json -> (our config, run kind, labels)."""
+    window = hf.get("sliding_window")
+    return read_llama_like(hf, qkv_bias=False, out_bias=False, sliding_window=window), "lm", []
+
+
+def check_export(config: ModelConfig, kind: str) -> list[str]:
+    """What keeps config from being a Mistral (empty when it is one)."""
+    problems = llama_like_problems(config, kind, "Mistral")
+    if config.use_qkv_bias or config.use_attn_out_bias or config.use_ffn_bias:
+        problems.append("biases (Mistral has none)")
+    if config.qk_norm:
+        problems.append("qk_norm=true (Mistral has no q/k norms)")
+    return problems
+
+
+def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
+    """Our config -> HF config.json for MistralForCausalLM."""
+    return {**write_llama_like(config, ids, MODEL_TYPE, "MistralForCausalLM"), "sliding_window": config.sliding_window}
