@@ -122,11 +122,11 @@ def read_logits(run: Run, output: torch.Tensor, case: Case) -> torch.Tensor:
 
 def greedy_output(run: Run, case: Case, max_steps: int) -> str:
     """The greedy continuation (lm) or translation (seq2seq) of the case's text, decoded as hooked now."""
-    from glassformer.inspect.greedy import greedy_decode
+    from glassformer.inspect.decoding import decode_steps
     from glassformer.inspect.subject import decoded_text
 
     tok = run.target_tokenizer
     start = int(case.inputs[1][0, 0]) if run.kind == "seq2seq" else tok.start_id
-    steps = greedy_decode(run.model, case.inputs[0], start, tok.end_id, max_steps)
+    steps = decode_steps(run.model, case.inputs[0], start, tok.end_id, max_steps)
     chosen = [s.chosen for s in steps if s.chosen != tok.end_id]
     return decoded_text(tok, chosen)
