@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from common import Context, Line, have, skipped, time_sides
-from generation import PROMPT_LEN, ours_fn, peer_fn
+from generation import PROMPT_LEN, generation_bytes, ours_fn, peer_fn, read_note
 from glassformer.config import get_preset
 from glassformer.models import build_model
 from glassformer.speed import optimize_for_inference
-from glassformer.speed.bandwidth import bytes_per_step, read_bandwidth, weight_bytes
+from glassformer.speed.bandwidth import read_bandwidth
 from glassformer.speed.weights_check import compare_models
 from models import GPT2_SIZES, GPT2_SMALL_SIZES, GPT2_SMALL_VOCAB, VOCAB, gpt2_pair, optimized
 
@@ -45,11 +45,6 @@ CHAIN_VOCAB = 512
 def prompts(batch: int, vocab: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(3)
     return torch.randint(1, vocab, (batch, PROMPT_LEN), generator=g).tolist()
-
-
-def generation_bytes(model, batch: int, new_tokens: int) -> int:
-    """Bytes a generation reads: the prefill reads the weights once, each later step at its own context."""
-    return weight_bytes(model) + sum(bytes_per_step(model, batch, PROMPT_LEN + i) for i in range(1, new_tokens))
 
 
 def markov_chain(n_sequences: int, length: int, seed: int) -> torch.Tensor:
@@ -102,20 +97,16 @@ def run(ctx: Context) -> None:
                  "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device)}
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
         read = {"ours": generation_bytes(fp32, 1, new_tokens), "bf16": generation_bytes(bf16, 1, new_tokens)}
-        read["peer"] = read["ours"]
-        limit = new_tokens / (read["ours"] / bandwidth)
-        reached = {side: read[side] / timing.median(side) / bandwidth for side in sides}
-        per_token = read["ours"] / new_tokens / 1e6
         name = f"greedy batch 1, {label}, {PROMPT_LEN}-token prompt + {new_tokens} new, fp32"
+        note = read_note(read["ours"], new_tokens, {"glassformer": timing.median("ours"),
+                                                    "HF generate": timing.median("peer")}, bandwidth)
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", work=new_tokens,
-                        unit="tok", note=f"{per_token:.1f} MB read per token, read limit {limit:.0f} tok/s at "
-                                         f"{bandwidth / 1e9:.1f} GB/s; reached {reached['ours']:.0%} "
-                                         f"(HF generate {reached['peer']:.0%}); {timing.noise()}"))
+                        unit="tok", note=f"{note}; {timing.noise()}"))
         check = compare_models(fp32, bf16, batch_prompts + prompts(4, vocab)[1:], min(new_tokens, 50), [])
         ctx.report(Line(f"greedy batch 1, {label}, bf16 weights", timing.median("bf16"), timing.median("ours"),
                         "glassformer fp32", work=new_tokens, unit="tok", ratio_label="bf16 speed / fp32",
-                        note=f"{read['bf16'] / new_tokens / 1e6:.1f} MB read per token, reached "
-                             f"{reached['bf16']:.0%} of {bandwidth / 1e9:.1f} GB/s; random weights: greedy "
+                        note=f"{read_note(read['bf16'], new_tokens, {'bf16': timing.median('bf16')}, bandwidth)}; "
+                             f"random weights: greedy "
                              f"agreement {check.agreement:.0%}, teacher-forced {check.argmax_agreement:.1%} of "
                              f"{check.tokens} tokens; {timing.paired_ratio('ours', 'bf16'):.2f}x median of "
                              f"per-rep ratios; bf16 measured faster for {done.bf16_products} of "

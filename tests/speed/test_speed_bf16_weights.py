@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from glassformer.config import get_preset
+from glassformer.errors import UserError
 from glassformer.models import build_model
 from glassformer.speed import choice as choice_module
 from glassformer.speed import optimize_for_inference
@@ -13,7 +14,8 @@ from glassformer.speed.choice import Choice
 from glassformer.speed.kernels import KERNELS, column_major
 from glassformer.speed.small_batch import SmallBatchLinear
 from glassformer.speed.weights_check import compare_models, perplexity
-from glassformer.errors import UserError
+
+from tiny_models import tiny_inputs, tiny_model
 
 VOCAB = 48
 STEPS = 120
@@ -113,6 +115,20 @@ def test_bf16_weights_agree_with_fp32_on_greedy_tokens_and_held_out_perplexity(t
     assert abs(check.perplexity_change) <= 0.005, check.summary()
 
 
+@pytest.mark.parametrize("preset", ["tiny-seq2seq", "tiny-encoder", "tiny-lm"])
+def test_every_family_runs_with_bf16_weights_and_fp32_activations(preset):
+    plain = tiny_model(preset)
+    fast = tiny_model(preset)
+    done = optimize_for_inference(fast, small_batch=False, weights="bf16")
+    assert done.bf16_products == done.products > 0
+    inputs = tiny_inputs(plain)
+    with torch.inference_mode():
+        expected, got = plain(*inputs), fast(*inputs)
+    assert got.dtype == torch.float32
+    # Random tiny models: logits within 2% of their largest value (bf16 keeps 8 bits of mantissa).
+    assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
 def test_the_measured_choice_decides_which_weights_become_bf16(trained, monkeypatch):
     asked = []
 
@@ -149,3 +165,16 @@ def test_measuring_with_bf16_weights_picks_a_storage_dtype_layout_and_kernels():
 def test_an_unknown_weights_setting_is_a_user_error(trained):
     with pytest.raises(UserError, match="weights must be one of fp32, bf16, got 'int8'"):
         optimize_for_inference(_copy(trained), weights="int8")
+
+
+@pytest.mark.gpu
+def test_on_cuda_bf16_weights_go_to_every_product_and_keep_fp32_activations(trained):
+    model = _copy(trained).cuda()
+    done = optimize_for_inference(model, weights="bf16")
+    assert (done.bf16_products, done.products) == (9, 9) and done.dtype == torch.float32
+    ids = markov_chain(2, 20, seed=9)
+    with torch.inference_mode():
+        got = model(ids.cuda())
+        expected = trained(ids)
+    assert got.dtype == torch.float32
+    assert (got.cpu() - expected).abs().max() < 0.15
