@@ -75,7 +75,9 @@ def weight_bytes(model: nn.Module) -> int:
 def kv_bytes(model: nn.Module, context: int, dtype: torch.dtype = torch.float32) -> int:
     """Bytes of keys and values one sequence's step reads from a KV cache holding context positions."""
     config = model.config
-    return 2 * config.n_layers * config.attn_width * context * torch.finfo(dtype).bits // 8
+    kv_heads = getattr(config, "n_kv_heads", None) or config.n_heads  # fewer with grouped-query attention
+    width = kv_heads * config.d_head
+    return 2 * config.n_layers * width * context * torch.finfo(dtype).bits // 8
 
 
 def bytes_per_step(model: nn.Module, batch: int, context: int) -> int:

@@ -2,7 +2,7 @@
 
 Batch-1 decoding reads every weight once per token, so storing the weights of the linear layers
 in bf16 halves what a token costs to read. On a CPU without native bf16 arithmetic only some bf16
-products are fast (a 1 x 768 x 50,257 F.linear took 2.8 ms against 12.1 ms in fp32 on an AVX2
+products are fast (a 1 x 768 x 50,257 F.linear took 2.8 ms against 12.1 ms in fp32 on a quiet AVX2
 EPYC) while others are emulated and many times slower, so `glassformer.speed.choice` measures,
 per weight shape, whether bf16 storage wins, and which kernel then runs each row count; where
 it does not win, the weight stays fp32. Only the products change: the activations, norms,

@@ -36,6 +36,10 @@ def markov_chain(n_sequences: int, length: int, seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def trained():
     """A 2-layer, 64-wide GPT trained on the chain (tied output projection), in eval mode."""
+    # Module fixtures are set up before the per-test one thread of conftest: two threads of tiny
+    # products waiting on each other on a busy machine took 10x longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     config = get_preset("tiny-lm").replace(vocab_size=VOCAB, max_len=64)
     model = build_model(config)
@@ -49,6 +53,7 @@ def trained():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    torch.set_num_threads(threads)
     return model.eval()
 
 
