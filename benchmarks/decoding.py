@@ -66,7 +66,7 @@ def trained_chain_model(steps: int, device: str):
                                              n_layers=2, max_len=128, dropout=0.0, attn_dropout=0.0)
     model = build_model(config).to(device)
     data = markov_chain(4096, 65, seed=1).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(2)
     for _ in range(steps):
         batch = data[torch.randint(0, len(data), (16,), generator=g)]

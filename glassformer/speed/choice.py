@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from glassformer.speed.bf16_weights import mixed_linear
 from glassformer.speed.kernels import KERNELS, column_major
 
 KERNEL_NAMES = (*KERNELS, "upcast")
@@ -102,7 +103,7 @@ def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
         if weights == "bf16":
             found += [("bfloat16", layout, kernel) for layout, kernel in pairs]
             if rows > 1:  # converting the weight back pays only when several rows share it
-                found += [("bfloat16", False, "upcast")]
+                found += [("bfloat16", layout, "upcast") for layout in (False, True)]
     return found
 
 
@@ -134,8 +135,6 @@ def measure(
     Args:
         weights: "bf16" also times bf16 copies of an fp32 weight, multiplied with fp32 activations.
     """
-    from glassformer.speed.bf16_weights import mixed_linear  # it needs KERNELS, as this module does
-
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(out_features, in_features, generator=g).to(dtype)
     b = torch.randn(out_features, generator=g).to(dtype) if bias else None
@@ -151,7 +150,6 @@ def measure(
     def call(candidate: Candidate, x: torch.Tensor):
         kind, layout, kernel = candidate
         ws = stored(kind, layout)
-        # bf16 copies are half the bytes: twice as many of them stream the same amount.
         if getattr(torch, kind) == dtype:
             return lambda: [KERNELS[kernel](x, w, b) for w in ws]
         return lambda: [mixed_linear(x, w, b, kernel) for w in ws]
