@@ -122,7 +122,7 @@ def optimize_for_inference(
         bf16 = False
     if bf16 is None:
         # On a CPU some bf16 products beat fp32 while others, emulated, are many times slower:
-        # bf16 weights there need a choice measured per product, which is not made here yet.
+        # bf16 weights there need a choice measured per product: weights="bf16" makes it.
         bf16 = device.type == "cuda" and native_bf16(device)
     if bf16:
         model.to(torch.bfloat16)
@@ -130,7 +130,7 @@ def optimize_for_inference(
     weights = weights or "fp32"
     mixed = weights == "bf16" and not bf16
     cpu_kernels = small_batch and device.type == "cpu"
-    # Off the CPU nothing is measured: bf16 weights, when asked for, go everywhere.
+    # Without the measurement (off the CPU, or small_batch=False) bf16 weights, when asked for, go everywhere.
     given = None if cpu_kernels or weights == "fp32" else Choice(False, ("linear",) * 3, "bfloat16")
     fused_parts: set[int] = set()  # w_q, w_k, w_v of fused modules: no longer called
     for module in list(model.modules()):
