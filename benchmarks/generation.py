@@ -1,7 +1,9 @@
 """Greedy generation with a KV cache: `glassformer.generate.generate_lm` vs HF `generate`.
 
 glassformer runs twice: prepared by `optimize_for_inference` as the `generate` command runs it,
-and plain; the line's ratio is the prepared model's, the plain one's follows it.
+and plain; the line's ratio is the prepared model's, the plain one's follows it. Each line also
+gives the bytes read per generated token, the read limit and the fraction of the read bandwidth
+each side reached (see decoding.py, which measures it the same way).
 
 Same GPT-2 weights on both sides, prompts of 16 random tokens, and exactly the same number of
 new tokens: neither side has an end token to stop on (HF's eos_token_id is None, ours end_id
@@ -15,6 +17,7 @@ import torch
 from common import Context, Line, have, skipped, time_sides
 from flops import count_flops
 from glassformer.generate import Stopping, generate_lm
+from glassformer.speed.bandwidth import bytes_per_step, read_bandwidth, weight_bytes
 from models import VOCAB, gpt2_pair, optimized
 
 PROMPT_LEN = 16
@@ -51,6 +54,18 @@ def peer_fn(model, batch_prompts: list[list[int]], new_tokens: int, device: str)
     return generate
 
 
+def generation_bytes(model, batch: int, new_tokens: int) -> int:
+    """Bytes a generation reads: the prefill reads the weights once, each later step at its own context."""
+    return weight_bytes(model) + sum(bytes_per_step(model, batch, PROMPT_LEN + i) for i in range(1, new_tokens))
+
+
+def read_note(read: int, tokens: int, seconds: dict[str, float], bandwidth: float) -> str:
+    """MB read per token, the read limit in tokens/s, and the fraction of the bandwidth each side reached."""
+    reached = ", ".join(f"{side} {read / s / bandwidth:.1%}" for side, s in seconds.items())
+    return (f"{read / tokens / 1e6:.1f} MB read per token, read limit {tokens / (read / bandwidth):,.0f} tok/s at "
+            f"{bandwidth / 1e9:.1f} GB/s; reached: {reached}")
+
+
 def agreement(a: list[list[int]], b: list[list[int]]) -> float:
     """Fraction of rows whose generated tokens are identical (float rounding may split a tie)."""
     return sum(x == y for x, y in zip(a, b)) / len(a)
@@ -72,6 +87,7 @@ def run(ctx: Context, new_tokens: int = 200) -> None:
     plain, peer = gpt2_pair(ctx.device)
     plain.eval(), peer.eval()
     ours = optimized(plain)
+    bandwidth = read_bandwidth(device=ctx.device)
     for batch in BATCHES:
         batch_prompts = prompts(batch)
         sides = {"ours": ours_fn(ours, batch_prompts, new_tokens),
@@ -84,7 +100,9 @@ def run(ctx: Context, new_tokens: int = 200) -> None:
         flops = count_flops(sides["ours"])
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
         name = f"greedy generation GPT-2 6L d384, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache"
+        read = read_note(generation_bytes(ours, batch, new_tokens), batch * new_tokens,
+                         {"glassformer": timing.median("ours"), "HF generate": timing.median("peer")}, bandwidth)
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", flops=flops,
                         work=batch * new_tokens, unit="tok", plain_s=timing.median("plain"),
                         note=f"identical outputs in {same:.0%} of rows (optimized vs plain: {same_plain:.0%}); "
-                             f"{timing.noise()}"))
+                             f"{read}; {timing.noise()}"))

@@ -20,6 +20,8 @@ from glassformer.speed import optimize_for_inference
 
 VOCAB = 8000
 GPT2_SIZES = dict(n_embd=384, n_layer=6, n_head=6, n_positions=256)
+GPT2_SMALL_VOCAB = 50257
+GPT2_SMALL_SIZES = dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024)  # gpt2-small, 124M parameters
 BART_SIZES = dict(d_model=256, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
                   decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024)
 BART_BOS, BART_PAD, BART_EOS = 0, 1, 2
@@ -45,28 +47,36 @@ def _quiet_transformers():
     return transformers
 
 
-def gpt2_config(dropout: float):
+def gpt2_config(dropout: float, sizes: dict | None = None, vocab: int = VOCAB):
     transformers = _quiet_transformers()
     return transformers.GPT2Config(
-        vocab_size=VOCAB, **GPT2_SIZES, activation_function="gelu_new", resid_pdrop=dropout,
+        vocab_size=vocab, **(sizes or GPT2_SIZES), activation_function="gelu_new", resid_pdrop=dropout,
         embd_pdrop=dropout, attn_pdrop=dropout, layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0,
         pad_token_id=0,
     )
 
 
-def gpt2_pair(device: str, dropout: float = 0.0) -> tuple[nn.Module, nn.Module]:
-    """(glassformer DecoderOnly, HF GPT2LMHeadModel with sdpa attention), same weights."""
+def gpt2_pair(
+    device: str, dropout: float = 0.0, sizes: dict | None = None, vocab: int = VOCAB
+) -> tuple[nn.Module, nn.Module]:
+    """(glassformer DecoderOnly, HF GPT2LMHeadModel with sdpa attention), same weights.
+
+    Args:
+        sizes: n_embd, n_layer, n_head, n_positions (default GPT2_SIZES, 6 layers 384 wide).
+    """
     transformers = _quiet_transformers()
+    sizes = sizes or GPT2_SIZES
     torch.manual_seed(0)
-    peer = transformers.GPT2LMHeadModel._from_config(gpt2_config(dropout), attn_implementation="sdpa")
+    peer = transformers.GPT2LMHeadModel._from_config(gpt2_config(dropout, sizes, vocab), attn_implementation="sdpa")
     with tempfile.TemporaryDirectory() as folder:
         peer.save_pretrained(folder)
-        write_tokenizer(Path(folder) / "tokenizer.json", ["<|endoftext|>"], VOCAB)
+        write_tokenizer(Path(folder) / "tokenizer.json", ["<|endoftext|>"], vocab)
         ours = load_run(folder).model
     # The architecture the brief asks for: gpt2-small's settings at these sizes.
     expected = get_preset("gpt2-small").replace(
-        vocab_size=VOCAB, d_model=384, n_heads=6, d_ff=1536, n_layers=6, max_len=256, dropout=dropout,
-        attn_dropout=dropout, final_norm=True,
+        vocab_size=vocab, d_model=sizes["n_embd"], n_heads=sizes["n_head"], d_ff=4 * sizes["n_embd"],
+        n_layers=sizes["n_layer"], max_len=sizes["n_positions"], dropout=dropout, attn_dropout=dropout,
+        final_norm=True,
     )
     assert ours.config == expected, f"imported config differs from the preset: {ours.config} vs {expected}"
     return ours.to(device), peer.to(device)
@@ -90,10 +100,10 @@ def bart_pair(device: str, max_len: int = 512) -> tuple[nn.Module, nn.Module]:
     return ours.to(device).eval(), peer.to(device).eval()
 
 
-def optimized(model: nn.Module) -> nn.Module:
+def optimized(model: nn.Module, **switches) -> nn.Module:
     """A copy of model prepared for inference as the decoding commands prepare it (same weights)."""
     twin = copy.deepcopy(model)
-    optimize_for_inference(twin)
+    optimize_for_inference(twin, **switches)
     return twin
 
 

@@ -26,7 +26,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from common import allocator_note, ensure_allocator_env  # noqa: E402
 
-SECTIONS = ("train", "generation", "llama", "beam", "hooks", "options", "memory")
+SECTIONS = ("train", "generation", "decoding", "llama", "beam", "hooks", "options", "memory")
 
 
 def cpu_name() -> str:
@@ -100,6 +100,10 @@ def main(argv: list[str]) -> None:
         import generation
 
         generation.run(ctx, new_tokens=new_tokens)
+    if "decoding" in args.only:
+        import decoding
+
+        decoding.run(ctx)
     if "llama" in args.only:
         import llama
 

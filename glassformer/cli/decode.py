@@ -22,6 +22,7 @@ from glassformer.generate import (
 )
 from glassformer.run_folder import Run, load_run
 from glassformer.speed import optimize_for_inference
+from glassformer.speed.choice import WEIGHTS
 
 
 SPEED_NOTE = "The model is prepared for fast inference first (see --plain)."
@@ -94,6 +95,12 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                              "(glassformer.speed.optimize_for_inference: Q/K/V fused into one product, "
                              "small-batch kernels measured on this CPU, bf16 weights on a GPU with native "
                              "bf16); the outputs are the same up to rounding")
+    parser.add_argument("--weights", choices=WEIGHTS, default=None,
+                        help="bf16: store the weights of the linear layers in bf16 and multiply in bf16 where "
+                             "that measures faster on this CPU (everywhere on a GPU); activations, norms, "
+                             "softmax and the KV cache stay fp32. Halves the bytes a token reads; outputs "
+                             "differ from fp32 by bf16 rounding. fp32: no bf16 at all, also on a GPU "
+                             "(default: fp32 on a CPU, the whole model in bf16 on a GPU with native bf16)")
 
 
 def _device(name: str) -> str:
@@ -108,8 +115,10 @@ def _load(args: argparse.Namespace, command: str, kind: str) -> Run:
     run = load_run(args.model, device=_device(args.device))
     if run.kind != kind:
         raise UserError(f"{args.model} is a {run.kind!r} model; {command} needs a {kind!r} model")
+    if args.plain and args.weights == "bf16":
+        raise UserError("--weights bf16 is part of preparing the model for speed; it cannot go with --plain")
     if not args.plain:
-        optimize_for_inference(run.model)
+        optimize_for_inference(run.model, weights=args.weights)
     return run
 
 

@@ -4,8 +4,11 @@ fast inference on its device. Nothing in `glassformer.nn` or `glassformer.models
     transform.py    optimize_for_inference, Optimized (what was applied)
     fused_qkv.py    Q, K and V of self-attention from one product, set up once
     small_batch.py  SmallBatchLinear: a few rows through the kernel measured fastest
-    kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm)
+    kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm, gemv)
     choice.py       measuring them once per machine and shape, and remembering the winner
+    bf16_weights.py bf16 weights with fp32 activations, where the measurement shows them faster
+    weights_check.py  what bf16 weights cost: greedy agreement and held-out perplexity
+    bandwidth.py    bytes a decoding step reads, and the machine's measured read bandwidth
 """
 
 from glassformer.speed.transform import Optimized, optimize_for_inference

@@ -5,8 +5,11 @@ and 16 rows, interleaved rep by rep, after a warm-up. Each timed call goes throu
 copies of the weight to overflow the CPU's caches, so that every product reads its weight from
 memory, as decoding does. F.linear on the row-major weight (what nn.Linear does) stays unless
 another candidate beats it by more than MARGIN. The weight layout (row-major, or column-major)
-is the one of the winner at 1 row, the case batch-1 decoding lives in. Choices are kept per
-machine, PyTorch version, thread count, dtype and shape in a small JSON file
+is the one of the winner at 1 row, the case batch-1 decoding lives in. With `weights="bf16"` bf16
+copies of the weight compete too (multiplied with fp32 rows, `glassformer.speed.bf16_weights`),
+and the 1-row winner also decides the storage dtype. A candidate more than PRUNE times slower
+than the best on its first call is not timed again. Choices are kept per
+machine, PyTorch version, thread count, dtype, shape and weights setting in a small JSON file
 (`GLASSFORMER_CACHE_DIR`, default ~/.cache/glassformer), so only the first use on a machine pays
 for the measurement (a second or two for a 124M-parameter model).
 """
@@ -23,7 +26,10 @@ from pathlib import Path
 
 import torch
 
+from glassformer.speed.bf16_weights import mixed_linear
 from glassformer.speed.kernels import KERNELS, column_major
+
+KERNEL_NAMES = (*KERNELS, "upcast")
 
 ROWS = (1, 4, 16)  # a choice per bucket: 1 row, 2-4 rows, 5-16 rows
 REPS = 9
@@ -31,23 +37,33 @@ TIME_BUDGET_S = 0.02  # per candidate and row count; big weights get fewer reps
 STREAM_BYTES = 64 << 20  # more than the caches of the CPUs this runs on
 MAX_COPIES = 16
 MARGIN = 0.05
-DEFAULT = (False, "linear")
+PRUNE = 2.0
+VERSION = 2  # bump when the candidates change, so that old choices are measured again
+WEIGHTS = ("fp32", "bf16")
+"""What `weights` may ask for: fp32 only, or bf16 storage where its products measure faster."""
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The layout and the kernel per row bucket for one weight shape.
+    """The storage dtype, the layout and the kernel per row bucket for one weight shape.
 
     Args:
         column_major: store the weight column-major ([in, out] in memory).
         kernels: kernel name for rows <= 1, <= 4 and <= 16, in that order.
+        dtype: the weight's storage dtype, "float32" or "bfloat16" (then the activations stay
+            fp32 and only the product runs in bf16, see `glassformer.speed.bf16_weights`).
     """
 
     column_major: bool
     kernels: tuple[str, str, str]
+    dtype: str = "float32"
 
     def kernel_for(self, rows: int) -> str:
         return self.kernels[0 if rows <= 1 else 1 if rows <= 4 else 2]
+
+
+Candidate = tuple[str, bool, str]  # (storage dtype, column-major, kernel)
+DEFAULT: Candidate = ("float32", False, "linear")
 
 
 def cache_file() -> Path:
@@ -55,7 +71,8 @@ def cache_file() -> Path:
     return Path(root) / "kernels.json"
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The CPU's name, PyTorch's kernel level and version: what a measured choice depends on."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,18 +84,27 @@ def _machine() -> str:
     return f"{cpu}|{torch.backends.cpu.get_cpu_capability()}|torch {torch.__version__}"
 
 
-def cache_key(out_features: int, in_features: int, bias: bool, dtype: torch.dtype) -> str:
-    return f"{_machine()}|threads {torch.get_num_threads()}|{dtype}|{out_features}x{in_features}|bias {bias}"
+def cache_key(out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32") -> str:
+    return (f"v{VERSION}|{machine()}|threads {torch.get_num_threads()}|{dtype}|{out_features}x{in_features}"
+            f"|bias {bias}|weights {weights}")
 
 
-def _candidates(dtype: torch.dtype) -> list[tuple[bool, str]]:
-    """(column-major, kernel) pairs worth timing for weights of this dtype."""
+def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
+    """The (storage dtype, column-major, kernel) triples worth timing for rows rows."""
     pairs = [(False, "linear"), (True, "linear")]
+    if rows == 1:
+        pairs += [(False, "mv"), (True, "mv")]
     if torch.get_num_threads() > 1:
         pairs += [(False, "split"), (True, "split")]
+    name = str(dtype).removeprefix("torch.")
+    found = [(name, layout, kernel) for layout, kernel in pairs]
     if dtype == torch.float32:
-        pairs.append((True, "bag"))
-    return pairs
+        found.append((name, True, "bag"))
+        if weights == "bf16":
+            found += [("bfloat16", layout, kernel) for layout, kernel in pairs]
+            if rows > 1:  # converting the weight back pays only when several rows share it
+                found += [("bfloat16", layout, "upcast") for layout in (False, True)]
+    return found
 
 
 def _interleaved_medians(calls: dict, reps: int) -> dict:
@@ -101,46 +127,79 @@ def _fastest(medians: dict, default) -> object:
 
 
 @torch.inference_mode()
-def measure(out_features: int, in_features: int, bias: bool, dtype: torch.dtype) -> Choice:
-    """Time every candidate on this machine and return the fastest layout and kernels."""
+def measure(
+    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32"
+) -> Choice:
+    """Time every candidate on this machine and return the fastest storage, layout and kernels.
+
+    Args:
+        weights: "bf16" also times bf16 copies of an fp32 weight, multiplied with fp32 activations.
+    """
     g = torch.Generator().manual_seed(0)
-    size = out_features * in_features * torch.finfo(dtype).bits // 8
-    copies = max(1, min(MAX_COPIES, STREAM_BYTES // size))
-    rows_major = [torch.randn(out_features, in_features, generator=g).to(dtype) for _ in range(copies)]
-    layouts = {False: rows_major, True: [column_major(w) for w in rows_major]}
+    weight = torch.randn(out_features, in_features, generator=g).to(dtype)
     b = torch.randn(out_features, generator=g).to(dtype) if bias else None
-    pairs = _candidates(dtype)
+    copies: dict = {}  # (storage dtype, column-major) -> copies of the weight, enough to overflow the caches
+
+    def stored(kind: str, layout: bool) -> list[torch.Tensor]:
+        if (kind, layout) not in copies:
+            w = weight.to(getattr(torch, kind))
+            n = max(1, min(MAX_COPIES, STREAM_BYTES // (w.numel() * w.element_size())))
+            copies[kind, layout] = [column_major(w) if layout else w.clone() for _ in range(n)]
+        return copies[kind, layout]
+
+    def call(candidate: Candidate, x: torch.Tensor):
+        kind, layout, kernel = candidate
+        ws = stored(kind, layout)
+        if getattr(torch, kind) == dtype:
+            return lambda: [KERNELS[kernel](x, w, b) for w in ws]
+        return lambda: [mixed_linear(x, w, b, kernel) for w in ws]
+
     medians = {}
     for rows in ROWS:
         x = torch.randn(rows, in_features, generator=g).to(dtype)
-        calls = {
-            pair: (lambda ws=layouts[pair[0]], k=KERNELS[pair[1]]: [k(x, w, b) for w in ws]) for pair in pairs
-        }
-        once = max(_interleaved_medians(calls, 1).values())  # also the warm-up
+        candidates = _candidates(dtype, weights, rows)
+        calls = {c: call(c, x) for c in candidates}
+        first = _interleaved_medians(calls, 1)  # also the warm-up
+        # A candidate PRUNE times slower per product than the best on its first call is not timed
+        # again; F.linear in each layout always is (the fallback of every bucket).
+        per_product = {c: t / len(stored(*c[:2])) for c, t in first.items()}
+        fastest = min(per_product.values())
+        calls = {c: f for c, f in calls.items() if per_product[c] <= PRUNE * fastest or c[2] == "linear"}
+        once = max(first[c] for c in calls)
         reps = max(3, min(REPS, int(TIME_BUDGET_S / max(once, 1e-6))))
-        medians[rows] = _interleaved_medians(calls, reps)
-    layout = _fastest(medians[1], DEFAULT)[0]
+        # Per product: a candidate stores as many copies as fit in STREAM_BYTES, bf16 twice as many.
+        medians[rows] = {c: t / len(stored(*c[:2])) for c, t in _interleaved_medians(calls, reps).items()}
+    default = (str(dtype).removeprefix("torch."), False, "linear")
+    kind, layout, _ = _fastest(medians[1], default)
     kernels = tuple(
-        _fastest({p: t for p, t in medians[rows].items() if p[0] == layout}, (layout, "linear"))[1] for rows in ROWS
+        _fastest({c: t for c, t in medians[rows].items() if c[:2] == (kind, layout)}, (kind, layout, "linear"))[2]
+        for rows in ROWS
     )
-    return Choice(layout, kernels)
+    return Choice(layout, kernels, kind)
 
 
-def choose(out_features: int, in_features: int, bias: bool, dtype: torch.dtype) -> Choice:
-    """The remembered choice for this shape on this machine, measured now if there is none."""
-    key = cache_key(out_features, in_features, bias, dtype)
+def choose(
+    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32"
+) -> Choice:
+    """The remembered choice for this shape on this machine, measured now if there is none.
+
+    Args:
+        weights: "fp32" keeps the weight's dtype; "bf16" lets bf16 storage win where it measures faster.
+    """
+    key = cache_key(out_features, in_features, bias, dtype, weights)
     path = cache_file()
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
     try:
-        kept = Choice(bool(known[key]["column_major"]), tuple(known[key]["kernels"]))
-        if len(kept.kernels) == len(ROWS) and all(k in KERNELS for k in kept.kernels):
+        entry = known[key]
+        kept = Choice(bool(entry["column_major"]), tuple(entry["kernels"]), str(entry.get("dtype", "float32")))
+        if len(kept.kernels) == len(ROWS) and all(k in KERNEL_NAMES for k in kept.kernels):
             return kept
     except (KeyError, TypeError):
         pass  # not measured yet, or written by another version: measure
-    choice = measure(out_features, in_features, bias, dtype)
+    choice = measure(out_features, in_features, bias, dtype, weights)
     known[key] = asdict(choice)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

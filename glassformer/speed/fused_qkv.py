@@ -44,19 +44,30 @@ class FusedSelfAttention(SelfAttention):
 
 
 @torch.no_grad()
-def fuse_qkv(attn: SelfAttention, small_batch: bool) -> None:
+def fuse_qkv(attn: SelfAttention, small_batch: bool, weights: str = "fp32") -> Choice | None:
     """Turn attn into a FusedSelfAttention in place (same parameters, names and hooks).
 
     Args:
         small_batch: also use the small-batch kernel measured fastest for the fused shape (CPU).
+        weights: "bf16" lets the fused weight be stored in bf16 where that measures faster (CPU),
+            or always (a GPU, where the choice is given, not measured).
+    Returns:
+        the choice of kernels, or None for F.linear.
     """
     linears = (attn.w_q, attn.w_k, attn.w_v)
     widths = [linear.out_features for linear in linears]  # A, A_kv, A_kv (A_kv < A with grouped-query attention)
     d_model = attn.w_q.in_features
     dtype = attn.w_q.weight.dtype
     has_bias = attn.w_q.bias is not None
-    choice = choose(sum(widths), d_model, has_bias, dtype) if small_batch else None
+    if small_batch:
+        choice = choose(sum(widths), d_model, has_bias, dtype, weights)
+    elif weights == "bf16" and dtype != torch.bfloat16:
+        choice = Choice(False, ("linear",) * 3, "bfloat16")
+    else:
+        choice = None
     fused = torch.cat([attn.w_q.weight, attn.w_k.weight, attn.w_v.weight])  # [A + 2 A_kv, d_model]
+    if choice is not None:
+        fused = fused.to(getattr(torch, choice.dtype))
     if choice is not None and choice.column_major:
         fused = column_major(fused)
     attn.register_buffer("qkv_weight", fused, persistent=False)
@@ -69,3 +80,4 @@ def fuse_qkv(attn: SelfAttention, small_batch: bool) -> None:
             linear.bias.data = bias[start:start + width]
     attn.__class__ = FusedSelfAttention
     attn.qkv_choice = choice
+    return choice

@@ -10,6 +10,10 @@ depends on the CPU, so `glassformer.speed.choice` measures them. Each computes F
   is a weighted sum of contiguous rows: `embedding_bag(mode="sum", per_sample_weights=x)`, one bag
   of input features per thread, partial sums added.
 - `split`: one batched product over per-thread blocks of output features (`baddbmm`), in any layout.
+- `mv`: one row as a matrix-vector product (`addmv`, BLAS gemv), which some BLAS libraries read
+  the weight with faster than the general product F.linear calls; more rows go to F.linear.
+
+Every kernel works on weights of any floating dtype, as long as x has the weight's dtype.
 
 Blocks are views of the weight: nothing is copied.
 """
@@ -97,5 +101,21 @@ def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return y.reshape(*x.shape[:-1], out_features)
 
 
-KERNELS: dict[str, Kernel] = {"linear": F.linear, "bag": bag_linear, "split": split_linear}
+def mv_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear(x, weight, bias), as a matrix-vector product when x holds one row.
+
+    Args:
+        x: [..., in]; weight: [out, in] in any memory layout; bias: [out] or None.
+    Returns:
+        [..., out].
+    """
+    out_features, in_features = weight.shape
+    if x.numel() != in_features:
+        return F.linear(x, weight, bias)
+    row = x.reshape(in_features)
+    y = torch.mv(weight, row) if bias is None else torch.addmv(bias, weight, row)
+    return y.view(*x.shape[:-1], out_features)
+
+
+KERNELS: dict[str, Kernel] = {"linear": F.linear, "bag": bag_linear, "split": split_linear, "mv": mv_linear}
 """Every kernel by name; `bag` needs a column-major fp32 weight."""

@@ -1,4 +1,8 @@
-"""A linear layer that multiplies a few rows with the kernel measured fastest on this machine."""
+"""A linear layer that multiplies a few rows with the kernel measured fastest on this machine.
+
+With `weights="bf16"` the choice may also store the weight in bf16 (`glassformer.speed.bf16_weights`):
+its products then take fp32 rows and give fp32 results at every row count.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassformer.speed.bf16_weights import mixed_linear, wide_kernel
 from glassformer.speed.choice import Choice, choose
 from glassformer.speed.kernels import KERNELS, column_major
 
@@ -22,6 +27,9 @@ def small_batch_linear(
         choice: the measured choice for weight's shape, or None for F.linear always.
     """
     rows = x.numel() // weight.size(1)
+    if x.dtype != weight.dtype and weight.dtype == torch.bfloat16 and choice is not None:
+        fits = 0 < rows <= MAX_ROWS and x.is_cpu
+        return mixed_linear(x, weight, bias, choice.kernel_for(rows) if fits else wide_kernel(x.device.type))
     if (
         choice is None
         or rows > MAX_ROWS
@@ -48,10 +56,19 @@ class SmallBatchLinear(nn.Linear):
         return small_batch_linear(x, self.weight, self.bias, self.choice)
 
 
-def use_small_batch_kernels(linear: nn.Linear) -> Choice:
-    """Give linear the layout and kernels measured fastest for its shape; returns the choice."""
+def use_small_batch_kernels(linear: nn.Linear, weights: str = "fp32", choice: Choice | None = None) -> Choice:
+    """Give linear the storage, layout and kernels measured fastest for its shape; returns the choice.
+
+    Args:
+        weights: "bf16" lets the weight be stored in bf16 where that measures faster.
+        choice: use this choice instead of the measured one (a GPU's bf16 weights).
+    """
     weight = linear.weight
-    choice = choose(linear.out_features, linear.in_features, linear.bias is not None, weight.dtype)
+    if choice is None:
+        choice = choose(linear.out_features, linear.in_features, linear.bias is not None, weight.dtype, weights)
+    if choice.dtype != str(weight.dtype).removeprefix("torch."):
+        # In place, so that a weight shared with an embedding (tied) stays one tensor.
+        weight.data = weight.data.to(getattr(torch, choice.dtype))
     if choice.column_major and not weight.stride() == (1, weight.size(0)):
         # In place, so that a weight shared with an embedding (tied) stays one tensor.
         weight.data = column_major(weight.data)

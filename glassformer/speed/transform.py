@@ -13,6 +13,10 @@ What it does, by device:
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
   (`glassformer.hardware`).
+- `weights="bf16"`: the weights of the linear layers stored in bf16 and multiplied in bf16, the
+  rest in fp32 (`glassformer.speed.bf16_weights`); on a CPU only where the measurement shows the
+  bf16 product faster for that shape, on a GPU everywhere. Outputs then differ from fp32 by
+  bf16's rounding of the weights (see `glassformer.speed.weights_check`).
 - `compile=True` also wraps the model's entry points in `torch.compile`. It is off by default:
   on 2 CPU cores compiling a 2-layer, 64-wide model took 19 s for its forward and 34 s more for
   its decode steps, longer than a command's whole decoding. (Not measured on a GPU yet.)
@@ -26,8 +30,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from glassformer.errors import UserError
 from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.speed.bf16_weights import widen_bf16_embeddings
+from glassformer.speed.choice import WEIGHTS, Choice
 from glassformer.speed.fused_qkv import FusedSelfAttention, fuse_qkv
 from glassformer.speed.lookups import cache_submodule_lookups
 from glassformer.speed.small_batch import use_small_batch_kernels
@@ -42,6 +49,8 @@ class Optimized:
         dtype: its weights' dtype afterwards.
         fused_qkv: self-attention modules whose Q, K and V now come from one product.
         kernels: how many linear layers use each kernel for one row, e.g. {"bag": 24, "linear": 1}.
+        bf16_products: products (linear layers, fused Q/K/V counted once) whose weight is now bf16.
+        products: all products the transform chose for (the same counting).
         lookups: whether submodules are found as plain attributes.
         compiled: whether the entry points are wrapped in torch.compile.
     """
@@ -50,6 +59,8 @@ class Optimized:
     dtype: torch.dtype
     fused_qkv: int = 0
     kernels: Counter = field(default_factory=Counter)
+    bf16_products: int = 0
+    products: int = 0
     lookups: bool = False
     compiled: bool = False
 
@@ -63,6 +74,8 @@ class Optimized:
             parts.append(f"small-batch kernels measured on this CPU ({used})")
         if self.lookups:
             parts.append("submodules as plain attributes")
+        if self.bf16_products:
+            parts.append(f"bf16 weights in {self.bf16_products} of {self.products} products, fp32 elsewhere")
         if self.dtype != torch.float32:
             parts.append(f"{str(self.dtype).removeprefix('torch.')} weights")
         if self.compiled:
@@ -83,6 +96,7 @@ def optimize_for_inference(
     lookups: bool = True,
     bf16: bool | None = None,
     compile: bool = False,
+    weights: str | None = None,
 ) -> Optimized:
     """Prepare model, in place, for inference on its device, and put it in eval mode.
 
@@ -94,30 +108,49 @@ def optimize_for_inference(
         fused_qkv: one product for Q, K and V of each self-attention.
         small_batch: the measured small-batch kernels (CPU only).
         lookups: submodules as plain attributes (replace submodules before, not after).
-        bf16: bf16 weights; None means on a GPU that computes in bf16 natively.
+        bf16: the whole model in bf16; None means on a GPU that computes in bf16 natively.
         compile: wrap `forward`, `encode` and `decode` in torch.compile.
+        weights: "bf16": only the linear layers' weights in bf16, where their products measure
+            faster in bf16 (CPU) or everywhere (GPU), activations in fp32; "fp32": no bf16 at
+            all; None: as `bf16` says. Either string overrides `bf16`.
     """
+    if weights not in (None, *WEIGHTS):
+        raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     model.eval()
     device = _device_of(model)
+    if weights is not None:
+        bf16 = False
     if bf16 is None:
         # On a CPU some bf16 products beat fp32 while others, emulated, are many times slower:
-        # bf16 weights there need a choice measured per product, which is not made here yet.
+        # bf16 weights there need a choice measured per product: weights="bf16" makes it.
         bf16 = device.type == "cuda" and native_bf16(device)
     if bf16:
         model.to(torch.bfloat16)
     done = Optimized(device, torch.bfloat16 if bf16 else torch.float32)
+    weights = weights or "fp32"
+    mixed = weights == "bf16" and not bf16
     cpu_kernels = small_batch and device.type == "cpu"
+    # Without the measurement (off the CPU, or small_batch=False) bf16 weights, when asked for, go everywhere.
+    given = None if cpu_kernels or weights == "fp32" else Choice(False, ("linear",) * 3, "bfloat16")
     fused_parts: set[int] = set()  # w_q, w_k, w_v of fused modules: no longer called
     for module in list(model.modules()):
         if isinstance(module, FusedSelfAttention) or (fused_qkv and isinstance(module, SelfAttention)):
             if not isinstance(module, FusedSelfAttention):
-                fuse_qkv(module, small_batch=cpu_kernels)
+                chosen = fuse_qkv(module, small_batch=cpu_kernels, weights=weights)
+                done.products += 1
+                done.bf16_products += mixed and chosen is not None and chosen.dtype == "bfloat16"
             done.fused_qkv += 1
             fused_parts.update(id(part) for part in (module.w_q, module.w_k, module.w_v))
-    if cpu_kernels:
+    if cpu_kernels or given is not None:
         for module in list(model.modules()):
             if isinstance(module, nn.Linear) and id(module) not in fused_parts:
-                done.kernels[use_small_batch_kernels(module).kernels[0]] += 1
+                chosen = use_small_batch_kernels(module, weights, given)
+                done.products += 1
+                done.bf16_products += mixed and chosen.dtype == "bfloat16"
+                if cpu_kernels:
+                    done.kernels[chosen.kernels[0]] += 1
+    if done.bf16_products:
+        widen_bf16_embeddings(model)
     if lookups:
         cache_submodule_lookups(model)
         done.lookups = True

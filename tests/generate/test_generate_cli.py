@@ -69,6 +69,26 @@ def test_generate_greedy_with_a_stop_string(runs, capsys):
     assert stopped == words[:n]
 
 
+def test_generate_with_bf16_weights_runs_the_model_prepared_with_them(runs, capsys, monkeypatch):
+    from glassformer.speed import optimize_for_inference
+    from glassformer.speed.choice import Choice
+
+    def bf16_everywhere(out_features, in_features, bias, dtype, weights="fp32"):  # no measuring in a test
+        return Choice(False, ("linear", "linear", "upcast"), "bfloat16" if weights == "bf16" else "float32")
+
+    monkeypatch.setattr("glassformer.speed.small_batch.choose", bf16_everywhere)
+    monkeypatch.setattr("glassformer.speed.fused_qkv.choose", bf16_everywhere)
+    argv = ["generate", "--model", runs["lm"], "--prompt", "a dog", "--greedy", "--max-new-tokens", "10"]
+    assert main(argv + ["--weights", "bf16"]) == 0
+    got = capsys.readouterr().out
+    run = load_run(runs["lm"])
+    done = optimize_for_inference(run.model, weights="bf16")
+    assert done.bf16_products == done.products > 0
+    tok = run.tokenizer
+    [g] = generate_lm(run.model, [sequence_ids(tok, "a dog", end=False)], Sampling(greedy=True), Stopping(tok.end_id, 10))
+    assert got == tok.decode(g.tokens) + "\n"
+
+
 def test_fill_mask_prints_top_k_per_mask(runs, capsys):
     assert main(["fill-mask", "--model", runs["mlm"], "--top-k", "3", "the <mask> sat on the <mask>"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -92,6 +112,7 @@ def test_fill_mask_prints_top_k_per_mask(runs, capsys):
         (["translate", "--model", "{seq2seq}", "--nbest", "2", "x"], "--nbest 2 needs --beam of at least 2"),
         (["generate", "--model", "{lm}", "--prompt", "x", "--top-p", "2"], "top-p must be in (0, 1]"),
         (["generate", "--model", "{lm}", "--prompt", " ".join(["the"] * 80)], "reaches the model's maximum of 64"),
+        (["generate", "--model", "{lm}", "--prompt", "x", "--plain", "--weights", "bf16"], "cannot go with --plain"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(runs, capsys, monkeypatch, argv, message):

@@ -61,7 +61,7 @@ def test_small_batch_linear_uses_its_choice_only_for_few_rows_without_gradients(
 def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     measured = []
 
-    def fake_measure(out_features, in_features, bias, dtype):
+    def fake_measure(out_features, in_features, bias, dtype, weights="fp32"):
         measured.append((out_features, in_features))
         return Choice(False, ("split", "linear", "linear"))
 
@@ -71,7 +71,8 @@ def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     again = choose(123, 45, True, torch.float32)
     assert first == again == Choice(False, ("split", "linear", "linear")) and measured == [(123, 45)]
     stored = json.loads(cache_file().read_text())
-    assert [v for k, v in stored.items() if "123x45" in k] == [{"column_major": False, "kernels": ["split", "linear", "linear"]}]
+    assert [v for k, v in stored.items() if "123x45" in k] == [
+        {"column_major": False, "kernels": ["split", "linear", "linear"], "dtype": "float32"}]
     # A damaged or foreign entry is measured again, never trusted.
     cache_file().write_text(json.dumps({k: {"column_major": True, "kernels": ["nope"]} for k in stored}))
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 2
