@@ -15,11 +15,14 @@ def register(subparsers) -> None:
         "Face layout: decoder-only as GPT-2, encoder-only as BERT, encoder-decoder as BART.",
     )
     parser.add_argument("--model", required=True, help="run folder or Hugging Face folder")
-    parser.add_argument("--out", required=True, help="folder to write (created if needed)")
+    parser.add_argument("--out", required=True, help="folder to write: missing or empty (created if needed)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out may be a folder that is not empty: replace the Hugging Face files there")
     parser.set_defaults(func=export_command)
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from glassformer.folder_guard import EXPORT_ENTRIES, FolderLock, check_output_folder
     from glassformer.interop import export_hf
     from glassformer.interop.hf_export import FAMILY_OF
     from glassformer.run_folder import load_run
@@ -28,6 +31,8 @@ def export_command(args: argparse.Namespace) -> int:
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise UserError(f"{out}: the output folder is the model folder itself; choose another --out")
     run = load_run(source)
-    export_hf(run, out)
+    check_output_folder(out, "--out", overwrite=args.overwrite, entries=EXPORT_ENTRIES)
+    with FolderLock(out):
+        export_hf(run, out)
     print(f"wrote {out}: {FAMILY_OF[run.config.family]} model of kind {run.kind}")
     return 0

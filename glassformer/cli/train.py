@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 
+from glassformer.errors import UserError
 from glassformer.train.config import OPTIMIZERS, SCHEDULES, TOKENIZERS, TrainConfig
 
 # Flags derived from TrainConfig fields: name -> (type, help). Fields not listed are not flags.
@@ -59,6 +62,9 @@ def register(subparsers) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + suffix)
     parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out may be a folder that is not empty: replace the run files there (config.json, "
+                             "tokenizers, model.safetensors, checkpoint/, metrics.jsonl); without it such a folder is refused")
     parser.add_argument(
         "--bf16", action="store_true",
         help="bf16 autocast where the device does bf16 arithmetic natively (CUDA with bf16; a CPU with "
@@ -98,20 +104,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def train_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glassformer.train.distributed import shutdown
-    from glassformer.train.trainer import Trainer
+    from glassformer.folder_guard import FolderLock
 
     if args.resume:
         if args.out is None:
-            from glassformer.errors import UserError
-
             raise UserError("--resume needs --out DIR, the run folder to continue")
         config = TrainConfig(steps=args.steps, minutes=args.minutes)
     else:
         config = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / (config.task or Path(config.data).stem)
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite replaces it: give one of them")
+    # One process writes a run folder at a time (under torchrun, the first process holds the lock).
+    first = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(out) if first and (out.is_dir() or not args.resume) else nullcontext():
+        return _train(args, config, out)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, out) -> int:
+    from glassformer.train.distributed import shutdown
+    from glassformer.train.trainer import Trainer
+
     trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
-                      fsdp=args.fsdp, dist_timeout=args.dist_timeout)
+                      fsdp=args.fsdp, dist_timeout=args.dist_timeout, overwrite=args.overwrite)
     try:
         return _train_and_report(trainer, out, args.examples)
     except RuntimeError as error:

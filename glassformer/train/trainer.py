@@ -16,6 +16,7 @@ from torch import nn
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import UserError
+from glassformer.folder_guard import check_output_folder
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.train.batches import BatchOrder, encode_examples, make_batch
@@ -135,6 +136,7 @@ class Trainer:
         progress: show a progress bar (first process only).
         fsdp: shard parameters, gradients and optimiser state over the processes (FSDP2).
         dist_timeout: seconds a process waits for the others before giving up with an error.
+        overwrite: a new run may replace the glassformer files of a folder that is not empty.
     """
 
     def __init__(
@@ -147,8 +149,10 @@ class Trainer:
         progress: bool = True,
         fsdp: bool = False,
         dist_timeout: float = 300.0,
+        overwrite: bool = False,
     ):
         self.run_dir = Path(run_dir)
+        self.overwrite = overwrite
         self.world = init_world(pick_device(device), dist_timeout)
         self.device = local_device(pick_device(device), self.world)
         self.log = log if self.world.is_main else (lambda line: None)
@@ -201,8 +205,11 @@ class Trainer:
     def _start(self, config: TrainConfig) -> None:
         if config.preset is not None:
             get_preset(config.preset)  # an unknown name is the first thing to hear about
-        if latest_checkpoint(self.run_dir) is not None:
-            raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
+        if not self.overwrite and latest_checkpoint(self.run_dir) is not None:
+            raise UserError(f"{self.run_dir} already holds a training run; use --resume, another --out, or --overwrite")
+        if self.world.is_main or not self.overwrite:
+            check_output_folder(self.run_dir, "--out", overwrite=self.overwrite)
+        barrier(self.world)  # the first process has cleared the folder before any other reads it
         torch.manual_seed(config.seed)
         init = self._init_run(config) if config.init else None
         prepared = prepare(config, init)
