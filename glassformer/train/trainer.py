@@ -29,6 +29,7 @@ from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.precision import Precision, choose_precision, force_from_env
 from glassformer.train.schedule import learning_rate
+from glassformer.train.signals import deferred_stop
 from glassformer.train.setup import load_splits, prepare
 
 METRICS_FILE = "metrics.jsonl"
@@ -298,8 +299,10 @@ class Trainer:
             loss_sum += loss.item() * batch.n_targets
         if c.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
-        self.optimizer.step()
         (loss_sum,) = all_reduce_sum([loss_sum], self.world, self.device)
+        if not math.isfinite(loss_sum):
+            raise self._diverged(step, "training loss", loss_sum / max(total_targets, 1))  # before the step spoils the weights
+        self.optimizer.step()
         self.state.step = step
         self.state.order = self.order.state()
         self.state.targets_seen += int(total_targets)
@@ -329,6 +332,8 @@ class Trainer:
 
     def _evaluate_and_keep_best(self) -> dict[str, float]:
         metrics = self.validate("valid", self.config.eval_examples)
+        if not math.isfinite(metrics.get("loss", 0.0)):
+            raise self._diverged(self.state.step, "validation loss", metrics["loss"])
         self._append_metrics({"step": self.state.step, "split": "valid", **metrics})
         key = PRIMARY_METRIC[self.run.kind]
         if self.state.best_metric is None or is_better(key, metrics[key], self.state.best_metric):
@@ -347,10 +352,28 @@ class Trainer:
 
     def checkpoint(self) -> None:
         save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state, write=self.world.is_main)
+        self._checkpointed = (self.state.step, self.state.best_step, self.state.best_metric)
         barrier(self.world)
 
+    def _checkpoint_if_changed(self) -> None:
+        """A checkpoint unless the last one already holds this very state (a step written twice)."""
+        if getattr(self, "_checkpointed", None) != (self.state.step, self.state.best_step, self.state.best_metric):
+            self.checkpoint()
+
+    def _diverged(self, step: int, what: str, value: float) -> UserError:
+        """The error that stops a run whose loss became infinite or NaN; nothing of it is saved."""
+        last = latest_checkpoint(self.run_dir)
+        kept = [f"the checkpoint {last.name}" if last is not None else "",
+                f"the best model of step {self.state.best_step}" if self.state.best_step is not None else ""]
+        kept = " and ".join(k for k in kept if k) or "nothing (no checkpoint yet)"
+        return UserError(f"training diverged at step {step}: the {what} is "
+                         f"{value}; stopped and kept {kept} (try a lower --lr, or --clip)")
+
     def fit(self) -> Result:
-        """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors."""
+        """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors.
+
+        Ctrl-C or SIGTERM stops after the step under way, with a checkpoint (then KeyboardInterrupt).
+        """
         c = self.config
         total = c.steps if c.steps is not None else (None if c.minutes else DEFAULT_STEPS)
         n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
@@ -365,43 +388,53 @@ class Trainer:
         window_targets, window_start = 0, time.perf_counter()
         stopped_by, history = "steps", []
         loss = float("nan")
-        try:
-            while True:
-                if total is not None and self.state.step >= total:
-                    break
-                if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
-                    stopped_by = "minutes"
-                    break
-                loss, n = self.train_step()
-                window_targets += n
-                self.state.elapsed = time.perf_counter() - start
-                step = self.state.step
-                if step % c.log_every == 0 or step == 1:
-                    rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
-                    record = {"step": step, "loss": round(loss, 5), "lr": self._lr(step),
-                              "targets_per_s": round(rate, 1), "elapsed": round(self.state.elapsed, 2)}
-                    self._append_metrics(record)
-                    history.append(record)
-                    window_targets, window_start = 0, time.perf_counter()
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr(step):.2e}", tok_s=f"{rate:,.0f}")
-                bar.update(_bar_advance(bar, c.minutes, self.state.elapsed))
-                if step % c.eval_every == 0:
-                    metrics = self._evaluate_and_keep_best()
-                    bar.write(f"step {step}: " + _format_metrics(metrics))
-                    if self._patience_ran_out():
-                        stopped_by = f"early stopping (no better validation in {c.patience} evaluations)"
+        with deferred_stop() as stop:
+            try:
+                while not stop:
+                    if total is not None and self.state.step >= total:
                         break
-                if step % c.checkpoint_every == 0:
-                    self.checkpoint()
-        except KeyboardInterrupt:
+                    if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
+                        stopped_by = "minutes"
+                        break
+                    loss, n = self.train_step()
+                    window_targets += n
+                    self.state.elapsed = time.perf_counter() - start
+                    step = self.state.step
+                    if step % c.log_every == 0 or step == 1:
+                        rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
+                        record = {"step": step, "loss": round(loss, 5), "lr": self._lr(step),
+                                  "targets_per_s": round(rate, 1), "elapsed": round(self.state.elapsed, 2)}
+                        self._append_metrics(record)
+                        history.append(record)
+                        window_targets, window_start = 0, time.perf_counter()
+                        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr(step):.2e}", tok_s=f"{rate:,.0f}")
+                    bar.update(_bar_advance(bar, c.minutes, self.state.elapsed))
+                    if step % c.eval_every == 0:
+                        metrics = self._evaluate_and_keep_best()
+                        bar.write(f"step {step}: " + _format_metrics(metrics))
+                        if self._patience_ran_out():
+                            stopped_by = f"early stopping (no better validation in {c.patience} evaluations)"
+                            break
+                    if step % c.checkpoint_every == 0:
+                        self.checkpoint()
+                if stop:
+                    bar.close()
+                    self._checkpoint_if_changed()
+                    self.log(f"interrupted ({stop.signal}) after step {self.state.step}; checkpoint saved, "
+                             "continue with --resume")
+                    stopped_by = "signal"
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                bar.close()
+                if stopped_by != "signal":  # asked twice, or interrupted outside the handler's reach
+                    last = latest_checkpoint(self.run_dir)
+                    self.log("stopped at once; " + (f"--resume continues from {last.name}" if last else
+                                                    "no checkpoint was written yet"))
+                raise
             bar.close()
-            self.checkpoint()
-            self.log(f"interrupted at step {self.state.step}; checkpoint saved, continue with --resume")
-            raise
-        bar.close()
-        if self.state.step % c.eval_every:
-            self._evaluate_and_keep_best()
-        self.checkpoint()
+            if self.state.step % c.eval_every:
+                self._evaluate_and_keep_best()
+            self._checkpoint_if_changed()
         return Result(self.run_dir, self.state.step, self.last_metrics, self.state.best_step, self.state.elapsed,
                       stopped_by, history)
 
