@@ -6,6 +6,7 @@ import argparse
 
 from glassformer.config import PRESETS, get_preset
 from glassformer.models import build_model, count_parameters
+from glassformer.cli._numbers import COUNT
 
 
 def register(subparsers) -> None:
@@ -14,7 +15,7 @@ def register(subparsers) -> None:
         description="Build a preset (random weights) and print its configuration and parameter count.",
     )
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--vocab-size", type=int, help="override the vocabulary size")
+    parser.add_argument("--vocab-size", type=COUNT, help="override the vocabulary size")
     parser.set_defaults(func=describe)
 
 

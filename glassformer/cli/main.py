@@ -21,10 +21,17 @@ def command_modules() -> list[str]:
     return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake in the arguments is one line (and exit 2), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="glassformer",
         description="Train, run and see through the Transformer of 'Attention Is All You Need'.",
     )

@@ -8,12 +8,13 @@ import torch
 
 from glassformer.config import PRESETS
 from glassformer.errors import UserError
+from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, integer
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"a preset with random weights: {', '.join(PRESETS)}")
     parser.add_argument("--model", metavar="DIR", help="a run folder written by `glassformer train`")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random weights and random ids (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed for random weights and random ids (default 0)")
 
 
 def _layers(spec: str | None) -> list[int] | None | str:
@@ -36,9 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("text", nargs="?", help="an input text (else random ids, see --batch/--seq)")
     _model_flags(p)
     p.add_argument("--target", help="encoder-decoder: a target text fed to the decoder (default: just <start>)")
-    p.add_argument("--batch", type=int, default=1, metavar="B", help="random ids: batch size (default 1)")
-    p.add_argument("--seq", type=int, default=8, metavar="T", help="random ids: sequence length (default 8)")
-    p.add_argument("--src-seq", type=int, metavar="S", help="random ids: source length of an encoder-decoder (default T)")
+    p.add_argument("--batch", type=COUNT, default=1, metavar="B", help="random ids: batch size (default 1)")
+    p.add_argument("--seq", type=COUNT, default=8, metavar="T", help="random ids: sequence length (default 8)")
+    p.add_argument("--src-seq", type=COUNT, metavar="S", help="random ids: source length of an encoder-decoder (default T)")
     p.add_argument("--layers", metavar="SPEC", help="'first' (default: layer 0, the others folded), 'all', or numbers like 0,5")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=trace_command)
@@ -51,15 +52,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("text", nargs="?", help="the sentence to translate (default: article C's)")
     p.add_argument("--corpus", metavar="FILE", help="source<TAB>target lines, or plain sentences (default: a few TV lines)")
-    p.add_argument("--train", type=int, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
-    p.add_argument("--lr", type=float, default=0.02, help="learning rate of --train (default 0.02)")
-    p.add_argument("--d-model", type=int, default=6, help="model width (default 6)")
-    p.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
-    p.add_argument("--max-steps", type=int, default=12, help="the most words to decode (default 12)")
+    p.add_argument("--train", type=NON_NEGATIVE_COUNT, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
+    p.add_argument("--lr", type=POSITIVE, default=0.02, help="learning rate of --train (default 0.02)")
+    p.add_argument("--d-model", type=COUNT, default=6, help="model width (default 6)")
+    p.add_argument("--heads", type=COUNT, default=2, help="attention heads (default 2)")
+    p.add_argument("--max-steps", type=COUNT, default=12, help="the most words to decode (default 12)")
     p.add_argument("--detail", default="last", help="decoder steps printed in full: last (default), all, none or a step number")
-    p.add_argument("--top", type=int, help="logits shown per step (default: all when the vocabulary has 40 or fewer)")
-    p.add_argument("--precision", type=int, default=4, help="decimals printed (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the weights and training (default 0)")
+    p.add_argument("--top", type=COUNT, help="logits shown per step (default: all when the vocabulary has 40 or fewer)")
+    p.add_argument("--precision", type=integer(0, 10), default=4, help="decimals printed (default 4)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed for the weights and training (default 0)")
     p.set_defaults(func=explain_command)
 
     p = subparsers.add_parser(
@@ -68,11 +69,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("text", nargs="?", help="the input text")
     _model_flags(p)
-    p.add_argument("--layer", type=int, default=0, help="layer (default 0)")
-    p.add_argument("--head", type=int, help="head (default: every head)")
+    p.add_argument("--layer", type=NON_NEGATIVE_COUNT, default=0, help="layer (default 0)")
+    p.add_argument("--head", type=NON_NEGATIVE_COUNT, help="head (default: every head)")
     p.add_argument("--kind", choices=("self", "decoder", "cross"), help="self (encoder), decoder (masked self) or cross; default: the model's first")
     p.add_argument("--target", help="encoder-decoder: a target text instead of greedy decoding")
-    p.add_argument("--max-steps", type=int, default=20, help="the most tokens to decode (default 20)")
+    p.add_argument("--max-steps", type=COUNT, default=20, help="the most tokens to decode (default 20)")
     p.add_argument("--color", action="store_true", help="ANSI grey shades instead of block characters")
     p.add_argument("--values", action="store_true", help="also print the probabilities")
     p.add_argument("--export", metavar="FILE", help="also save every map for bertviz, as .safetensors or .json")
@@ -86,8 +87,8 @@ def register(subparsers) -> None:
     p.add_argument("text", nargs="?", help="the input text (default: article C's sentence)")
     _model_flags(p)
     p.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
-    p.add_argument("--max-steps", type=int, default=20, help="the most tokens to decode (default 20)")
-    p.add_argument("--top-k", type=int, default=5, help="candidates shown per step (default 5)")
+    p.add_argument("--max-steps", type=COUNT, default=20, help="the most tokens to decode (default 20)")
+    p.add_argument("--top-k", type=COUNT, default=5, help="candidates shown per step (default 5)")
     p.set_defaults(func=report_command)
 
 

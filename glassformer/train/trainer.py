@@ -16,6 +16,7 @@ from torch import nn
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import UserError
+from glassformer.files import file_sha256
 from glassformer.folder_guard import check_output_folder
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
@@ -33,6 +34,8 @@ from glassformer.train.signals import deferred_stop
 from glassformer.train.setup import load_splits, prepare
 
 METRICS_FILE = "metrics.jsonl"
+# Settings a resumed run may change: they decide when to stop, evaluate, log and save, never what is computed.
+MAY_CHANGE_ON_RESUME = ("steps", "minutes", "eval_every", "eval_examples", "log_every", "checkpoint_every", "patience")
 DEFAULT_STEPS = 1000
 
 
@@ -40,9 +43,20 @@ def pick_device(name: str = "auto") -> torch.device:
     """"auto" is CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {name!r} is not a device (expected cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for, but no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: glassformer runs on cpu or cuda")
+    return device
+
+
+def data_hashes(config: TrainConfig) -> dict[str, str]:
+    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change."""
+    return {path: file_sha256(path) for path in (config.data, config.valid_data) if path is not None}
 
 
 @dataclass
@@ -138,6 +152,7 @@ class Trainer:
         fsdp: shard parameters, gradients and optimiser state over the processes (FSDP2).
         dist_timeout: seconds a process waits for the others before giving up with an error.
         overwrite: a new run may replace the glassformer files of a folder that is not empty.
+        resume_changes: with resume, settings that may change (MAY_CHANGE_ON_RESUME) and their new values.
     """
 
     def __init__(
@@ -151,9 +166,11 @@ class Trainer:
         fsdp: bool = False,
         dist_timeout: float = 300.0,
         overwrite: bool = False,
+        resume_changes: dict | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.overwrite = overwrite
+        self.resume_changes = resume_changes
         self.world = init_world(pick_device(device), dist_timeout)
         self.device = local_device(pick_device(device), self.world)
         self.log = log if self.world.is_main else (lambda line: None)
@@ -226,7 +243,7 @@ class Trainer:
                         f" (new {prepared.kind} head" + (f" for labels {', '.join(prepared.labels)})" if prepared.labels else ")")))
             self.log("  dropped: " + (", ".join(moved["dropped"]) or "none"))
         torch.manual_seed(config.seed + 7_777 * self.world.rank)
-        meta = {"task": config.task, "train": config.to_dict()}
+        meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config)}
         if init is not None and "framing" in init.meta:
             meta["framing"] = init.meta["framing"]  # an imported tokenizer keeps its own framing
         if self.world.is_main:
@@ -245,10 +262,22 @@ class Trainer:
 
     def _resume(self, overrides: TrainConfig) -> None:
         document = read_run_config(self.run_dir)
-        saved = TrainConfig.from_dict(document.get("train", {}))
-        # Only the budget may change on resume; everything that shapes the computation stays.
+        try:
+            saved = TrainConfig.from_dict(document.get("train", {}))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{self.run_dir}: the training settings in config.json are damaged ({error})") from None
+        # Only the budget and evaluation settings may change on resume; what shapes the computation stays.
         saved.steps = overrides.steps if overrides.steps is not None else saved.steps
         saved.minutes = overrides.minutes
+        for name, value in (self.resume_changes or {}).items():
+            if name not in MAY_CHANGE_ON_RESUME:
+                raise UserError(f"--{name.replace('_', '-')} cannot change on --resume")
+            setattr(saved, name, value)
+        recorded = document.get("data_sha256") or {}
+        for path, digest in data_hashes(saved).items():
+            if path in recorded and recorded[path] != digest:
+                raise UserError(f"{path} has changed since the run started (SHA-256 {recorded[path][:12]}... is now "
+                                f"{digest[:12]}...); --resume needs the same data, or start a new run")
         self.config = saved
         self.run = load_run(self.run_dir, device=self.device, weights=False)
         self.run.model.train()
