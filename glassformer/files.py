@@ -41,3 +41,16 @@ def file_sha256(path: str | Path) -> str:
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     return digest.hexdigest()
+
+
+def check_output_file(path: str | Path, what: str = "the output file") -> Path:
+    """path may be written as a file: not a folder, and its folder exists; else DataError naming it."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path}: is a folder (expected {what}, e.g. {p / 'out'}{p.suffix or ''})")
+    parent = p.parent
+    if not parent.exists():
+        raise DataError(f"{parent}: no such folder for {what}")
+    if not parent.is_dir():
+        raise DataError(f"{parent}: not a folder, so {what} cannot go there")
+    return p

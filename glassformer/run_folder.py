@@ -205,7 +205,10 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{config_path}: not valid JSON ({error})") from None
     if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
         raise UserError(f"{path}: not a glassformer run folder ({CONFIG_FILE} has no \"format\": \"{RUN_FORMAT}\")")
-    if document.get("version", 0) > RUN_VERSION:
+    version = document.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise UserError(f"{config_path}: \"version\" must be a whole number, got {version!r}")
+    if version > RUN_VERSION:
         raise UserError(f"{path}: written by a newer glassformer (run format {document['version']} > {RUN_VERSION})")
     return document
 
@@ -222,11 +225,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool
 
         return load_foreign_folder(path, device=device)
     document = read_run_config(path)
-    config = ModelConfig.from_dict(document["model"])
+    try:
+        config = ModelConfig.from_dict(document["model"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path / CONFIG_FILE}: the \"model\" settings are damaged ({type(error).__name__}: {error})") from None
+    if document.get("kind") not in KINDS or not isinstance(document.get("labels", []), list):
+        raise UserError(f"{path / CONFIG_FILE}: \"kind\" must be one of {', '.join(KINDS)} and \"labels\" a list")
     if document.get("shared_tokenizer", True):
         source = target = load_tokenizer(path / SHARED_TOKENIZER)
     else:
         source, target = load_tokenizer(path / SOURCE_TOKENIZER), load_tokenizer(path / TARGET_TOKENIZER)
+    for side, tokenizer, size in (("source", source, config.vocab_size),
+                                  ("target", target, config.tgt_vocab_size or config.vocab_size)):
+        if tokenizer.vocab_size > size:
+            raise UserError(f"{path}: the {side} tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
+                            f"vocabulary of {size}")
     model = build_model(config, init=not weights)
     if weights:
         load_weights(model, path / WEIGHTS_FILE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from glassformer.errors import UserError
@@ -10,6 +11,9 @@ from glassformer.errors import UserError
 # Every module of this package but `main` and `_private` ones has `register(subparsers)`, adding its subcommands
 # with `func` set; ORDER puts the common ones first in --help, the rest follow by name.
 ORDER = ("train", "evaluate", "describe", "tasks")
+# Failures of the user's disk or permissions rather than of glassformer: one line, exit 2.
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
+                  errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST)
 
 
 def command_modules() -> list[str]:
@@ -57,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:
+        if error.errno not in USER_OS_ERRORS:
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        print(f"glassformer {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -6,9 +6,17 @@ import argparse
 
 import torch
 
+from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, integer
 from glassformer.config import PRESETS
 from glassformer.errors import UserError
-from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, integer
+from glassformer.files import check_output_file
+
+
+def _given_text(text: str | None) -> str | None:
+    """The input text as given; an empty (or all-space) one is a mistake, not a request for the default."""
+    if text is not None and not text.strip():
+        raise UserError("the input text is empty; give a text, or leave it out for the default")
+    return text
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
@@ -94,8 +102,9 @@ def register(subparsers) -> None:
 
 def trace_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.subject import input_ids, load_subject, random_ids, target_input_ids
-    from glassformer.inspect.trace import format_table, rows_to_json, run_trace, select_layers
+    from glassformer.inspect.trace import check_trace_memory, format_table, rows_to_json, run_trace, select_layers
 
+    _given_text(args.text)
     subject = load_subject(args.preset, args.model, args.text, args.seed)
     config = subject.config
     generator = torch.Generator().manual_seed(args.seed)
@@ -112,7 +121,9 @@ def trace_command(args: argparse.Namespace) -> int:
             raise UserError("--target goes with an input text")
         if args.src_seq is not None and not encoder_decoder:
             raise UserError(f"--src-seq is for encoder-decoder models; {subject.name} is {subject.family}")
-        ids = random_ids(config, args.batch, (args.src_seq or args.seq) if encoder_decoder else args.seq, generator)
+        length = (args.src_seq or args.seq) if encoder_decoder else args.seq
+        check_trace_memory(config, args.batch, length, args.seq if encoder_decoder else None)  # before allocating
+        ids = random_ids(config, args.batch, length, generator)
         target = random_ids(config, args.batch, args.seq, generator)
     rows = run_trace(subject.model, ids, target if encoder_decoder else None)
     layers = _layers(args.layers)
@@ -131,7 +142,7 @@ def explain_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.toy import DEFAULT_CORPUS, corpus_vocabulary, read_corpus, toy_config, toy_model, train_toy
 
     pairs = read_corpus(args.corpus) if args.corpus else DEFAULT_CORPUS
-    text = args.text or pairs[0][0]
+    text = _given_text(args.text) or pairs[0][0]
     if args.precision < 0 or args.precision > 10:
         raise UserError(f"--precision must be between 0 and 10, got {args.precision}")
     if args.detail not in ("last", "all", "none") and not args.detail.lstrip("-").isdigit():
@@ -159,7 +170,9 @@ def attention_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.attention_map import legend, shade_grid, values_table
     from glassformer.inspect.subject import DEFAULT_TEXT, load_subject, token_labels
 
-    text = args.text or DEFAULT_TEXT
+    text = _given_text(args.text) or DEFAULT_TEXT
+    if args.export:
+        check_output_file(args.export, "the attention export")
     subject = load_subject(args.preset, args.model, text, args.seed)
     if args.target and subject.family != "encoder-decoder":
         raise UserError("--target is for encoder-decoder models")
@@ -193,7 +206,8 @@ def report_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.report import write_report
     from glassformer.inspect.subject import DEFAULT_TEXT, load_subject
 
-    text = args.text or DEFAULT_TEXT
+    text = _given_text(args.text) or DEFAULT_TEXT
+    check_output_file(args.out, "the report")
     subject = load_subject(args.preset, args.model, text, args.seed)
     path = write_report(subject, text, args.out, max_steps=args.max_steps, top_k=args.top_k)
     print(f"wrote {path} ({path.stat().st_size:,} bytes); open it in a browser")

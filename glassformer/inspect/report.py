@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from glassformer.errors import UserError
+from glassformer.files import check_output_file
 from glassformer.inspect.attention_data import KIND_TITLES, AttentionSet, collect_attention
 from glassformer.inspect.subject import Subject, decoded_text, input_ids, token_labels
 from glassformer.inspect.trace import named_shape, run_trace, select_layers
@@ -107,8 +108,6 @@ def render_report(data: dict) -> str:
 
 def write_report(subject: Subject, text: str, out: str | Path, max_steps: int = 20, top_k: int = 5) -> Path:
     """Build, render and write the report; returns the path written."""
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise UserError(f"{out.parent}: no such folder for the report")
+    out = check_output_file(out, "the report")
     out.write_text(render_report(build_report(subject, text, max_steps, top_k)), encoding="utf-8")
     return out
