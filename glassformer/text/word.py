@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
@@ -13,11 +14,68 @@ from glassformer.text.specials import SPECIALS
 # A word is a run of letters/digits/underscores, keeping inner apostrophes ("didn't");
 # every other non-space character is a piece of its own, so "tired." -> "tired", ".".
 _PIECE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+_WORD_START = re.compile(r"\w")
+ZWJ = "\u200d"
 
 
 def split_words(text: str) -> list[str]:
-    """Split text into words and single punctuation marks, dropping whitespace."""
-    return _PIECE.findall(text)
+    """Split text into words and single punctuation marks (or emoji), dropping whitespace.
+
+    Outside ASCII the pieces are made of whole user-perceived characters (grapheme clusters), so
+    an accent written as a combining mark stays on its letter and an emoji keeps its skin tone
+    and zero-width-joined parts: decoding (pieces joined by spaces) gives every character back.
+    """
+    if text.isascii():
+        return _PIECE.findall(text)
+    pieces, word = [], []
+    clusters = graphemes(text)
+    for i, cluster in enumerate(clusters):
+        if _WORD_START.match(cluster):
+            word.append(cluster)
+        elif cluster == "'" and word and i + 1 < len(clusters) and _WORD_START.match(clusters[i + 1]):
+            word.append(cluster)
+        else:
+            if word:
+                pieces.append("".join(word))
+                word = []
+            if not cluster.isspace():
+                pieces.append(cluster)
+    if word:
+        pieces.append("".join(word))
+    return pieces
+
+
+def graphemes(text: str) -> list[str]:
+    """text cut into grapheme clusters, as Unicode's rules (UAX #29) join the common cases:
+    a character with its combining marks, variation selectors and emoji modifiers, emoji
+    joined by zero-width joiners, and regional-indicator pairs (flags)."""
+    clusters: list[str] = []
+    for ch in text:
+        if clusters and _continues(clusters[-1], ch):
+            clusters[-1] += ch
+        else:
+            clusters.append(ch)
+    return clusters
+
+
+def _is_extend(ch: str) -> bool:
+    code = ord(ch)
+    return (unicodedata.category(ch) in ("Mn", "Me", "Mc") or ch == ZWJ or 0xFE00 <= code <= 0xFE0F
+            or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F)
+
+
+def _is_regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _continues(cluster: str, ch: str) -> bool:
+    if ch in "\r\n" or cluster[-1] in "\r\n":
+        return cluster == "\r" and ch == "\n"
+    if _is_extend(ch):
+        return True
+    if cluster.endswith(ZWJ):
+        return unicodedata.category(ch) == "So"  # emoji joined into one: man ZWJ woman ZWJ girl
+    return _is_regional(ch) and len(cluster) == 1 and _is_regional(cluster)
 
 
 class WordTokenizer(VocabTokenizer):
