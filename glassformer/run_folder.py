@@ -13,6 +13,7 @@ Weights are safetensors and everything else JSON: nothing in a run folder is unp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -33,6 +35,7 @@ RUN_FORMAT = "glassformer-run"
 RUN_VERSION = 2
 # Tensors that run format 1 named otherwise: the output projection has since become a module.
 RENAMED_SINCE_V1 = {"lm_head.weight": "lm_head.proj.weight", "lm_head.bias": "lm_head.proj.bias"}
+SHA256_KEY = "glassformer.sha256"  # safetensors metadata: what the weights hashed to when written
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHARED_TOKENIZER = "tokenizer.json"
@@ -75,12 +78,19 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other file would
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -112,8 +122,24 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Write named tensors to a safetensors file, atomically."""
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    """Write named tensors to a safetensors file, atomically, with their SHA-256 in its metadata."""
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=weights_metadata(state)))
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def weights_metadata(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The safetensors metadata glassformer writes: the format, and a SHA-256 that load_weights checks."""
+    return {"format": "pt", SHA256_KEY: tensors_sha256(state)}
 
 
 def current_name(name: str) -> str:
@@ -128,8 +154,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise UserError(f"{path}: no such weights file")
     try:
         state = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            recorded = (f.metadata() or {}).get(SHA256_KEY)
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+    if recorded is not None and tensors_sha256(state) != recorded:
+        raise UserError(f"{path}: {path.name} is corrupted (its tensors no longer match the SHA-256 recorded "
+                        "when it was written); train or copy it again")
     state = {current_name(name): tensor for name, tensor in state.items()}
     expected = unique_state(model)
     missing = sorted(set(expected) - set(state))

@@ -169,8 +169,13 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             if not isinstance(weight_map, dict):
                 raise UserError(f"{index.name} has no \"weight_map\"")
             state = {}
-            for shard in sorted(set(weight_map.values())):
-                state.update(_load_one(path / shard))
+            for shard in sorted(set(map(str, weight_map.values()))):
+                file = (path / shard).resolve()
+                if not file.is_relative_to(path.resolve()) or file == path.resolve():
+                    raise UserError(f"{index.name} names the shard {shard!r} outside its folder; refusing to read it")
+                if not file.is_file():
+                    raise UserError(f"{index.name} names the shard {shard!r}, which is not in the folder")
+                state.update(_load_one(file))
             return state
     raise UserError(f"no weights (expected {' or '.join(WEIGHT_FILES)})")
 

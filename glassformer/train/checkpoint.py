@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
-from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state
+from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state, weights_metadata
 from glassformer.train.distributed import full_tensor, shard_like
 
 CHECKPOINT_DIR = "checkpoint"
@@ -146,7 +146,7 @@ def _write_checkpoint(run_dir: Path, name: str, weights: dict[str, torch.Tensor]
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    save_file(weights, str(tmp / "model.safetensors"), metadata=weights_metadata(weights))
     rng_tensors, rng_rest = _rng_state()
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
