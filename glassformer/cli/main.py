@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in command_modules():
         importlib.import_module(f"glassformer.cli.{name}").register(subparsers)
+    from glassformer.cli._numbers import COUNT
+
+    for command in subparsers.choices.values():
+        command.add_argument("--threads", type=COUNT, metavar="N",
+                             help="CPU threads PyTorch may use (default: PyTorch's choice); 1 keeps small models fast "
+                                  "on a busy machine, where threads waiting on each other slow them down many times")
     return parser
 
 
@@ -54,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         result = args.func(args)
     except UserError as error:

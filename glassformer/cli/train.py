@@ -163,6 +163,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, out) -> int:
     trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
                       fsdp=args.fsdp, dist_timeout=args.dist_timeout, overwrite=args.overwrite,
                       resume_changes=changes if args.resume else None)
+    _threads_for_small_models(trainer, args.threads)
     try:
         return _train_and_report(trainer, out, args.examples)
     except RuntimeError as error:
@@ -175,6 +176,24 @@ def _train(args: argparse.Namespace, config: TrainConfig, out) -> int:
         return 1
     finally:
         shutdown(trainer.world)
+
+
+# Below this many parameters a CPU step is a few small matrix products: a second intra-op thread
+# gains little on an idle machine and, when another process holds a core, makes each step wait on it.
+SMALL_MODEL = 2_000_000
+
+
+def _threads_for_small_models(trainer, threads: int | None) -> None:
+    """One CPU thread for a small model unless --threads or OMP_NUM_THREADS says otherwise."""
+    import torch
+
+    from glassformer.models import count_parameters
+
+    if threads is not None or "OMP_NUM_THREADS" in os.environ or trainer.device.type != "cpu":
+        return
+    if count_parameters(trainer.run.model) < SMALL_MODEL and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+        trainer.log("1 CPU thread for this small model (--threads N to use more)")
 
 
 def _train_and_report(trainer, out, n_examples: int) -> int:
