@@ -128,6 +128,12 @@ def save_checkpoint(
     name = f"step-{state.step:07d}"
     if not write:
         return Path(run_dir) / CHECKPOINT_DIR / name
+    broken = [key for key, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:  # a step that overflowed: keep the last good checkpoint rather than replace it by NaNs
+        previous = latest_checkpoint(run_dir)
+        kept = f"{previous.name} is kept" if previous is not None else "there is no earlier checkpoint"
+        raise UserError(f"training diverged by step {state.step}: {broken[0]} holds NaN or infinite values, so no "
+                        f"checkpoint is written; {kept} (try a lower --lr, or --clip)")
     try:
         return _write_checkpoint(Path(run_dir), name, weights, opt_tensors, opt_rest, state, keep)
     except OSError as error:  # a full disk, a read-only folder: the previous checkpoint is kept

@@ -116,3 +116,13 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(
         save_checkpoint(tmp_path, *_model_and_optimizer(8), TrainingState(step=8))
     assert read_checkpoint(tmp_path).state.step == 4
     assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["LATEST", "step-0000004"]
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    model, optimizer = _model_and_optimizer(4)
+    save_checkpoint(tmp_path, model, optimizer, TrainingState(step=4))
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("nan")
+    with pytest.raises(UserError, match="training diverged by step 8: 1.weight holds NaN .*; step-0000004 is kept"):
+        save_checkpoint(tmp_path, model, optimizer, TrainingState(step=8))
+    assert read_checkpoint(tmp_path).state.step == 4
