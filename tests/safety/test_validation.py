@@ -87,7 +87,7 @@ def test_resume_refuses_a_changed_data_file(data_run, capsys):
         data.write_text(text)
 
 
-def test_a_non_finite_loss_stops_and_keeps_the_last_checkpoint_and_best_model(tmp_path, monkeypatch, capsys):
+def test_a_non_finite_loss_stops_and_keeps_the_last_checkpoint_and_best_model(tmp_path, monkeypatch, capsys, data_run):
     real, calls = trainer.cross_entropy, {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -97,8 +97,8 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_checkpoint_and_best_model(tm
 
     monkeypatch.setattr(trainer, "cross_entropy", poisoned)
     out = tmp_path / "run"
-    assert main(["train", "--task", "grammar-lm", "--preset", "tiny-lm", "--steps", "6", "--batch-size", "8",
-                 "--eval-every", "2", "--checkpoint-every", "2", "--eval-examples", "4", "--no-progress",
+    assert main(["train", "--data", str(data_run[0]), "--kind", "lm", "--preset", "tiny-lm", "--steps", "6",
+                 "--batch-size", "8", "--eval-every", "2", "--checkpoint-every", "2", "--no-progress",
                  "--examples", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "training diverged at step 3: the training loss is nan; stopped and kept the checkpoint step-0000002 " \
