@@ -389,6 +389,13 @@ class Trainer:
         if getattr(self, "_checkpointed", None) != (self.state.step, self.state.best_step, self.state.best_metric):
             self.checkpoint()
 
+    def _stop_agreed(self, stop) -> bool:
+        """Whether any process was asked to stop: all stop after the same step (their collectives must match)."""
+        if not self.world.distributed:
+            return bool(stop)
+        (asked,) = all_reduce_sum([1.0 if stop else 0.0], self.world, self.device)
+        return asked > 0
+
     def _diverged(self, step: int, what: str, value: float) -> UserError:
         """The error that stops a run whose loss became infinite or NaN; nothing of it is saved."""
         last = latest_checkpoint(self.run_dir)
@@ -419,7 +426,10 @@ class Trainer:
         loss = float("nan")
         with deferred_stop() as stop:
             try:
-                while not stop:
+                while True:
+                    if self._stop_agreed(stop):
+                        stopped_by = "signal"
+                        break
                     if total is not None and self.state.step >= total:
                         break
                     if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
@@ -446,12 +456,11 @@ class Trainer:
                             break
                     if step % c.checkpoint_every == 0:
                         self.checkpoint()
-                if stop:
+                if stopped_by == "signal":
                     bar.close()
                     self._checkpoint_if_changed()
-                    self.log(f"interrupted ({stop.signal}) after step {self.state.step}; checkpoint saved, "
-                             "continue with --resume")
-                    stopped_by = "signal"
+                    self.log(f"interrupted ({stop.signal or 'another process'}) after step {self.state.step}; "
+                             "checkpoint saved, continue with --resume")
                     raise KeyboardInterrupt
             except KeyboardInterrupt:
                 bar.close()
