@@ -95,3 +95,15 @@ def native_bf16(device: torch.device | str) -> bool:
     if kind == "cpu":
         return cpu_native_bf16()[0]
     return False
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give a process (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -13,6 +13,7 @@ Weights are safetensors and everything else JSON: nothing in a run folder is unp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -33,6 +35,7 @@ RUN_FORMAT = "glassformer-run"
 RUN_VERSION = 2
 # Tensors that run format 1 named otherwise: the output projection has since become a module.
 RENAMED_SINCE_V1 = {"lm_head.weight": "lm_head.proj.weight", "lm_head.bias": "lm_head.proj.bias"}
+SHA256_KEY = "glassformer.sha256"  # safetensors metadata: what the weights hashed to when written
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHARED_TOKENIZER = "tokenizer.json"
@@ -75,12 +78,19 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other file would
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -112,8 +122,24 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Write named tensors to a safetensors file, atomically."""
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    """Write named tensors to a safetensors file, atomically, with their SHA-256 in its metadata."""
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=weights_metadata(state)))
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def weights_metadata(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The safetensors metadata glassformer writes: the format, and a SHA-256 that load_weights checks."""
+    return {"format": "pt", SHA256_KEY: tensors_sha256(state)}
 
 
 def current_name(name: str) -> str:
@@ -128,8 +154,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise UserError(f"{path}: no such weights file")
     try:
         state = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            recorded = (f.metadata() or {}).get(SHA256_KEY)
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+    if recorded is not None and tensors_sha256(state) != recorded:
+        raise UserError(f"{path}: {path.name} is corrupted (its tensors no longer match the SHA-256 recorded "
+                        "when it was written); train or copy it again")
     state = {current_name(name): tensor for name, tensor in state.items()}
     expected = unique_state(model)
     missing = sorted(set(expected) - set(state))
@@ -205,7 +236,10 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{config_path}: not valid JSON ({error})") from None
     if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
         raise UserError(f"{path}: not a glassformer run folder ({CONFIG_FILE} has no \"format\": \"{RUN_FORMAT}\")")
-    if document.get("version", 0) > RUN_VERSION:
+    version = document.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise UserError(f"{config_path}: \"version\" must be a whole number, got {version!r}")
+    if version > RUN_VERSION:
         raise UserError(f"{path}: written by a newer glassformer (run format {document['version']} > {RUN_VERSION})")
     return document
 
@@ -224,11 +258,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool
 
         return load_foreign_folder(path, device=device, dtype=dtype)
     document = read_run_config(path)
-    config = ModelConfig.from_dict(document["model"])
+    try:
+        config = ModelConfig.from_dict(document["model"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path / CONFIG_FILE}: the \"model\" settings are damaged ({type(error).__name__}: {error})") from None
+    if document.get("kind") not in KINDS or not isinstance(document.get("labels", []), list):
+        raise UserError(f"{path / CONFIG_FILE}: \"kind\" must be one of {', '.join(KINDS)} and \"labels\" a list")
     if document.get("shared_tokenizer", True):
         source = target = load_tokenizer(path / SHARED_TOKENIZER)
     else:
         source, target = load_tokenizer(path / SOURCE_TOKENIZER), load_tokenizer(path / TARGET_TOKENIZER)
+    for side, tokenizer, size in (("source", source, config.vocab_size),
+                                  ("target", target, config.tgt_vocab_size or config.vocab_size)):
+        if tokenizer.vocab_size > size:
+            raise UserError(f"{path}: the {side} tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
+                            f"vocabulary of {size}")
     model = build_model(config, init=not weights)
     if weights:
         load_weights(model, path / WEIGHTS_FILE)

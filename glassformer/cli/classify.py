@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from glassformer.errors import UserError
+from glassformer.cli._numbers import COUNT
 
 
 def register(subparsers) -> None:
@@ -13,7 +14,7 @@ def register(subparsers) -> None:
                                    description="Print the most likely label of each text, with its probability.")
     parser.add_argument("--model", required=True, help="run folder (or Hugging Face folder) of a classifier")
     parser.add_argument("text", nargs="*", help="texts to classify (default: lines of standard input)")
-    parser.add_argument("--top", type=int, default=1, help="labels to show per text")
+    parser.add_argument("--top", type=COUNT, default=1, help="labels to show per text")
     parser.add_argument("--device", default="auto")
     parser.set_defaults(func=classify_command)
 

@@ -23,6 +23,7 @@ from glassformer.generate import (
 from glassformer.run_folder import Run, load_run
 from glassformer.speed import optimize_for_inference
 from glassformer.speed.choice import WEIGHTS
+from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, real
 
 
 SPEED_NOTE = "The model is prepared for fast inference first (see --plain)."
@@ -36,16 +37,16 @@ def register(subparsers) -> None:
     )
     _model_args(translate)
     translate.add_argument("text", nargs="*", metavar="TEXT", help="texts to translate (default: lines of stdin)")
-    translate.add_argument("--beam", type=int, default=1, help="beam size; 1 is greedy decoding (default 1)")
-    translate.add_argument("--nbest", type=int, default=1, help="print this many hypotheses per input, with scores")
-    translate.add_argument("--length-penalty", type=float, default=0.6, metavar="A",
+    translate.add_argument("--beam", type=COUNT, default=1, help="beam size; 1 is greedy decoding (default 1)")
+    translate.add_argument("--nbest", type=COUNT, default=1, help="print this many hypotheses per input, with scores")
+    translate.add_argument("--length-penalty", type=real(), default=0.6, metavar="A",
                            help="alpha of the GNMT length penalty ((5+len)/6)^A (default 0.6, as the paper)")
     translate.add_argument("--length-norm", choices=LENGTH_PENALTIES, default="gnmt",
                            help="how beam scores are normalised by length (default gnmt)")
-    translate.add_argument("--max-new-tokens", type=int,
+    translate.add_argument("--max-new-tokens", type=COUNT,
                            help=f"longest translation in tokens (default: the source's length + {PAPER_LENGTH_MARGIN}, "
                                 "as the paper)")
-    translate.add_argument("--batch-size", type=int, default=32, help="inputs decoded together (default 32)")
+    translate.add_argument("--batch-size", type=COUNT, default=32, help="inputs decoded together (default 32)")
     translate.set_defaults(func=translate_command)
 
     generate = subparsers.add_parser(
@@ -56,14 +57,14 @@ def register(subparsers) -> None:
     _model_args(generate)
     generate.add_argument("--prompt", required=True, help="the text to continue")
     generate.add_argument("--greedy", action="store_true", help="always take the most probable token")
-    generate.add_argument("--temperature", type=float, default=1.0, help="below 1 sharper, above 1 flatter (default 1)")
-    generate.add_argument("--top-k", type=int, help="sample among the K most probable tokens")
-    generate.add_argument("--top-p", type=float, help="sample among the fewest tokens whose mass reaches P")
-    generate.add_argument("--min-p", type=float, help="drop tokens below MIN_P times the top token's probability")
-    generate.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1)")
-    generate.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N", help="never repeat an N-gram")
-    generate.add_argument("--max-new-tokens", type=int, default=50, help="most tokens to generate (default 50)")
-    generate.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    generate.add_argument("--temperature", type=POSITIVE, default=1.0, help="below 1 sharper, above 1 flatter (default 1)")
+    generate.add_argument("--top-k", type=COUNT, help="sample among the K most probable tokens")
+    generate.add_argument("--top-p", type=real(0, 1, low_open=True), help="sample among the fewest tokens whose mass reaches P")
+    generate.add_argument("--min-p", type=real(0, 1), help="drop tokens below MIN_P times the top token's probability")
+    generate.add_argument("--repetition-penalty", type=POSITIVE, default=1.0, help="> 1 discourages repeats (default 1)")
+    generate.add_argument("--no-repeat-ngram", type=NON_NEGATIVE_COUNT, default=0, metavar="N", help="never repeat an N-gram")
+    generate.add_argument("--max-new-tokens", type=COUNT, default=50, help="most tokens to generate (default 50)")
+    generate.add_argument("--seed", type=SEED, help="seed for reproducible sampling")
     generate.add_argument("--stop", action="append", default=[], metavar="STR",
                           help="stop once the output contains STR (repeatable; STR is kept)")
     generate.add_argument("--beam", type=int, default=1,
@@ -82,7 +83,7 @@ def register(subparsers) -> None:
     )
     _model_args(mask)
     mask.add_argument("text", metavar="TEXT", help=f"a text containing {MASK_TEXT}")
-    mask.add_argument("--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    mask.add_argument("--top-k", type=COUNT, default=5, help="candidates per mask (default 5)")
     mask.set_defaults(func=fill_mask_command)
 
 

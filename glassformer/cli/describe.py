@@ -9,6 +9,7 @@ import torch
 from glassformer.config import PRESETS, get_preset
 from glassformer.models import build_model, count_parameters
 from glassformer.nn.positional_encoding import SinusoidalPositions
+from glassformer.cli._numbers import COUNT
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
         "no weights are allocated, so an 8B model describes on a laptop).",
     )
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--vocab-size", type=int, help="override the vocabulary size")
+    parser.add_argument("--vocab-size", type=COUNT, help="override the vocabulary size")
     parser.set_defaults(func=describe)
 
 

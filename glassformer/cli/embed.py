@@ -73,6 +73,9 @@ def embed_command(args: argparse.Namespace) -> int:
         device = torch.device(device)
     except RuntimeError:
         raise UserError(f"unknown device {args.device!r} (expected cpu, cuda, cuda:N or auto)") from None
+    empty = [i for i, text in enumerate(args.text, 1) if not text.strip()]
+    if empty:
+        raise UserError(f"text {empty[0]} of {len(args.text)} is empty; every text needs at least one word")
     run = load_run(args.model, device=device)
     embeddings = sentence_embeddings(run, args.text, args.pooling)
     if args.similarity:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from glassformer.cli._numbers import COUNT
 
 
 def register(subparsers) -> None:
@@ -14,7 +15,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, help="run folder")
     parser.add_argument("--data", help="a file of the run's kind (default: the run's own test split)")
     parser.add_argument("--split", default="test", choices=("valid", "test"), help="which held-out split (default test)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=COUNT, default=64)
     parser.add_argument("--device", default="auto")
     parser.set_defaults(func=evaluate_command)
 

@@ -6,14 +6,23 @@ import argparse
 
 import torch
 
+from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, integer
 from glassformer.config import PRESETS
 from glassformer.errors import UserError
+from glassformer.files import check_output_file
+
+
+def _given_text(text: str | None) -> str | None:
+    """The input text as given; an empty (or all-space) one is a mistake, not a request for the default."""
+    if text is not None and not text.strip():
+        raise UserError("the input text is empty; give a text, or leave it out for the default")
+    return text
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"a preset with random weights: {', '.join(PRESETS)}")
     parser.add_argument("--model", metavar="DIR", help="a run folder written by `glassformer train`")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random weights and random ids (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed for random weights and random ids (default 0)")
 
 
 def _layers(spec: str | None) -> list[int] | None | str:
@@ -36,9 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("text", nargs="?", help="an input text (else random ids, see --batch/--seq)")
     _model_flags(p)
     p.add_argument("--target", help="encoder-decoder: a target text fed to the decoder (default: just <start>)")
-    p.add_argument("--batch", type=int, default=1, metavar="B", help="random ids: batch size (default 1)")
-    p.add_argument("--seq", type=int, default=8, metavar="T", help="random ids: sequence length (default 8)")
-    p.add_argument("--src-seq", type=int, metavar="S", help="random ids: source length of an encoder-decoder (default T)")
+    p.add_argument("--batch", type=COUNT, default=1, metavar="B", help="random ids: batch size (default 1)")
+    p.add_argument("--seq", type=COUNT, default=8, metavar="T", help="random ids: sequence length (default 8)")
+    p.add_argument("--src-seq", type=COUNT, metavar="S", help="random ids: source length of an encoder-decoder (default T)")
     p.add_argument("--layers", metavar="SPEC", help="'first' (default: layer 0, the others folded), 'all', or numbers like 0,5")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=trace_command)
@@ -51,15 +60,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("text", nargs="?", help="the sentence to translate (default: article C's)")
     p.add_argument("--corpus", metavar="FILE", help="source<TAB>target lines, or plain sentences (default: a few TV lines)")
-    p.add_argument("--train", type=int, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
-    p.add_argument("--lr", type=float, default=0.02, help="learning rate of --train (default 0.02)")
-    p.add_argument("--d-model", type=int, default=6, help="model width (default 6)")
-    p.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
-    p.add_argument("--max-steps", type=int, default=12, help="the most words to decode (default 12)")
+    p.add_argument("--train", type=NON_NEGATIVE_COUNT, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
+    p.add_argument("--lr", type=POSITIVE, default=0.02, help="learning rate of --train (default 0.02)")
+    p.add_argument("--d-model", type=COUNT, default=6, help="model width (default 6)")
+    p.add_argument("--heads", type=COUNT, default=2, help="attention heads (default 2)")
+    p.add_argument("--max-steps", type=COUNT, default=12, help="the most words to decode (default 12)")
     p.add_argument("--detail", default="last", help="decoder steps printed in full: last (default), all, none or a step number")
-    p.add_argument("--top", type=int, help="logits shown per step (default: all when the vocabulary has 40 or fewer)")
-    p.add_argument("--precision", type=int, default=4, help="decimals printed (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the weights and training (default 0)")
+    p.add_argument("--top", type=COUNT, help="logits shown per step (default: all when the vocabulary has 40 or fewer)")
+    p.add_argument("--precision", type=integer(0, 10), default=4, help="decimals printed (default 4)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed for the weights and training (default 0)")
     p.set_defaults(func=explain_command)
 
     p = subparsers.add_parser(
@@ -68,11 +77,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("text", nargs="?", help="the input text")
     _model_flags(p)
-    p.add_argument("--layer", type=int, default=0, help="layer (default 0)")
-    p.add_argument("--head", type=int, help="head (default: every head)")
+    p.add_argument("--layer", type=NON_NEGATIVE_COUNT, default=0, help="layer (default 0)")
+    p.add_argument("--head", type=NON_NEGATIVE_COUNT, help="head (default: every head)")
     p.add_argument("--kind", choices=("self", "decoder", "cross"), help="self (encoder), decoder (masked self) or cross; default: the model's first")
     p.add_argument("--target", help="encoder-decoder: a target text instead of greedy decoding")
-    p.add_argument("--max-steps", type=int, default=20, help="the most tokens to decode (default 20)")
+    p.add_argument("--max-steps", type=COUNT, default=20, help="the most tokens to decode (default 20)")
     p.add_argument("--color", action="store_true", help="ANSI grey shades instead of block characters")
     p.add_argument("--values", action="store_true", help="also print the probabilities")
     p.add_argument("--export", metavar="FILE", help="also save every map for bertviz, as .safetensors or .json")
@@ -88,15 +97,16 @@ def register(subparsers) -> None:
     p.add_argument("text", nargs="?", help="the input text (default: article C's sentence)")
     _model_flags(p)
     p.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
-    p.add_argument("--max-steps", type=int, default=20, help="the most tokens to decode (default 20)")
-    p.add_argument("--top-k", type=int, default=5, help="candidates shown per step (default 5)")
+    p.add_argument("--max-steps", type=COUNT, default=20, help="the most tokens to decode (default 20)")
+    p.add_argument("--top-k", type=COUNT, default=5, help="candidates shown per step (default 5)")
     p.set_defaults(func=report_command)
 
 
 def trace_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.subject import input_ids, load_subject, random_ids, target_input_ids
-    from glassformer.inspect.trace import format_table, rows_to_json, run_trace, select_layers
+    from glassformer.inspect.trace import check_trace_memory, format_table, rows_to_json, run_trace, select_layers
 
+    _given_text(args.text)
     subject = load_subject(args.preset, args.model, args.text, args.seed)
     config = subject.config
     generator = torch.Generator().manual_seed(args.seed)
@@ -113,7 +123,9 @@ def trace_command(args: argparse.Namespace) -> int:
             raise UserError("--target goes with an input text")
         if args.src_seq is not None and not encoder_decoder:
             raise UserError(f"--src-seq is for encoder-decoder models; {subject.name} is {subject.family}")
-        ids = random_ids(config, args.batch, (args.src_seq or args.seq) if encoder_decoder else args.seq, generator)
+        length = (args.src_seq or args.seq) if encoder_decoder else args.seq
+        check_trace_memory(config, args.batch, length, args.seq if encoder_decoder else None)  # before allocating
+        ids = random_ids(config, args.batch, length, generator)
         target = random_ids(config, args.batch, args.seq, generator)
     rows = run_trace(subject.model, ids, target if encoder_decoder else None)
     layers = _layers(args.layers)
@@ -132,7 +144,7 @@ def explain_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.toy import DEFAULT_CORPUS, corpus_vocabulary, read_corpus, toy_config, toy_model, train_toy
 
     pairs = read_corpus(args.corpus) if args.corpus else DEFAULT_CORPUS
-    text = args.text or pairs[0][0]
+    text = _given_text(args.text) or pairs[0][0]
     if args.precision < 0 or args.precision > 10:
         raise UserError(f"--precision must be between 0 and 10, got {args.precision}")
     if args.detail not in ("last", "all", "none") and not args.detail.lstrip("-").isdigit():
@@ -160,7 +172,9 @@ def attention_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.attention_map import legend, shade_grid, values_table
     from glassformer.inspect.subject import DEFAULT_TEXT, load_subject, token_labels
 
-    text = args.text or DEFAULT_TEXT
+    text = _given_text(args.text) or DEFAULT_TEXT
+    if args.export:
+        check_output_file(args.export, "the attention export")
     subject = load_subject(args.preset, args.model, text, args.seed)
     if args.target and subject.family != "encoder-decoder":
         raise UserError("--target is for encoder-decoder models")
@@ -194,7 +208,8 @@ def report_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.report import write_report
     from glassformer.inspect.subject import DEFAULT_TEXT, load_subject
 
-    text = args.text or DEFAULT_TEXT
+    text = _given_text(args.text) or DEFAULT_TEXT
+    check_output_file(args.out, "the report")
     subject = load_subject(args.preset, args.model, text, args.seed)
     path = write_report(subject, text, args.out, max_steps=args.max_steps, top_k=args.top_k)
     print(f"wrote {path} ({path.stat().st_size:,} bytes); open it in a browser")

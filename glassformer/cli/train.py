@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 
+from glassformer.errors import UserError
 from glassformer.train.config import OPTIMIZERS, SCHEDULES, TOKENIZERS, TrainConfig
+from glassformer.cli._numbers import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_COUNT, POSITIVE, PROBABILITY, SEED, real
 
 # Flags derived from TrainConfig fields: name -> (type, help). Fields not listed are not flags.
 _FLAGS = {
@@ -14,35 +18,35 @@ _FLAGS = {
     "valid_data": (str, "your held-out file (split in half for validation and test); default: split off --data"),
     "kind": (str, "how --data is read: seq2seq, lm, mlm, classify, tag (CoNLL token<TAB>tag) or qa (JSON lines)"),
     "preset": (str, "model preset (see `glassformer describe`); default: the task's"),
-    "steps": (int, "optimiser steps in total (default: the task's)"),
-    "minutes": (float, "wall-clock budget in minutes; stops at whichever of --steps/--minutes comes first"),
-    "batch_size": (int, "examples per optimiser step"),
-    "accumulate": (int, "gradient accumulation steps per optimiser step"),
-    "lr": (float, "peak learning rate (noam default: the paper's d_model^-0.5 scale)"),
+    "steps": (COUNT, "optimiser steps in total (default: the task's)"),
+    "minutes": (POSITIVE, "wall-clock budget in minutes; stops at whichever of --steps/--minutes comes first"),
+    "batch_size": (COUNT, "examples per optimiser step"),
+    "accumulate": (COUNT, "gradient accumulation steps per optimiser step"),
+    "lr": (POSITIVE, "peak learning rate (noam default: the paper's d_model^-0.5 scale)"),
     "schedule": (str, f"learning-rate schedule: {', '.join(SCHEDULES)}"),
-    "warmup": (int, "warm-up steps"),
+    "warmup": (COUNT, "warm-up steps"),
     "optimizer": (str, f"{', '.join(OPTIMIZERS)}"),
-    "beta1": (float, "Adam beta1"),
-    "beta2": (float, "Adam beta2"),
-    "eps": (float, "Adam epsilon"),
-    "weight_decay": (float, "weight decay"),
-    "label_smoothing": (float, "label smoothing"),
-    "clip": (float, "gradient-norm clipping (0 turns it off)"),
-    "dropout": (float, "override the preset's dropout"),
-    "seed": (int, "seed for data order, initialisation, dropout and masking"),
-    "eval_every": (int, "validate every N steps"),
-    "log_every": (int, "log every N steps"),
-    "checkpoint_every": (int, "write a resumable checkpoint every N steps"),
-    "eval_examples": (int, "validation examples decoded for exact-match/BLEU at each validation"),
-    "eval_sample": (int, "held-out examples scored at each validation and in the final test: a fixed seeded "
-                         "sample of at most N (0: the whole split)"),
+    "beta1": (FRACTION, "Adam beta1"),
+    "beta2": (FRACTION, "Adam beta2"),
+    "eps": (POSITIVE, "Adam epsilon"),
+    "weight_decay": (NON_NEGATIVE, "weight decay"),
+    "label_smoothing": (FRACTION, "label smoothing"),
+    "clip": (NON_NEGATIVE, "gradient-norm clipping (0 turns it off)"),
+    "dropout": (FRACTION, "override the preset's dropout"),
+    "seed": (SEED, "seed for data order, initialisation, dropout and masking"),
+    "eval_every": (COUNT, "validate every N steps"),
+    "log_every": (COUNT, "log every N steps"),
+    "checkpoint_every": (COUNT, "write a resumable checkpoint every N steps"),
+    "eval_examples": (COUNT, "validation examples decoded for exact-match/BLEU at each validation"),
+    "eval_sample": (NON_NEGATIVE_COUNT, "held-out examples scored at each validation and in the final test: a fixed "
+                                        "seeded sample of at most N (0: the whole split)"),
     "tokenizer": (str, f"tokenizer kind: {', '.join(TOKENIZERS)}"),
-    "vocab_size": (int, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
-    "mask_prob": (float, "masked-LM: fraction of tokens to predict"),
+    "vocab_size": (COUNT, "vocabulary cap (word/char) or target size (bpe/wordpiece)"),
+    "mask_prob": (PROBABILITY, "masked-LM: fraction of tokens to predict"),
     "init": (str, "fine-tune: start from this run folder's (or Hugging Face folder's) weights and tokenizer"),
-    "freeze_layers": (int, "fine-tune: keep the first N layers of each stack fixed"),
-    "body_lr_scale": (float, "fine-tune: the body's learning rate as a fraction of the head's"),
-    "patience": (int, "early stopping: stop after N validations without improvement"),
+    "freeze_layers": (NON_NEGATIVE_COUNT, "fine-tune: keep the first N layers of each stack fixed"),
+    "body_lr_scale": (real(0, 10, low_open=True), "fine-tune: the body's learning rate as a fraction of the head's"),
+    "patience": (COUNT, "early stopping: stop after N validations without improvement"),
 }
 
 # Settings the built-in tasks start from unless the user gives the flag.
@@ -60,7 +64,13 @@ def register(subparsers) -> None:
         suffix = f" (default: {default})" if default is not None and name not in TASK_DEFAULTS else ""
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + suffix)
     parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint; only --steps, --minutes, --eval-every, "
+                             "--eval-examples, --log-every, --checkpoint-every and --patience may change, any other "
+                             "setting (preset, task, data file, optimiser) is refused when it differs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out may be a folder that is not empty: replace the run files there (config.json, "
+                             "tokenizers, model.safetensors, checkpoint/, metrics.jsonl); without it such a folder is refused")
     parser.add_argument(
         "--bf16", action="store_true",
         help="bf16 autocast where the device does bf16 arithmetic natively (CUDA with bf16; a CPU with "
@@ -75,10 +85,10 @@ def register(subparsers) -> None:
     parser.add_argument("--lowercase", action="store_true", help="lowercase text before tokenising")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--examples", type=int, default=5, help="test translations/predictions to show at the end")
+    parser.add_argument("--examples", type=NON_NEGATIVE_COUNT, default=5, help="test translations/predictions to show at the end")
     parser.add_argument("--fsdp", action="store_true",
                         help="under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP")
-    parser.add_argument("--dist-timeout", type=float, default=300.0,
+    parser.add_argument("--dist-timeout", type=POSITIVE, default=300.0,
                         help="under torchrun: seconds to wait for the other processes before failing (default 300)")
     parser.set_defaults(func=train_command)
 
@@ -100,23 +110,65 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+# Flags without a value that shape the run: (flag, TrainConfig field, the field's value when the flag is given).
+_SWITCHES = (("bf16", "bf16", True), ("separate_vocab", "shared_vocab", False), ("lowercase", "lowercase", True),
+             ("freeze_embeddings", "freeze_embeddings", True))
+
+
+def check_resume_flags(args: argparse.Namespace, out) -> None:
+    """--resume with a flag that would change what the run computes is refused, naming each difference."""
+    from glassformer.run_folder import read_run_config
+    from glassformer.train.trainer import MAY_CHANGE_ON_RESUME
+
+    saved = read_run_config(out).get("train") or {}
+    differ = []
+    for name in _FLAGS:
+        value = getattr(args, name)
+        if value is None or name in MAY_CHANGE_ON_RESUME:
+            continue
+        value = None if name == "clip" and value == 0 else value
+        if saved.get(name) != value:
+            differ.append(f"--{name.replace('_', '-')} {getattr(args, name)} (the run has {saved.get(name)})")
+    for flag, name, value in _SWITCHES:
+        if getattr(args, flag) and saved.get(name) != value:
+            differ.append(f"--{flag.replace('_', '-')} (the run was set up without it)")
+    if differ:
+        may = ", ".join("--" + n.replace("_", "-") for n in MAY_CHANGE_ON_RESUME)
+        raise UserError(f"{out}: --resume continues the run as it was set up, but {'; '.join(differ)}; only {may} "
+                        "may change (start a new run for the rest)")
+
+
 def train_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glassformer.train.distributed import shutdown
-    from glassformer.train.trainer import Trainer
+    from glassformer.folder_guard import FolderLock
 
     if args.resume:
         if args.out is None:
-            from glassformer.errors import UserError
-
             raise UserError("--resume needs --out DIR, the run folder to continue")
         config = TrainConfig(steps=args.steps, minutes=args.minutes)
+        check_resume_flags(args, Path(args.out))
     else:
         config = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / (config.task or Path(config.data).stem)
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite replaces it: give one of them")
+    # One process writes a run folder at a time (under torchrun, the first process holds the lock).
+    first = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(out) if first and (out.is_dir() or not args.resume) else nullcontext():
+        return _train(args, config, out)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, out) -> int:
+    from glassformer.train.distributed import shutdown
+    from glassformer.train.trainer import MAY_CHANGE_ON_RESUME, Trainer
+
+    changes = {name: getattr(args, name) for name in MAY_CHANGE_ON_RESUME
+               if name not in ("steps", "minutes") and getattr(args, name) is not None}
     trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
-                      fsdp=args.fsdp, dist_timeout=args.dist_timeout)
+                      fsdp=args.fsdp, dist_timeout=args.dist_timeout, overwrite=args.overwrite,
+                      resume_changes=changes if args.resume else None)
+    _threads_for_small_models(trainer, args.threads)
     try:
         return _train_and_report(trainer, out, args.examples)
     except RuntimeError as error:
@@ -129,6 +181,24 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         shutdown(trainer.world)
+
+
+# Below this many parameters a CPU step is a few small matrix products: a second intra-op thread
+# gains little on an idle machine and, when another process holds a core, makes each step wait on it.
+SMALL_MODEL = 2_000_000
+
+
+def _threads_for_small_models(trainer, threads: int | None) -> None:
+    """One CPU thread for a small model unless --threads or OMP_NUM_THREADS says otherwise."""
+    import torch
+
+    from glassformer.models import count_parameters
+
+    if threads is not None or "OMP_NUM_THREADS" in os.environ or trainer.device.type != "cpu":
+        return
+    if count_parameters(trainer.run.model) < SMALL_MODEL and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+        trainer.log("1 CPU thread for this small model (--threads N to use more)")
 
 
 def _train_and_report(trainer, out, n_examples: int) -> int:

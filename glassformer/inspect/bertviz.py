@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from glassformer.errors import UserError
+from glassformer.files import check_output_file
 from glassformer.inspect.attention_data import AttentionSet
 
 FORMAT = "glassformer-bertviz"
@@ -55,7 +56,7 @@ def bertviz_data(attention: AttentionSet) -> dict:
 
 def save_bertviz(data: dict, path: str | Path) -> Path:
     """Write bertviz_data's output to a .safetensors or .json file (chosen by the suffix)."""
-    path = Path(path)
+    path = check_output_file(path, "the attention export")
     tensors = {k: v for k, v in data.items() if k in _TENSOR_KEYS}
     tokens = {k: v for k, v in data.items() if k in _TOKEN_KEYS}
     if path.suffix == ".safetensors":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from glassformer.errors import UserError
+from glassformer.files import check_output_file
 from glassformer.inspect.attention_data import KIND_TITLES, AttentionSet, collect_attention
 from glassformer.inspect.diagram import build_diagram
 from glassformer.inspect.lens import logit_lens
@@ -172,8 +173,6 @@ def write_report(
     subject: Subject, text: str, out: str | Path, max_steps: int = 20, top_k: int = 5, panels: list[dict] | None = None
 ) -> Path:
     """Build, render and write the report; returns the path written."""
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise UserError(f"{out.parent}: no such folder for the report")
+    out = check_output_file(out, "the report")
     out.write_text(render_report(build_report(subject, text, max_steps, top_k, panels)), encoding="utf-8")
     return out

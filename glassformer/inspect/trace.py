@@ -342,6 +342,39 @@ def trace_rows(
     return builder.rows
 
 
+def trace_bytes(config, batch: int, length: int, target_length: int | None = None) -> int:
+    """A generous estimate of the float32 activations one traced forward pass keeps, in bytes.
+
+    Every sub-layer's input and output is recorded: per token about twelve d_model-wide tensors
+    and two d_ff-wide ones a layer, the scores and probabilities of each head, and the logits.
+    """
+    def stack(layers: int, queries: int, keys: int, attentions: int = 1) -> int:
+        per_layer = queries * (12 * config.d_model + 2 * config.d_ff) + attentions * 2 * config.n_heads * queries * keys
+        return layers * per_layer
+
+    if config.family == "encoder-decoder":
+        t = target_length or 1
+        floats = stack(config.n_layers, length, length) + stack(config.decoder_layers, t, length, 2) + t * (
+            config.tgt_vocab_size or config.vocab_size)
+    else:
+        floats = stack(config.n_layers, length, length) + length * config.vocab_size
+    return 4 * batch * floats
+
+
+def check_trace_memory(config, batch: int, length: int, target_length: int | None = None,
+                       available: int | None = None) -> None:
+    """UserError with the estimate when a trace would not fit in the memory left (checked before allocating)."""
+    from glassformer.errors import UserError
+    from glassformer.hardware import available_memory
+
+    need = trace_bytes(config, batch, length, target_length)
+    available = available if available is not None else available_memory()
+    if available is not None and need > 0.8 * available:
+        raise UserError(f"tracing batch {batch} x {length} tokens would keep about {need / 2**30:.1f} GiB of "
+                        f"activations, more than the {available / 2**30:.1f} GiB of memory available; "
+                        "use a smaller --batch or --seq")
+
+
 @torch.no_grad()
 def run_trace(model: nn.Module, ids: torch.Tensor, target: torch.Tensor | None = None) -> list[TraceRow]:
     """Run model once on ids (and target, for an encoder-decoder) and return its shape table.

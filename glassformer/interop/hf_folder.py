@@ -177,8 +177,11 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             if not isinstance(weight_map, dict):
                 raise UserError(f"{index.name} has no \"weight_map\"")
             state = {}
-            for shard in sorted(set(weight_map.values())):
-                state.update(_load_one(_inside(path, shard, index.name)))
+            for shard in sorted(set(map(str, weight_map.values()))):
+                file = _inside(path, shard, index.name)
+                if not file.is_file():
+                    raise UserError(f"{index.name} names the shard {shard!r}, which is not in the folder")
+                state.update(_load_one(file))
             return state
     raise UserError(f"no weights (expected {' or '.join(WEIGHT_FILES)})")
 

@@ -168,8 +168,8 @@ class VocabTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         # int() so that tensors and numpy arrays of ids decode too.
         ids = [int(i) for i in ids]
-        if skip_special:
-            ids = [i for i in ids if i >= len(SPECIALS)]
+        if skip_special:  # an unknown piece stays visible as <unk>: dropping it would change the text silently
+            ids = [i for i in ids if i >= len(SPECIALS) or i == UNK_ID]
         return self.separator.join(self.id_to_token(i) for i in ids)
 
     def id_to_token(self, i: int) -> str:

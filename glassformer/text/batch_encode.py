@@ -20,10 +20,10 @@ from glassformer.framing import MASK_TEXT, Framing, sequence_ids
 from glassformer.text.base import Tokenizer
 from glassformer.text.char import CharTokenizer
 from glassformer.text.subword import SubwordTokenizer
-from glassformer.text.word import _PIECE, WordTokenizer
+from glassformer.text.word import PIECE, WordTokenizer, plain_ascii, split_words
 
 # word.py's pattern, plus the newline that ends each line of a block.
-_PIECE_OR_NEWLINE = re.compile(_PIECE.pattern + r"|\n")
+_PIECE_OR_NEWLINE = re.compile(PIECE.pattern + r"|\n")
 _LINE_END = -1
 
 
@@ -95,7 +95,10 @@ class BatchEncoder:
             if tokenizer.lowercase:
                 block = block.lower()
             if isinstance(tokenizer, WordTokenizer):
-                pieces = _PIECE_OR_NEWLINE.findall(block)
+                if plain_ascii(block.replace("\n", " ")):
+                    pieces = _PIECE_OR_NEWLINE.findall(block)
+                else:  # outside ASCII the split is the tokenizers library's (split_words), line by line
+                    pieces = [p for line in block.split("\n")[:-1] for p in (*split_words(line), "\n")]
                 ids = np.fromiter(map(self._vocab.get, pieces, repeat(tokenizer.unk_id)), dtype=np.int64, count=len(pieces))
             else:
                 codes = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)

@@ -17,8 +17,12 @@ from glassformer.text.specials import SPECIALS
 # every other non-space character is a piece of its own, so "tired." -> "tired", ".".
 # The split is the `tokenizers` library's own pre-tokenizer (the pattern's matches kept, the
 # rest dropped), so that a tokenizer.json written for transformers splits exactly as we do:
-# Python's re and the library's regex engine disagree on what \w covers outside ASCII.
-WORD_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
+# Python's re and the library's regex engine disagree on what \w covers outside ASCII, and only
+# the library's has \X, a user-perceived character (grapheme cluster). Pieces are made of whole
+# clusters, so an accent written as a combining mark stays on its letter and an emoji keeps its
+# skin tone and zero-width-joined parts: decoding (pieces joined by spaces) gives every
+# character back.
+WORD_PATTERN = r"(?:(?=\w)\X)+(?:'(?:(?=\w)\X)+)*|(?=[^\w\s])\X"
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -27,17 +31,29 @@ def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 
 _SPLITTER = word_pre_tokenizer()
-# On ASCII text the two engines agree, except that Python counts the separators \x1c-\x1f as
-# whitespace; Python's re is 4x faster there, so plain ASCII text takes it.
-_PIECE = re.compile(WORD_PATTERN)
+_CLUSTERS = pre_tokenizers.Split(Regex(r"\X"), behavior="isolated")
+# On ASCII text every cluster is one character and the two engines agree, except that Python
+# counts the separators \x1c-\x1f as whitespace; Python's re is 4x faster there, so plain ASCII
+# text takes it.
+PIECE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 _SEPARATORS = re.compile(r"[\x1c-\x1f]")
 
 
+def plain_ascii(text: str) -> bool:
+    """Whether text is split by PIECE exactly as by the library's pre-tokenizer (faster)."""
+    return text.isascii() and not _SEPARATORS.search(text)
+
+
 def split_words(text: str) -> list[str]:
-    """Split text into words and single punctuation marks, dropping whitespace."""
-    if text.isascii() and not _SEPARATORS.search(text):
-        return _PIECE.findall(text)
+    """Split text into words and single punctuation marks (or emoji), dropping whitespace."""
+    if plain_ascii(text):
+        return PIECE.findall(text)
     return [piece for piece, _ in _SPLITTER.pre_tokenize_str(text)]
+
+
+def graphemes(text: str) -> list[str]:
+    """text cut into grapheme clusters (Unicode's user-perceived characters), as split_words sees them."""
+    return [piece for piece, _ in _CLUSTERS.pre_tokenize_str(text)]
 
 
 class WordTokenizer(VocabTokenizer):

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
-from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state
+from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state, weights_metadata
 from glassformer.train.distributed import full_tensor, shard_like
 
 CHECKPOINT_DIR = "checkpoint"
@@ -125,16 +125,34 @@ def save_checkpoint(
     """
     weights = unique_state(model)
     opt_tensors, opt_rest = _optimizer_tensors(model, optimizer)
-    root = Path(run_dir) / CHECKPOINT_DIR
     name = f"step-{state.step:07d}"
     if not write:
-        return root / name
+        return Path(run_dir) / CHECKPOINT_DIR / name
+    broken = [key for key, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:  # a step that overflowed: keep the last good checkpoint rather than replace it by NaNs
+        previous = latest_checkpoint(run_dir)
+        kept = f"{previous.name} is kept" if previous is not None else "there is no earlier checkpoint"
+        raise UserError(f"training diverged by step {state.step}: {broken[0]} holds NaN or infinite values, so no "
+                        f"checkpoint is written; {kept} (try a lower --lr, or --clip)")
+    try:
+        return _write_checkpoint(Path(run_dir), name, weights, opt_tensors, opt_rest, state, keep)
+    except OSError as error:  # a full disk, a read-only folder: the previous checkpoint is kept
+        shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR / f".{name}.partial", ignore_errors=True)
+        previous = latest_checkpoint(run_dir)
+        kept = f"{previous.name} is kept" if previous is not None else "there is no earlier checkpoint"
+        raise UserError(f"{run_dir}: cannot write the checkpoint of step {state.step} "
+                        f"({error.strerror or error}); {kept}") from None
+
+
+def _write_checkpoint(run_dir: Path, name: str, weights: dict[str, torch.Tensor], opt_tensors: dict[str, torch.Tensor],
+                      opt_rest: dict[str, Any], state: TrainingState, keep: int) -> Path:
+    root = run_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    save_file(weights, str(tmp / "model.safetensors"), metadata=weights_metadata(weights))
     rng_tensors, rng_rest = _rng_state()
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
@@ -143,15 +161,32 @@ def save_checkpoint(
     for path in tmp.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
+    # A step written a second time (the last step, or a stop right after a checkpoint) goes beside
+    # the first as step-N.1: the checkpoint LATEST names is never removed before its successor is
+    # complete and named, so a kill after any single operation leaves one to resume from.
+    final, copy = root / name, 0
+    while final.exists():
+        copy += 1
+        final = root / f"{name}.{copy}"
     os.replace(tmp, final)
-    atomic_write_text(root / LATEST, name + "\n")
-    older = sorted(p for p in root.glob("step-*") if p.name != name)
+    atomic_write_text(root / LATEST, final.name + "\n")
+    older = sorted((p for p in root.glob("step-*") if p != final), key=_order)
     for path in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(".step-*.partial"):
+        shutil.rmtree(path, ignore_errors=True)  # left by an earlier crash
+    for path in root.glob(f".{LATEST}.*.tmp"):
+        path.unlink(missing_ok=True)
     return final
+
+
+def _order(path: Path) -> tuple[int, int]:
+    """(step, copy) of a checkpoint folder named step-N or step-N.K, for sorting by age."""
+    step, _, copy = path.name.removeprefix("step-").partition(".")
+    try:
+        return int(step), int(copy or 0)
+    except ValueError:
+        return -1, 0
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -162,7 +197,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         candidate = root / pointer.read_text(encoding="utf-8").strip()
         if (candidate / "state.json").is_file():
             return candidate
-    complete = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
+    complete = sorted((p for p in root.glob("step-*") if (p / "state.json").is_file()), key=_order)
     return complete[-1] if complete else None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from glassformer.errors import ConfigError
@@ -93,8 +94,6 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if self.eval_sample < 0:
             raise ConfigError(f"eval_sample must be 0 (the whole split) or more, got {self.eval_sample}")
         if self.freeze_layers < 0:
@@ -105,6 +104,11 @@ class TrainConfig:
             raise ConfigError(f"patience must be at least 1, got {self.patience}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name, low, high, closed in (("lr", 0.0, None, False), ("clip", 0.0, None, False), ("eps", 0.0, None, False),
+                                        ("mask_prob", 0.0, 1.0, False), ("beta1", 0.0, 1.0, True), ("beta2", 0.0, 1.0, True),
+                                        ("dropout", 0.0, 1.0, True), ("weight_decay", 0.0, None, True),
+                                        ("min_lr", 0.0, None, True), ("minutes", 0.0, None, False)):
+            _check_range(name, getattr(self, name), low, high, closed)
         if self.batch_size % self.accumulate:
             raise ConfigError(
                 f"batch_size={self.batch_size} is not divisible by accumulate={self.accumulate}"
@@ -117,3 +121,13 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_range(name: str, value: float | None, low: float, high: float | None, low_closed: bool) -> None:
+    """value (unless None) is finite, above low (or equal to it when low_closed) and below high."""
+    if value is None:
+        return
+    too_low = value < low if low_closed else value <= low
+    if not math.isfinite(value) or too_low or (high is not None and value >= high):
+        where = f"{'[' if low_closed else '('}{low:g}, {'inf' if high is None else f'{high:g}'})"
+        raise ConfigError(f"{name} must be a finite number in {where}, got {value}")

@@ -16,6 +16,8 @@ from torch import nn
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import UserError
+from glassformer.files import file_sha256
+from glassformer.folder_guard import check_output_folder
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.data import Splits
@@ -32,8 +34,11 @@ from glassformer.train.precision import Precision, choose_precision, force_from_
 from glassformer.train.schedule import learning_rate
 from glassformer.train.corpus import sample_positions, uses_prepared_data
 from glassformer.train.setup import load_prepared_corpus, load_splits, prepare
+from glassformer.train.signals import deferred_stop
 
 METRICS_FILE = "metrics.jsonl"
+# Settings a resumed run may change: they decide when to stop, evaluate, log and save, never what is computed.
+MAY_CHANGE_ON_RESUME = ("steps", "minutes", "eval_every", "eval_examples", "log_every", "checkpoint_every", "patience")
 DEFAULT_STEPS = 1000
 
 
@@ -41,9 +46,20 @@ def pick_device(name: str = "auto") -> torch.device:
     """"auto" is CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {name!r} is not a device (expected cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for, but no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: glassformer runs on cpu or cuda")
+    return device
+
+
+def data_hashes(config: TrainConfig) -> dict[str, str]:
+    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change."""
+    return {path: file_sha256(path) for path in (config.data, config.valid_data) if path is not None}
 
 
 @dataclass
@@ -138,6 +154,8 @@ class Trainer:
         progress: show a progress bar (first process only).
         fsdp: shard parameters, gradients and optimiser state over the processes (FSDP2).
         dist_timeout: seconds a process waits for the others before giving up with an error.
+        overwrite: a new run may replace the glassformer files of a folder that is not empty.
+        resume_changes: with resume, settings that may change (MAY_CHANGE_ON_RESUME) and their new values.
     """
 
     def __init__(
@@ -150,8 +168,12 @@ class Trainer:
         progress: bool = True,
         fsdp: bool = False,
         dist_timeout: float = 300.0,
+        overwrite: bool = False,
+        resume_changes: dict | None = None,
     ):
         self.run_dir = Path(run_dir)
+        self.overwrite = overwrite
+        self.resume_changes = resume_changes
         self.world = init_world(pick_device(device), dist_timeout)
         self.device = local_device(pick_device(device), self.world)
         self.log = log if self.world.is_main else (lambda line: None)
@@ -238,8 +260,11 @@ class Trainer:
     def _start(self, config: TrainConfig) -> None:
         if config.preset is not None:
             get_preset(config.preset)  # an unknown name is the first thing to hear about
-        if latest_checkpoint(self.run_dir) is not None:
-            raise UserError(f"{self.run_dir} already holds a training run; use --resume, or another --out")
+        if not self.overwrite and latest_checkpoint(self.run_dir) is not None:
+            raise UserError(f"{self.run_dir} already holds a training run; use --resume, another --out, or --overwrite")
+        if self.world.is_main or not self.overwrite:
+            check_output_folder(self.run_dir, "--out", overwrite=self.overwrite)
+        barrier(self.world)  # the first process has cleared the folder before any other reads it
         torch.manual_seed(config.seed)
         init = self._init_run(config) if config.init else None
         prepared = self._prepare(config, init)
@@ -255,7 +280,7 @@ class Trainer:
                         f" (new {prepared.kind} head" + (f" for labels {', '.join(prepared.labels)})" if prepared.labels else ")")))
             self.log("  dropped: " + (", ".join(moved["dropped"]) or "none"))
         torch.manual_seed(config.seed + 7_777 * self.world.rank)
-        meta = {"task": config.task, "train": config.to_dict()}
+        meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config)}
         if init is not None and "framing" in init.meta:
             meta["framing"] = init.meta["framing"]  # an imported tokenizer keeps its own framing
         if self.world.is_main:
@@ -274,10 +299,22 @@ class Trainer:
 
     def _resume(self, overrides: TrainConfig) -> None:
         document = read_run_config(self.run_dir)
-        saved = TrainConfig.from_dict(document.get("train", {}))
-        # Only the budget may change on resume; everything that shapes the computation stays.
+        try:
+            saved = TrainConfig.from_dict(document.get("train", {}))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{self.run_dir}: the training settings in config.json are damaged ({error})") from None
+        # Only the budget and evaluation settings may change on resume; what shapes the computation stays.
         saved.steps = overrides.steps if overrides.steps is not None else saved.steps
         saved.minutes = overrides.minutes
+        for name, value in (self.resume_changes or {}).items():
+            if name not in MAY_CHANGE_ON_RESUME:
+                raise UserError(f"--{name.replace('_', '-')} cannot change on --resume")
+            setattr(saved, name, value)
+        recorded = document.get("data_sha256") or {}
+        for path, digest in data_hashes(saved).items():
+            if path in recorded and recorded[path] != digest:
+                raise UserError(f"{path} has changed since the run started (SHA-256 {recorded[path][:12]}... is now "
+                                f"{digest[:12]}...); --resume needs the same data, or start a new run")
         self.config = saved
         self.run = load_run(self.run_dir, device=self.device, weights=False)
         self.run.model.train()
@@ -337,8 +374,10 @@ class Trainer:
             loss_sum += loss.item() * batch.n_targets
         if c.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
-        self.optimizer.step()
         (loss_sum,) = all_reduce_sum([loss_sum], self.world, self.device)
+        if not math.isfinite(loss_sum):
+            raise self._diverged(step, "training loss", loss_sum / max(total_targets, 1))  # before the step spoils the weights
+        self.optimizer.step()
         self.state.step = step
         self.state.order = self.order.state()
         self.state.targets_seen += int(total_targets)
@@ -370,6 +409,8 @@ class Trainer:
 
     def _evaluate_and_keep_best(self) -> dict[str, float]:
         metrics = self.validate("valid", self.config.eval_examples)
+        if not math.isfinite(metrics.get("loss", 0.0)):
+            raise self._diverged(self.state.step, "validation loss", metrics["loss"])
         self._append_metrics({"step": self.state.step, "split": "valid", **metrics})
         key = PRIMARY_METRIC[self.run.kind]
         if self.state.best_metric is None or is_better(key, metrics[key], self.state.best_metric):
@@ -388,10 +429,35 @@ class Trainer:
 
     def checkpoint(self) -> None:
         save_checkpoint(self.run_dir, self.run.model, self.optimizer, self.state, write=self.world.is_main)
+        self._checkpointed = (self.state.step, self.state.best_step, self.state.best_metric)
         barrier(self.world)
 
+    def _checkpoint_if_changed(self) -> None:
+        """A checkpoint unless the last one already holds this very state (a step written twice)."""
+        if getattr(self, "_checkpointed", None) != (self.state.step, self.state.best_step, self.state.best_metric):
+            self.checkpoint()
+
+    def _stop_agreed(self, stop) -> bool:
+        """Whether any process was asked to stop: all stop after the same step (their collectives must match)."""
+        if not self.world.distributed:
+            return bool(stop)
+        (asked,) = all_reduce_sum([1.0 if stop else 0.0], self.world, self.device)
+        return asked > 0
+
+    def _diverged(self, step: int, what: str, value: float) -> UserError:
+        """The error that stops a run whose loss became infinite or NaN; nothing of it is saved."""
+        last = latest_checkpoint(self.run_dir)
+        kept = [f"the checkpoint {last.name}" if last is not None else "",
+                f"the best model of step {self.state.best_step}" if self.state.best_step is not None else ""]
+        kept = " and ".join(k for k in kept if k) or "nothing (no checkpoint yet)"
+        return UserError(f"training diverged at step {step}: the {what} is "
+                         f"{value}; stopped and kept {kept} (try a lower --lr, or --clip)")
+
     def fit(self) -> Result:
-        """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors."""
+        """Train until `steps` or `minutes` runs out; keep the best weights in model.safetensors.
+
+        Ctrl-C or SIGTERM stops after the step under way, with a checkpoint (then KeyboardInterrupt).
+        """
         c = self.config
         total = c.steps if c.steps is not None else (None if c.minutes else DEFAULT_STEPS)
         n_params = count_parameters(self.run.model)  # sharded parameters report their whole size
@@ -408,43 +474,55 @@ class Trainer:
         window_targets, window_start = 0, time.perf_counter()
         stopped_by, history = "steps", []
         loss = float("nan")
-        try:
-            while True:
-                if total is not None and self.state.step >= total:
-                    break
-                if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
-                    stopped_by = "minutes"
-                    break
-                loss, n = self.train_step()
-                window_targets += n
-                self.state.elapsed = time.perf_counter() - start
-                step = self.state.step
-                if step % c.log_every == 0 or step == 1:
-                    rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
-                    record = {"step": step, "loss": round(loss, 5), "lr": self._lr(step),
-                              "targets_per_s": round(rate, 1), "elapsed": round(self.state.elapsed, 2)}
-                    self._append_metrics(record)
-                    history.append(record)
-                    window_targets, window_start = 0, time.perf_counter()
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr(step):.2e}", tok_s=f"{rate:,.0f}")
-                bar.update(_bar_advance(bar, c.minutes, self.state.elapsed))
-                if step % c.eval_every == 0:
-                    metrics = self._evaluate_and_keep_best()
-                    bar.write(f"step {step}: " + _format_metrics(metrics))
-                    if self._patience_ran_out():
-                        stopped_by = f"early stopping (no better validation in {c.patience} evaluations)"
+        with deferred_stop() as stop:
+            try:
+                while True:
+                    if self._stop_agreed(stop):
+                        stopped_by = "signal"
                         break
-                if step % c.checkpoint_every == 0:
-                    self.checkpoint()
-        except KeyboardInterrupt:
+                    if total is not None and self.state.step >= total:
+                        break
+                    if c.minutes is not None and time.perf_counter() - start >= c.minutes * 60:
+                        stopped_by = "minutes"
+                        break
+                    loss, n = self.train_step()
+                    window_targets += n
+                    self.state.elapsed = time.perf_counter() - start
+                    step = self.state.step
+                    if step % c.log_every == 0 or step == 1:
+                        rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
+                        record = {"step": step, "loss": round(loss, 5), "lr": self._lr(step),
+                                  "targets_per_s": round(rate, 1), "elapsed": round(self.state.elapsed, 2)}
+                        self._append_metrics(record)
+                        history.append(record)
+                        window_targets, window_start = 0, time.perf_counter()
+                        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr(step):.2e}", tok_s=f"{rate:,.0f}")
+                    bar.update(_bar_advance(bar, c.minutes, self.state.elapsed))
+                    if step % c.eval_every == 0:
+                        metrics = self._evaluate_and_keep_best()
+                        bar.write(f"step {step}: " + _format_metrics(metrics))
+                        if self._patience_ran_out():
+                            stopped_by = f"early stopping (no better validation in {c.patience} evaluations)"
+                            break
+                    if step % c.checkpoint_every == 0:
+                        self.checkpoint()
+                if stopped_by == "signal":
+                    bar.close()
+                    self._checkpoint_if_changed()
+                    self.log(f"interrupted ({stop.signal or 'another process'}) after step {self.state.step}; "
+                             "checkpoint saved, continue with --resume")
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                bar.close()
+                if stopped_by != "signal":  # asked twice, or interrupted outside the handler's reach
+                    last = latest_checkpoint(self.run_dir)
+                    self.log("stopped at once; " + (f"--resume continues from {last.name}" if last else
+                                                    "no checkpoint was written yet"))
+                raise
             bar.close()
-            self.checkpoint()
-            self.log(f"interrupted at step {self.state.step}; checkpoint saved, continue with --resume")
-            raise
-        bar.close()
-        if self.state.step % c.eval_every:
-            self._evaluate_and_keep_best()
-        self.checkpoint()
+            if self.state.step % c.eval_every:
+                self._evaluate_and_keep_best()
+            self._checkpoint_if_changed()
         return Result(self.run_dir, self.state.step, self.last_metrics, self.state.best_step, self.state.elapsed,
                       stopped_by, history)
 

@@ -110,7 +110,7 @@ def test_fill_mask_prints_top_k_per_mask(runs, capsys):
         (["fill-mask", "--model", "{mlm}", "no mask here"], "has no <mask>"),
         (["fill-mask", "--model", "{mlm}", ""], "empty text"),
         (["translate", "--model", "{seq2seq}", "--nbest", "2", "x"], "--nbest 2 needs --beam of at least 2"),
-        (["generate", "--model", "{lm}", "--prompt", "x", "--top-p", "2"], "top-p must be in (0, 1]"),
+        (["generate", "--model", "{lm}", "--prompt", "x", "--top-p", "2"], "--top-p: expected a finite number > 0 and <= 1"),
         (["generate", "--model", "{lm}", "--prompt", " ".join(["the"] * 80)], "reaches the model's maximum of 64"),
         (["generate", "--model", "{lm}", "--prompt", "x", "--plain", "--weights", "bf16"], "cannot go with --plain"),
     ],

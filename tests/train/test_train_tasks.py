@@ -30,8 +30,12 @@ def _train(tmp_path, capsys, task, steps, *extra) -> dict[str, float]:
 @pytest.mark.parametrize(
     "task, steps, bar",
     [
-        ("copy", 400, 0.97),  # measured 98.0% in 18 s
-        ("reverse", 700, 0.95),  # measured 97.0% in 32 s (99% needs more than a minute at this size)
+        # Measured on an AMD EPYC without AVX-512, one thread, seeds 0-1, ATEN_CPU_CAPABILITY=default and avx2:
+        # copy 97.3-99.3%, reverse 95.0-99.0% (seed 0 under avx2 gave exactly 95.0%); a fresh 2-core EPYC gave
+        # copy 95.3% and reverse 94.7% (issue 17), the AVX-512 machine 98.0% and 97.0%. The bars sit below the
+        # worst of these with a margin; an untrained or broken model gets about 0%.
+        ("copy", 400, 0.93),  # 18 s on an idle machine
+        ("reverse", 700, 0.92),  # 32 s (99% needs more than a minute at this size)
     ],
 )
 def test_copy_and_reverse_exact_match(tmp_path, capsys, task, steps, bar):
