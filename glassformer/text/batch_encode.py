@@ -17,7 +17,7 @@ from itertools import chain, repeat
 import numpy as np
 
 from glassformer.framing import MASK_TEXT, Framing, sequence_ids
-from glassformer.text.base import Tokenizer
+from glassformer.text.base import Tokenizer, lowercase
 from glassformer.text.char import CharTokenizer
 from glassformer.text.subword import SubwordTokenizer
 from glassformer.text.word import PIECE, WordTokenizer, plain_ascii, split_words
@@ -93,7 +93,7 @@ class BatchEncoder:
         if isinstance(tokenizer, (WordTokenizer, CharTokenizer)):
             block = "\n".join(lines) + "\n"
             if tokenizer.lowercase:
-                block = block.lower()
+                block = lowercase(block)  # as the tokenizer lowercases (the `tokenizers` library's way)
             if isinstance(tokenizer, WordTokenizer):
                 if plain_ascii(block.replace("\n", " ")):
                     pieces = _PIECE_OR_NEWLINE.findall(block)

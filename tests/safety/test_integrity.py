@@ -55,7 +55,7 @@ def test_a_shard_index_may_not_point_outside_its_folder(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "../secret.safetensors"}}))
-    with pytest.raises(UserError, match="names the shard '../secret.safetensors' outside its folder"):
+    with pytest.raises(UserError, match="names a shard outside the folder: .../secret.safetensors."):
         read_weights(folder)
 
 

@@ -46,10 +46,16 @@ def test_decoding_shows_unknown_words_as_unk():
     assert CharTokenizer.train(["abc"]).decode(CharTokenizer.train(["abc"]).encode("abz")) == "ab<unk>"
 
 
+def _blank(text: str) -> bool:
+    """Whitespace as Unicode's White_Space (the split's regex engine) has it: Python's isspace
+    also counts the separators U+001C-U+001F, which the split keeps as pieces."""
+    return text.isspace() and not any("\x1c" <= c <= "\x1f" for c in text)
+
+
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
 def test_splitting_never_loses_or_splits_a_character(text):
     pieces = split_words(text)
-    assert "".join(pieces) == "".join(c for c in graphemes(text) if not c.isspace())
-    assert not any(piece.isspace() or not piece for piece in pieces)
+    assert "".join(pieces) == "".join(c for c in graphemes(text) if not _blank(c))
+    assert not any(_blank(piece) or not piece for piece in pieces)
     assert split_words(" ".join(pieces)) == pieces  # what decoding prints splits back the same

@@ -177,6 +177,7 @@ def test_packed_blocks_are_the_training_lines_laid_end_to_end(corpus_file):
     assert not torch.equal(packed.positions(0, 3, 4), packed.positions(0, 4, 4))
 
 
-def test_pack_is_refused_where_there_is_no_text_file(capsys):
-    assert main(["train", "--task", "grammar-lm", "--pack", "--steps", "1", "--no-progress"]) == 2
+def test_pack_is_refused_where_there_is_no_text_file(tmp_path, capsys):
+    argv = ["train", "--task", "grammar-lm", "--pack", "--steps", "1", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
     assert "--pack is for language models trained on a text file" in capsys.readouterr().err
