@@ -333,9 +333,12 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny-encoder": _small("encoder-only", d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0),
     "small-seq2seq": _small("encoder-decoder", n_layers=2, dropout=0.0),
     "small-lm": _small("decoder-only", dropout=0.1, **_GPT2_STYLE),
-    # BERT's layout (post-norm, unscaled embeddings with a LayerNorm, a pooler for classifying),
-    # so that runs of the encoder tasks export to Hugging Face's BERT classes.
-    "small-encoder": _small(
+    "small-encoder": _small("encoder-only", norm="post", dropout=0.1),
+    # small-encoder in BERT's layout (unscaled embeddings with a LayerNorm, a pooler for
+    # classifying), so that its runs export to Hugging Face's BERT classes. The encoder tasks learn
+    # more slowly with it at their default settings (toy-qa, 400 steps: exact match 66.5%, against
+    # 97.5% with small-encoder on the same machine), so it is not their default.
+    "small-bert": _small(
         "encoder-only", norm="post", dropout=0.1, scale_embeddings=False, embedding_norm=True, pooler=True,
     ),
     # LLaMA's architecture at the sizes of tiny-lm and small-lm: 4 query heads sharing 2 key/value

@@ -1,5 +1,6 @@
-"""Every built-in task's run, with its default preset and word-level tokenizer, exports to a folder
-that transformers loads with the same logits and whose tokenizer.json gives the same ids."""
+"""Every built-in task's run, with its default preset (small-bert for the encoder tasks, whose default
+small-encoder no BERT class can hold) and word-level tokenizer, exports to a folder that transformers
+loads with the same logits and whose tokenizer.json gives the same ids."""
 
 import dataclasses
 import json
@@ -19,7 +20,7 @@ from glassformer.data.tasks import get_task  # noqa: E402
 from glassformer.train.setup import build_tokenizers, label_set, model_config_for  # noqa: E402
 
 transformers.logging.set_verbosity_error()
-# task -> the Hugging Face class its default preset exports to
+# task -> the Hugging Face class its run exports to
 EXPORTS = {
     "toy-translation": "BlenderbotForConditionalGeneration",  # small-seq2seq is pre-norm
     "grammar-lm": "GPT2LMHeadModel",
@@ -50,22 +51,25 @@ def glassformer_ids(run, kind, text):
     return sequence_ids(tokenizer, text, end=kind != "lm")
 
 
-def prepare(name):
-    """What `train` sets up for the task (tokenizer, default preset fitted to it), on 300 of its
-    examples instead of thousands: the architecture is the same, the vocabulary smaller."""
+def prepare(name, preset=None):
+    """What `train` sets up for the task (tokenizer, preset fitted to it: by default small-bert for an
+    encoder task, else the task's default), on 300 of its examples instead of thousands: the
+    architecture is the same, the vocabulary smaller."""
     task = dataclasses.replace(get_task(name), sizes=(300, 3, 3))
     splits = task.splits(0)
     config = TrainConfig(task=name)
     labels = label_set(task.kind, splits)
     source, target = build_tokenizers(config, task.kind, splits)
-    model_config = model_config_for(config, task.kind, task.default_preset, source, target, labels)
+    if preset is None:
+        preset = "small-bert" if task.family == "encoder-only" else task.default_preset
+    model_config = model_config_for(config, task.kind, preset, source, target, labels)
     assert source is target
     return dataclasses.make_dataclass("Prepared", ["kind", "splits", "source", "labels", "model_config"])(
         task.kind, splits, source, labels, model_config)
 
 
 @pytest.mark.parametrize("task", list(EXPORTS))
-def test_default_preset_run_exports_with_the_same_logits_and_ids(task, tmp_path, capsys):
+def test_every_task_run_exports_with_the_same_logits_and_ids(task, tmp_path, capsys):
     prepared = prepare(task)
     assert get_task(task).default_preset == ("small-seq2seq" if task == "toy-translation" else
                                              "small-lm" if task == "grammar-lm" else "small-encoder")
@@ -116,3 +120,12 @@ def test_default_preset_run_exports_with_the_same_logits_and_ids(task, tmp_path,
     else:
         assert ours.shape == theirs.shape
         assert (ours - theirs)[real].abs().max() < 1e-4
+
+
+def test_a_small_encoder_run_is_refused_in_one_line(tmp_path, capsys):
+    prepared = prepare("toy-sentiment", preset="small-encoder")
+    model = build_model(prepared.model_config).eval()
+    save_run(tmp_path / "run", model, prepared.model_config, prepared.kind, prepared.source, None, prepared.labels)
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("glassformer export: error: cannot export as bert:") and error.count("\n") == 1
