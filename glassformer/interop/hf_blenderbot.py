@@ -22,6 +22,7 @@ from glassformer.interop.hf_seq2seq import (
     common_problems,
     layer_rules,
     output_bias_rule,
+    read_seq2seq_config,
     shared_aliases,
 )
 
@@ -52,15 +53,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         raise UserError(f"blenderbot setting(s) not supported: {', '.join(unsupported)}")
     vocab = require(hf, "vocab_size")
     pad = hf.get("pad_token_id", 0)
-    config = ModelConfig(
-        family="encoder-decoder", vocab_size=vocab, d_model=require(hf, "d_model"),
-        n_heads=require(hf, "encoder_attention_heads"), d_ff=require(hf, "encoder_ffn_dim"),
-        n_layers=require(hf, "encoder_layers"), n_decoder_layers=require(hf, "decoder_layers"),
-        max_len=require(hf, "max_position_embeddings"), positions="learned", activation=ACTIVATIONS[activation],
-        norm="pre", final_norm=True, norm_eps=1e-5, dropout=float(hf.get("dropout", 0.1)),
-        attn_dropout=float(hf.get("attention_dropout", 0.0)), scale_embeddings=bool(hf.get("scale_embedding", False)),
-        bias=True, output_bias="final_logits_bias" in keys, tie_embeddings=True, tie_output=True,
-        embedding_norm=False, pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0,
+    config = read_seq2seq_config(
+        hf, keys, vocab, pad, positions="learned", norm="pre", final_norm=True, embedding_norm=False,
     )
     return config, "seq2seq", []
 

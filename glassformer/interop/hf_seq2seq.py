@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from glassformer.config import ModelConfig
+from glassformer.interop.hf_folder import ACTIVATIONS, require
 
 SIDES = {"encoder": "src_embed", "decoder": "tgt_embed"}
 
@@ -113,3 +114,18 @@ def check_sides(hf: dict, family: str) -> list[str]:
         if hf.get(encoder) != hf.get(decoder):
             unsupported.append(f"{encoder}={hf.get(encoder)} != {decoder}={hf.get(decoder)}")
     return unsupported
+
+
+def read_seq2seq_config(hf: dict, keys: set[str], vocab: int, pad: object, **layout) -> ModelConfig:
+    """The ModelConfig of a fairseq-style config.json (BART, Marian, Blenderbot), the family
+    giving what its names do not say: positions, d_model, where the norms sit (layout)."""
+    return ModelConfig(
+        family="encoder-decoder", vocab_size=vocab, d_model=layout.pop("d_model", None) or require(hf, "d_model"),
+        n_heads=require(hf, "encoder_attention_heads"), d_ff=require(hf, "encoder_ffn_dim"),
+        n_layers=require(hf, "encoder_layers"), n_decoder_layers=require(hf, "decoder_layers"),
+        max_len=require(hf, "max_position_embeddings"), activation=ACTIVATIONS[hf.get("activation_function", "gelu")],
+        norm_eps=1e-5, dropout=float(hf.get("dropout", 0.1)), attn_dropout=float(hf.get("attention_dropout", 0.0)),
+        scale_embeddings=bool(hf.get("scale_embedding", False)), bias=True,
+        output_bias="final_logits_bias" in keys, tie_embeddings=True, tie_output=True,
+        pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0, **layout,
+    )
