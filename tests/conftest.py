@@ -24,6 +24,20 @@ def _kernel_choices_in_a_temporary_folder(tmp_path_factory):
         os.environ["GLASSFORMER_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_code_in_a_temporary_folder(tmp_path_factory):
+    """torch.compile's inductor caches compiled C++ (and precompiled headers) in /tmp by default,
+    shared by every process: a run under ATEN_CPU_CAPABILITY=default then picked up code built for
+    AVX2 by another run and failed to compile. Each test session gets its own cache."""
+    saved = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("inductor-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
