@@ -54,7 +54,9 @@ def test_padded_batch_equals_each_prompt_alone_and_cache_equals_recompute(model)
     for prompt, hyps, again in zip(prompts, batched, uncached):
         [alone] = beam_search_lm(model, [prompt], END, beam_size=3, nbest=2, max_new_tokens=5)
         assert [h.tokens for h in hyps] == [h.tokens for h in alone] == [h.tokens for h in again]
-        assert [h.score for h in hyps] == pytest.approx([h.score for h in alone], abs=1e-5)
+        # fp32 sums over padded and unpadded rows: differences up to 1.2e-5 measured under
+        # ATEN_CPU_CAPABILITY=default (below 1e-5 with AVX2 kernels)
+        assert [h.score for h in hyps] == pytest.approx([h.score for h in alone], abs=1e-4)
 
 
 def test_beam_of_one_is_greedy_decoding(model):
