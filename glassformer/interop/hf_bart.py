@@ -20,8 +20,8 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
-from glassformer.interop.hf_seq2seq import read_seq2seq_config
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require
+from glassformer.interop.hf_seq2seq import check_sides, read_seq2seq_config
 
 MODEL_TYPE = "bart"
 BASE_PREFIX = "model."
@@ -42,16 +42,7 @@ _SIDES = {"encoder": "src_embed", "decoder": "tgt_embed"}
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = []
-    # One ModelConfig width and head count serve both stacks.
-    for encoder, decoder in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
-        if hf.get(encoder) != hf.get(decoder):
-            unsupported.append(f"{encoder}={hf.get(encoder)} != {decoder}={hf.get(decoder)}")
-    if not hf.get("tie_word_embeddings", True):
-        unsupported.append(setting("tie_word_embeddings", False))
-    activation = hf.get("activation_function", "gelu")
-    if activation not in ACTIVATIONS:
-        unsupported.append(setting("activation_function", activation))
+    unsupported = check_sides(hf, MODEL_TYPE)
     if unsupported:
         raise UserError(f"bart setting(s) not supported: {', '.join(unsupported)}")
     vocab = require(hf, "vocab_size")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require
 from glassformer.interop.hf_seq2seq import (
     SIDES,
     Basis,
@@ -44,11 +44,6 @@ SPECIAL_TOKENS = {
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
     unsupported = check_sides(hf, MODEL_TYPE)
-    if not hf.get("tie_word_embeddings", True):
-        unsupported.append(setting("tie_word_embeddings", False))
-    activation = hf.get("activation_function", "gelu")
-    if activation not in ACTIVATIONS:
-        unsupported.append(setting("activation_function", activation))
     if unsupported:
         raise UserError(f"blenderbot setting(s) not supported: {', '.join(unsupported)}")
     vocab = require(hf, "vocab_size")

@@ -95,7 +95,7 @@ def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "kee
     cast = resolve_dtype(dtype, hf_state)
     document["dtype"] = str(cast).removeprefix("torch.")
 
-    from glassformer.run_folder import atomic_write, atomic_write_text
+    from glassformer.run_folder import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

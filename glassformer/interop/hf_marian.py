@@ -24,7 +24,7 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require, setting
 from glassformer.interop.hf_seq2seq import (
     Basis,
     check_sides,
@@ -62,12 +62,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     vocab = require(hf, "vocab_size")
     if hf.get("decoder_vocab_size") not in (None, vocab):
         unsupported.append(setting("decoder_vocab_size", hf["decoder_vocab_size"]))
-    for name in ("share_encoder_decoder_embeddings", "tie_word_embeddings"):
-        if not hf.get(name, True):
-            unsupported.append(setting(name, False))
-    activation = hf.get("activation_function", "gelu")
-    if activation not in ACTIVATIONS:
-        unsupported.append(setting("activation_function", activation))
+    if not hf.get("share_encoder_decoder_embeddings", True):
+        unsupported.append(setting("share_encoder_decoder_embeddings", False))
     d_model = require(hf, "d_model")
     if d_model % 2:
         unsupported.append(setting("d_model", d_model) + " (odd)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from glassformer.config import ModelConfig
-from glassformer.interop.hf_folder import ACTIVATIONS, require
+from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
 
 SIDES = {"encoder": "src_embed", "decoder": "tgt_embed"}
 
@@ -108,11 +108,17 @@ def common_problems(config: ModelConfig, kind: str, name: str) -> list[str]:
 
 
 def check_sides(hf: dict, family: str) -> list[str]:
-    """Settings one ModelConfig cannot hold: different head counts or widths per stack."""
+    """Settings one ModelConfig cannot hold: different head counts or widths per stack, untied
+    embeddings, an activation we do not have."""
     unsupported = []
     for encoder, decoder in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf.get(encoder) != hf.get(decoder):
             unsupported.append(f"{encoder}={hf.get(encoder)} != {decoder}={hf.get(decoder)}")
+    if not hf.get("tie_word_embeddings", True):
+        unsupported.append(setting("tie_word_embeddings", False))
+    activation = hf.get("activation_function", "gelu")
+    if activation not in ACTIVATIONS:
+        unsupported.append(setting("activation_function", activation))
     return unsupported
 
 
