@@ -37,6 +37,6 @@ def describe(args: argparse.Namespace) -> int:
     print(f"parameters: {count:,}")
     # transformers keeps Marian's sinusoids as (frozen) weights and counts them; we compute them.
     fixed = sum(m.table.numel() for m in model.modules() if isinstance(m, SinusoidalPositions))
-    if fixed:
+    if fixed and config.family == "encoder-decoder":  # only Marian, an encoder-decoder, stores them
         print(f"with the fixed sinusoidal position tables (+{fixed:,}), as transformers counts Marian: {count + fixed:,}")
     return 0
