@@ -28,7 +28,9 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.errors import ConfigError, UserError
+from glassformer.framing import Framing
 from glassformer.models import build_model
+from glassformer.tasks import KINDS
 from glassformer.text import Tokenizer, load_tokenizer
 
 RUN_FORMAT = "glassformer-run"
@@ -41,11 +43,6 @@ WEIGHTS_FILE = "model.safetensors"
 SHARED_TOKENIZER = "tokenizer.json"
 SOURCE_TOKENIZER = "source_tokenizer.json"
 TARGET_TOKENIZER = "target_tokenizer.json"
-KINDS = ("seq2seq", "lm", "mlm", "classify", "tag", "qa", "encode")
-FAMILY_OF_KIND = {
-    "seq2seq": "encoder-decoder", "lm": "decoder-only", "mlm": "encoder-only",
-    "classify": "encoder-only", "tag": "encoder-only", "qa": "encoder-only", "encode": "encoder-only",
-}
 
 
 @dataclass
@@ -65,6 +62,16 @@ class Run:
     def tokenizer(self) -> Tokenizer:
         """The tokenizer of the model's input (the source side of an encoder-decoder)."""
         return self.source_tokenizer
+
+    @property
+    def framing(self) -> Framing:
+        """How the run's texts are framed (an imported tokenizer's own layout, else glassformer's)."""
+        return Framing.from_meta(self.meta)
+
+    def with_model(self, model: nn.Module) -> "Run":
+        """The same run with another model object (an unwrapped or reloaded copy of its model)."""
+        return Run(self.path, model, self.config, self.kind, self.source_tokenizer, self.target_tokenizer,
+                   self.labels, self.meta)
 
 
 # Atomic files --------------------------------------------------------------------------------

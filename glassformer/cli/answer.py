@@ -28,5 +28,5 @@ def answer_command(args: argparse.Namespace) -> int:
     if not args.context.strip() or not args.question.strip():
         raise UserError("both --context and QUESTION must be non-empty")
     print(answer_questions(run.model, run.tokenizer, [args.question], [args.context], run.config.max_len,
-                           device=device)[0])
+                           run.framing, device=device)[0])
     return 0

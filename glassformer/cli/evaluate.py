@@ -22,13 +22,12 @@ def register(subparsers) -> None:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from glassformer.cli._output import format_metrics
-    from glassformer.data import read_examples
     from glassformer.errors import UserError
     from glassformer.run_folder import load_run
-    from glassformer.train.batches import encode_examples
+    from glassformer.tasks import KINDS
     from glassformer.train.config import TrainConfig
     from glassformer.train.evaluate import evaluate
-    from glassformer.train.corpus import PREPARED_KINDS, encoded_file, uses_prepared_data
+    from glassformer.train.corpus import encoded_file, uses_prepared_data
     from glassformer.train.setup import load_prepared_corpus, load_splits
     from glassformer.train.trainer import pick_device
 
@@ -36,21 +35,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
     run = load_run(args.model, device=device)
     train_config = TrainConfig.from_dict(run.meta["train"]) if "train" in run.meta else None
     from_training = train_config is not None and uses_prepared_data(train_config.data, train_config.kind)
+    kind = KINDS[run.kind]
     encoded, examples = None, []
-    if run.kind in PREPARED_KINDS and args.data:  # text for a language model: through its prepared token file
-        encoded = encoded_file(args.data, run.kind, run.source_tokenizer, run.config.max_len)
-    elif run.kind in PREPARED_KINDS and not args.data and from_training:
-        encoded = load_prepared_corpus(train_config, run.source_tokenizer).encoded(args.split, run.config.max_len)
+    if kind.prepared_text and args.data:  # text for a language model: through its prepared token file
+        encoded = encoded_file(args.data, run.kind, run.source_tokenizer, run.config.max_len, run.framing)
+    elif kind.prepared_text and not args.data and from_training:
+        corpus = load_prepared_corpus(train_config, run.framing, run.source_tokenizer)
+        encoded = corpus.encoded(args.split, run.config.max_len)
     elif args.data:
-        examples = read_examples(args.data, run.kind)
+        if not kind.trainable:
+            raise UserError(f"{args.model} is a {run.kind!r} model, which has no held-out data to evaluate on")
+        examples = kind.read(args.data)
     elif train_config is not None:
         _, splits, _ = load_splits(train_config)
         examples = getattr(splits, args.split)
     else:
         raise UserError(f"{args.model} records no training data; give --data FILE")
     if encoded is None:
-        encoded = encode_examples(examples, run.kind, run.source_tokenizer, run.target_tokenizer, run.labels,
-                                  run.config.max_len)
+        encoded = kind.encode(examples, run.source_tokenizer, run.target_tokenizer, run.labels, run.config.max_len,
+                              run.framing)
     if len(encoded) == 0:
         raise UserError("no example fits the model's maximum length")
     metrics = evaluate(run, encoded, examples, args.batch_size, device)

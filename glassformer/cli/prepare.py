@@ -44,9 +44,9 @@ def prepare_command(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise UserError("give --data FILE (or --check DIR)")
-    tokenizer, kind = _given_tokenizer(args.tokenizer)
+    tokenizer, kind, framing = _given_tokenizer(args.tokenizer)
     start = time.perf_counter()
-    corpus = load_corpus(args.data, args.kind, args.seed, args.valid_data, tokenizer, kind or "word", args.vocab_size,
+    corpus = load_corpus(args.data, args.kind, args.seed, framing, args.valid_data, tokenizer, kind or "word", args.vocab_size,
                          args.lowercase, progress=not args.no_progress and not args.json,
                          log=(lambda line: None) if args.json else print)
     seconds = time.perf_counter() - start
@@ -77,19 +77,22 @@ def prepare_command(args: argparse.Namespace) -> int:
 
 
 def _given_tokenizer(name: str):
-    """(tokenizer, None) for a JSON file or run folder, (None, kind) for a kind to train."""
+    """(tokenizer, None, framing) for a JSON file or run folder, (None, kind, framing) for a kind to train:
+    a run folder's own framing, glassformer's for the others."""
     from pathlib import Path
 
     from glassformer.errors import UserError
+    from glassformer.framing import Framing
     from glassformer.text import load_tokenizer
 
     if name in TOKENIZERS:
-        return None, name
+        return None, name, Framing()
     path = Path(name)
     if path.is_dir():
         from glassformer.run_folder import load_run
 
-        return load_run(path, weights=False).source_tokenizer, None
+        run = load_run(path, weights=False)
+        return run.source_tokenizer, None, run.framing
     if path.is_file():
-        return load_tokenizer(path), None
+        return load_tokenizer(path), None, Framing()
     raise UserError(f"--tokenizer {name!r} is neither a tokenizer kind ({', '.join(TOKENIZERS)}) nor a file or run folder")

@@ -29,7 +29,7 @@ def tag_command(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model} is a {run.kind!r} model; tag needs a 'tag' model")
     sentences = [split_words(text) for text in read_inputs(args.text)]
     for words, tags in zip(sentences, predict_tags(run.model, run.tokenizer, run.labels, sentences,
-                                                    run.config.max_len, device=device)):
+                                                    run.config.max_len, run.framing, device=device)):
         if args.tags:
             print(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
         entities = [f"{' '.join(words[start:end])} ({kind})" for kind, start, end in entity_spans(tags)]

@@ -1,19 +1,12 @@
 """Examples, user data files, splits and the built-in tasks."""
 
 from glassformer.data.examples import Example, Labeled, Pair, Text
-from glassformer.data.readers import (
-    EXAMPLE_KINDS,
-    read_examples,
-    read_labeled,
-    read_pairs,
-    read_text,
-)
+from glassformer.data.readers import read_labeled, read_pairs, read_text
 from glassformer.data.split import Splits, split_examples
 from glassformer.data.tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 __all__ = [
     "DEFAULT_TASK",
-    "EXAMPLE_KINDS",
     "Example",
     "Labeled",
     "Pair",
@@ -22,7 +15,6 @@ __all__ = [
     "Task",
     "Text",
     "get_task",
-    "read_examples",
     "read_labeled",
     "read_pairs",
     "read_text",

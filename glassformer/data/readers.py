@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from glassformer.data.examples import Example, Labeled, Pair, Text
-from glassformer.errors import ConfigError, DataError
+from glassformer.errors import DataError
 from glassformer.files import read_bytes
 
 _BOM = b"\xef\xbb\xbf"
@@ -14,8 +14,6 @@ _BOM = b"\xef\xbb\xbf"
 _PAIR_LINE = "'source<TAB>target'"
 _LABELED_LINE = "'label<TAB>text'"
 _TEXT_LINE = "text"
-
-EXAMPLE_KINDS = ("seq2seq", "lm", "mlm", "classify", "tag", "qa")
 
 
 def _read_lines(path: str | Path, expected: str) -> list[tuple[int, str]]:
@@ -90,28 +88,3 @@ def read_text(path: str | Path) -> list[Text]:
         path: a UTF-8 text file.
     """
     return [Text(line.strip()) for _, line in _read_lines(path, _TEXT_LINE)]
-
-
-def read_examples(path: str | Path, kind: str) -> list[Example]:
-    """Read a file of the given kind of example.
-
-    Args:
-        path: the file.
-        kind: "seq2seq" (pairs), "lm" or "mlm" (text lines), "classify" (labelled lines),
-            "tag" (CoNLL token<TAB>tag lines) or "qa" (JSON lines).
-    """
-    if kind == "seq2seq":
-        return read_pairs(path)
-    if kind in ("lm", "mlm"):
-        return read_text(path)
-    if kind == "classify":
-        return read_labeled(path)
-    if kind == "tag":
-        from glassformer.data.conll import read_conll  # conll and qa build on this module's line reader
-
-        return read_conll(path)
-    if kind == "qa":
-        from glassformer.data.qa import read_qa
-
-        return read_qa(path)
-    raise ConfigError(f"unknown data kind {kind!r} (expected one of: {', '.join(EXAMPLE_KINDS)})")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from glassformer.framing import decoder_start, source_ids
+from glassformer.framing import Framing, decoder_start, source_ids
 from glassformer.inspect.decoding import DecodeStep, decode_steps
 from glassformer.inspect.matrix_text import Block, feature_labels, format_block
 from glassformer.inspect.recorder import Recording, record
@@ -216,11 +216,11 @@ def explain(
             where the causal mask shows), "all", "none" or a step number.
         top: print only the top logits of each step (None: the whole vocabulary).
     """
-    ids = source_ids(tokenizer, text)
+    ids = source_ids(tokenizer, text, Framing())  # a model built here: glassformer's framing
     src = torch.tensor([ids], dtype=torch.long)
     src_labels = [tokenizer.id_to_token(i) for i in ids]
     with record(model, values=True) as recording:
-        steps = decode_steps(model, src, decoder_start(tokenizer), tokenizer.end_id, max_steps, recording)
+        steps = decode_steps(model, src, decoder_start(tokenizer, Framing()), tokenizer.end_id, max_steps, recording)
     writer = _Writer(model, tokenizer, recording)
     writer.vocabulary()
     writer.encoder(ids, src_labels)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.errors import DataError, UserError
-from glassformer.framing import source_ids, target_ids
+from glassformer.framing import Framing, source_ids, target_ids
 from glassformer.models import EncoderDecoder, build_model
 from glassformer.text import WordTokenizer
 
@@ -74,8 +74,8 @@ def toy_model(config: ModelConfig, seed: int = 0) -> EncoderDecoder:
 
 def _batch(tokenizer: WordTokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, ...]:
     """Padded source [N, S], decoder input [N, T] and expected output [N, T] (-100 at padding)."""
-    sources = [source_ids(tokenizer, s) for s, _ in pairs]
-    targets = [target_ids(tokenizer, t) for _, t in pairs]
+    sources = [source_ids(tokenizer, s, Framing()) for s, _ in pairs]  # toy models frame texts glassformer's way
+    targets = [target_ids(tokenizer, t, Framing()) for _, t in pairs]
     s_len = max(map(len, sources))
     t_len = max(len(i) for i, _ in targets)
     src = torch.full((len(pairs), s_len), tokenizer.pad_id)

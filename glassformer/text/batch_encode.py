@@ -55,7 +55,7 @@ class BatchEncoder:
         framing: the run's framing (the default for models trained here).
     """
 
-    def __init__(self, tokenizer: Tokenizer, framing: Framing = Framing()):
+    def __init__(self, tokenizer: Tokenizer, framing: Framing):
         self.tokenizer, self.framing = tokenizer, framing
         self.prefix = (tokenizer.start_id,) if framing.sequence_prefix is None else tuple(framing.sequence_prefix)
         self.suffix = (tokenizer.end_id,) if framing.sequence_suffix is None else tuple(framing.sequence_suffix)
@@ -126,7 +126,7 @@ class BatchEncoder:
         return np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())), lengths
 
 
-def tokenizer_digest(tokenizer: Tokenizer, framing: Framing = Framing()) -> str:
+def tokenizer_digest(tokenizer: Tokenizer, framing: Framing) -> str:
     """SHA-256 of the tokenizer's canonical JSON and the framing: equal digests, equal ids for every text."""
     document = {"tokenizer": tokenizer.to_dict(), "framing": framing.__dict__}
     text = json.dumps(document, sort_keys=True, ensure_ascii=False, default=list)

@@ -1,4 +1,6 @@
-"""Examples to ids, ids to padded batches, and a batch order that can resume mid-epoch.
+"""Ids and padded batches as every task kind makes them, and a batch order that can resume mid-epoch.
+
+How a kind's examples become ids and batches is the kind's own (`glassformer.tasks`).
 
 Targets use -100 (PyTorch's ignore_index) where no prediction is scored: padding, and in
 masked-LM every position that was not chosen for prediction.
@@ -10,9 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from glassformer.data import Labeled, Pair, Text
-from glassformer.errors import DataError
-from glassformer.framing import Framing, decoder_start, sequence_ids, source_ids, target_ids
 from glassformer.text import Tokenizer
 
 IGNORE = -100
@@ -27,78 +26,12 @@ class Encoded:
     inputs: list[list[int]]
     targets: list[list[int]] | list[int] | None
     skipped: int = 0
+    """Examples left out because they exceed the model's maximum length."""
     segments: list[list[int]] | None = None
     """Segment ids per input (question 0, context 1) for question answering."""
-    """Examples left out because they exceed the model's maximum length."""
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-
-def encode_examples(
-    examples: list,
-    kind: str,
-    source: Tokenizer,
-    target: Tokenizer,
-    labels: list[str],
-    max_len: int,
-    framing: Framing = Framing(),
-) -> Encoded:
-    """Turn examples of one kind into ids framed as the model sees them."""
-    if kind == "qa":
-        return _encode_qa(examples, source, max_len)
-    inputs, targets, skipped = [], [], 0
-    label_ids = {label: i for i, label in enumerate(labels)}
-    for example in examples:
-        if kind == "seq2seq":
-            assert isinstance(example, Pair)
-            src = source_ids(source, example.source, framing)
-            tgt_in, tgt_out = target_ids(target, example.target, framing)
-            if len(src) > max_len or len(tgt_in) > max_len:
-                skipped += 1
-                continue
-            inputs.append(src)
-            targets.append(tgt_out[:-1])  # the words alone; framing adds <start>/<end> per batch
-        elif kind in ("lm", "mlm"):
-            assert isinstance(example, Text)
-            ids = sequence_ids(source, example.text, framing)
-            if len(ids) > max_len + (1 if kind == "lm" else 0):
-                skipped += 1
-                continue
-            inputs.append(ids)
-        elif kind == "classify":
-            assert isinstance(example, Labeled)
-            ids = sequence_ids(source, example.text, framing)
-            if len(ids) > max_len:
-                skipped += 1
-                continue
-            if example.label not in labels:
-                raise DataError(f"label {example.label!r} is not one of the model's labels: {', '.join(labels)}")
-            inputs.append(ids)
-            targets.append(labels.index(example.label))
-        elif kind == "tag":
-            from glassformer.train.tagging import align_labels
-
-            unknown = sorted(set(example.tags) - set(label_ids))
-            if unknown:
-                raise DataError(f"tag {unknown[0]!r} is not one of the model's tags: {', '.join(labels)}")
-            ids, row = align_labels(source, list(example.tokens), list(example.tags), label_ids)
-            if len(ids) > max_len:
-                skipped += 1
-                continue
-            inputs.append(ids)
-            targets.append(row)
-        else:
-            raise ValueError(f"no batching for kind {kind!r}")
-    return Encoded(kind, inputs, targets if kind in ("seq2seq", "classify", "tag") else None, skipped)
-
-
-def _encode_qa(examples: list, tokenizer: Tokenizer, max_len: int) -> Encoded:
-    from glassformer.train.qa import encode_qa
-
-    features, dropped = encode_qa(examples, tokenizer, max_len)
-    return Encoded("qa", [f.ids for f in features], [[f.start, f.end] for f in features], dropped,
-                   segments=[f.segments for f in features])
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -121,48 +54,6 @@ class Batch:
 
     def to(self, device) -> "Batch":
         return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.targets.to(device), self.n_targets)
-
-
-def make_batch(
-    encoded: Encoded,
-    indices: list[int],
-    source: Tokenizer,
-    target: Tokenizer,
-    framing: Framing = Framing(),
-    mask_prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> Batch:
-    """Collate examples `indices` of `encoded` into a padded batch for its kind."""
-    kind = encoded.kind
-    if kind == "seq2seq":
-        src = pad([encoded.inputs[i] for i in indices], source.pad_id)
-        start = decoder_start(target, framing)
-        tgt_in = pad([[start, *encoded.targets[i]] for i in indices], target.pad_id)
-        tgt_out = pad([[*encoded.targets[i], target.end_id] for i in indices], IGNORE)
-        return Batch({"src": src, "tgt": tgt_in}, tgt_out, int((tgt_out != IGNORE).sum()))
-    if kind == "lm":
-        rows = [encoded.inputs[i] for i in indices]
-        ids = pad([r[:-1] for r in rows], source.pad_id)
-        out = pad([r[1:] for r in rows], IGNORE)
-        return Batch({"ids": ids}, out, int((out != IGNORE).sum()))
-    if kind == "mlm":
-        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
-        masked, out = mask_tokens(ids, source, mask_prob, generator)
-        return Batch({"ids": masked}, out, int((out != IGNORE).sum()))
-    if kind == "classify":
-        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
-        labels = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)
-        return Batch({"ids": ids}, labels, len(indices))
-    if kind == "tag":
-        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
-        tags = pad([encoded.targets[i] for i in indices], IGNORE)
-        return Batch({"ids": ids}, tags, int((tags != IGNORE).sum()))
-    if kind == "qa":
-        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
-        segments = pad([encoded.segments[i] for i in indices], 0)
-        spans = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)  # [B, 2]
-        return Batch({"ids": ids, "segments": segments}, spans, 2 * len(indices))
-    raise ValueError(f"no batching for kind {kind!r}")
 
 
 def mask_tokens(

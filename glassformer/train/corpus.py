@@ -24,18 +24,19 @@ from glassformer.data.lines import file_digest, line_blocks
 from glassformer.data.prepared import TokenStore, cache_root, open_store, write_store
 from glassformer.data.split import split_examples
 from glassformer.errors import DataError, UserError
+from glassformer.framing import Framing
 from glassformer.run_folder import atomic_write, atomic_write_text
+from glassformer.tasks import KINDS
 from glassformer.text import Tokenizer, load_tokenizer, train_tokenizer
 from glassformer.text.batch_encode import BatchEncoder, tokenizer_digest
 from glassformer.train.batches import Encoded
 
-PREPARED_KINDS = ("lm", "mlm")
 _SOURCE_FILE = "source.json"
 
 
 def uses_prepared_data(data: str | None, kind: str | None) -> bool:
     """Whether training on `data` goes through a prepared corpus (text files for lm and mlm)."""
-    return data is not None and kind in PREPARED_KINDS
+    return data is not None and kind in KINDS and KINDS[kind].prepared_text
 
 
 # The source file --------------------------------------------------------------------------------
@@ -131,13 +132,14 @@ def corpus_tokenizer(source: Source, train: np.ndarray, kind: str, vocab_size: i
 
 
 # The token store -----------------------------------------------------------------------------------
-def store_folder(source: Source, tokenizer: Tokenizer) -> Path:
-    return source.folder / f"tokens-{tokenizer_digest(tokenizer)[:24]}"
+def store_folder(source: Source, tokenizer: Tokenizer, framing: Framing) -> Path:
+    return source.folder / f"tokens-{tokenizer_digest(tokenizer, framing)[:24]}"
 
 
-def build_store(source: Source, tokenizer: Tokenizer, progress: bool = False) -> TokenStore:
-    """Encode every line of the file into a token store, in blocks, with a progress bar in bytes."""
-    encoder = BatchEncoder(tokenizer)
+def build_store(source: Source, tokenizer: Tokenizer, framing: Framing, progress: bool = False) -> TokenStore:
+    """Encode every line of the file, framed as the run frames a text, into a token store, in blocks,
+    with a progress bar in bytes."""
+    encoder = BatchEncoder(tokenizer, framing)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -152,9 +154,9 @@ def build_store(source: Source, tokenizer: Tokenizer, progress: bool = False) ->
 
     start = time.perf_counter()
     meta = {"source": str(source.path), "source_sha256": source.sha256, "source_bytes": source.size,
-            "tokenizer_sha256": tokenizer_digest(tokenizer), "tokenizer_kind": tokenizer.kind}
+            "tokenizer_sha256": tokenizer_digest(tokenizer, framing), "tokenizer_kind": tokenizer.kind}
     try:
-        store = write_store(store_folder(source, tokenizer), blocks(), tokenizer.vocab_size, meta)
+        store = write_store(store_folder(source, tokenizer, framing), blocks(), tokenizer.vocab_size, meta)
     finally:
         if bar is not None:
             bar.close()
@@ -162,13 +164,13 @@ def build_store(source: Source, tokenizer: Tokenizer, progress: bool = False) ->
     return store
 
 
-def prepared_store(source: Source, tokenizer: Tokenizer, progress: bool = False,
+def prepared_store(source: Source, tokenizer: Tokenizer, framing: Framing, progress: bool = False,
                    log: Callable[[str], None] = print) -> TokenStore:
-    """The file's token store for this tokenizer: opened and checked when cached, else built now.
+    """The file's token store for this tokenizer and framing: opened and checked when cached, else built now.
 
     A damaged or truncated store is reported in one line and built again.
     """
-    folder = store_folder(source, tokenizer)
+    folder = store_folder(source, tokenizer, framing)
     if (folder / "meta.json").is_file():
         try:
             store = open_store(folder)
@@ -178,7 +180,7 @@ def prepared_store(source: Source, tokenizer: Tokenizer, progress: bool = False,
         except DataError as error:
             log(f"{str(error).removesuffix('; prepare it again')}; preparing it again")
     log(f"tokenizing {source.path} into {folder}")
-    return build_store(source, tokenizer, progress)
+    return build_store(source, tokenizer, framing, progress)
 
 
 # Splits of a prepared corpus --------------------------------------------------------------------------
@@ -213,11 +215,11 @@ class Corpus:
     """Example indices of each split ("train", "valid", "test") into stores[split]."""
 
     def encoded(self, split: str, max_len: int, cap: int | None = None, seed: int = 0) -> Encoded:
-        """A split as `encode_examples` would give it (examples longer than the model skipped),
+        """A split as the kind's `encode` would give it (examples longer than the model skipped),
         optionally a fixed sample of at most `cap` examples."""
         indices = self.indices[split]
         indices = indices[sample_positions(len(indices), cap, seed)]
-        limit = max_len + (1 if self.kind == "lm" else 0)
+        limit = max_len + KINDS[self.kind].extra_tokens
         fits = self.stores[split].lengths[indices] <= limit
         return Encoded(self.kind, StoreRows(self.stores[split], indices[fits]), None, int((~fits).sum()))
 
@@ -225,12 +227,14 @@ class Corpus:
         return len(self.indices[split])
 
 
-def load_corpus(data: str, kind: str, seed: int, valid_data: str | None = None, tokenizer: Tokenizer | None = None,
+def load_corpus(data: str, kind: str, seed: int, framing: Framing, valid_data: str | None = None,
+                tokenizer: Tokenizer | None = None,
                 tokenizer_kind: str = "word", vocab_size: int | None = None, lowercase: bool = False,
                 progress: bool = False, log: Callable[[str], None] = print) -> Corpus:
     """Split, tokenizer and token store(s) of a text file (and a held-out file), each from the cache or made now.
 
     Args:
+        framing: the run's framing of a text (`Framing()` for a new run's own tokenizer).
         tokenizer: the tokenizer to encode with (a run being resumed or fine-tuned); None trains
             one of `tokenizer_kind` on the training split, as a new run does.
     """
@@ -248,16 +252,16 @@ def load_corpus(data: str, kind: str, seed: int, valid_data: str | None = None, 
     if tokenizer is None:
         split_name = "all" if valid_data is not None else f"seed{seed}"
         tokenizer = corpus_tokenizer(source, train, tokenizer_kind, vocab_size, lowercase, split_name, log)
-    store = prepared_store(source, tokenizer, progress, log)
-    other = store if held_out is None else prepared_store(held_out, tokenizer, progress, log)
+    store = prepared_store(source, tokenizer, framing, progress, log)
+    other = store if held_out is None else prepared_store(held_out, tokenizer, framing, progress, log)
     return Corpus(kind, tokenizer, {"train": store, "valid": other, "test": other},
                   {"train": train, "valid": valid, "test": test})
 
 
-def encoded_file(path: str, kind: str, tokenizer: Tokenizer, max_len: int, progress: bool = False,
+def encoded_file(path: str, kind: str, tokenizer: Tokenizer, max_len: int, framing: Framing, progress: bool = False,
                  log: Callable[[str], None] = print) -> Encoded:
     """Every line of a text file as an encoded split, through its prepared store (made now if need be)."""
     source = scan_source(path)
-    store = prepared_store(source, tokenizer, progress, log)
+    store = prepared_store(source, tokenizer, framing, progress, log)
     corpus = Corpus(kind, tokenizer, {"test": store}, {"test": np.arange(len(store), dtype=np.int64)})
     return corpus.encoded("test", max_len)

@@ -2,7 +2,8 @@
 
 A question and its context are framed as
     <start> question <end> context <end>      segments 0 ... 0 1 ... 1
-(BERT's [CLS] question [SEP] context [SEP]). The answer's character span in the context is
+(BERT's [CLS] question [SEP] context [SEP]), <start> and <end> being the run's framing of a
+text (`sequence_prefix` and `sequence_suffix`). The answer's character span in the context is
 mapped to the first and last context tokens it overlaps. A context too long for max_len is
 cut at its end (the question is always kept whole); a training example whose answer was
 cut away, wholly or partly, is dropped and counted, never trained on a wrong span.
@@ -21,6 +22,7 @@ from torch import nn
 
 from glassformer.data.qa import QAExample
 from glassformer.errors import UserError
+from glassformer.framing import Framing, sequence_prefix, sequence_suffix
 from glassformer.nn.masks import padding_mask
 from glassformer.text import SubwordTokenizer, Tokenizer
 from glassformer.train.batches import pad
@@ -87,7 +89,8 @@ class QAFeature:
 
 
 def frame_qa(
-    tokenizer: Tokenizer, question: str, context: str, max_len: int, answer: tuple[int, int] | None = None
+    tokenizer: Tokenizer, question: str, context: str, max_len: int, framing: Framing,
+    answer: tuple[int, int] | None = None,
 ) -> QAFeature:
     """Frame a question and context, cutting the context's end to fit max_len.
 
@@ -96,13 +99,15 @@ def frame_qa(
         question: the question text.
         context: the text holding the answer.
         max_len: the longest sequence the model takes.
+        framing: the run's framing (its start and end ids around each part).
         answer: the answer's (start, end) character offsets in context, end exclusive.
     """
     question_ids = tokenizer.encode(question)
     context_ids, context_offsets = token_offsets(tokenizer, context)
     if not context_ids:
         raise UserError(f"the context {context[:40]!r} has no tokens to answer from")
-    room = max_len - len(question_ids) - 3
+    prefix, suffix = sequence_prefix(tokenizer, framing), sequence_suffix(tokenizer, framing)
+    room = max_len - len(question_ids) - len(prefix) - 2 * len(suffix)
     if room < 1:
         raise UserError(
             f"a question of {len(question_ids)} tokens leaves no room for the context within the "
@@ -110,10 +115,10 @@ def frame_qa(
         )
     truncated = max(0, len(context_ids) - room)
     context_ids, context_offsets = context_ids[:room], context_offsets[:room]
-    head = [tokenizer.start_id, *question_ids, tokenizer.end_id]
-    ids = [*head, *context_ids, tokenizer.end_id]
-    segments = [QUESTION_SEGMENT] * len(head) + [CONTEXT_SEGMENT] * (len(context_ids) + 1)
-    offsets = [None] * len(head) + [*context_offsets, None]
+    head = [*prefix, *question_ids, *suffix]
+    ids = [*head, *context_ids, *suffix]
+    segments = [QUESTION_SEGMENT] * len(head) + [CONTEXT_SEGMENT] * (len(context_ids) + len(suffix))
+    offsets = [None] * len(head) + [*context_offsets, *[None] * len(suffix)]
     first, stop = len(head), len(head) + len(context_ids)
     start = end = None
     if answer is not None:
@@ -126,13 +131,16 @@ def frame_qa(
     return QAFeature(ids, segments, offsets, first, stop, start, end, truncated)
 
 
-def encode_qa(examples: Sequence[QAExample], tokenizer: Tokenizer, max_len: int) -> tuple[list[QAFeature], int]:
+def encode_qa(
+    examples: Sequence[QAExample], tokenizer: Tokenizer, max_len: int, framing: Framing
+) -> tuple[list[QAFeature], int]:
     """Frame examples for training; those whose answer does not fit are dropped and counted.
 
     Args:
         examples: question-answering examples.
         tokenizer: any tokenizer.
         max_len: the longest sequence the model takes.
+        framing: the run's framing.
     Returns:
         (features with start and end set, number of examples dropped).
     """
@@ -140,7 +148,8 @@ def encode_qa(examples: Sequence[QAExample], tokenizer: Tokenizer, max_len: int)
     for example in examples:
         try:
             feature = frame_qa(
-                tokenizer, example.question, example.context, max_len, (example.answer_start, example.answer_end)
+                tokenizer, example.question, example.context, max_len, framing,
+                (example.answer_start, example.answer_end),
             )
         except UserError:
             dropped += 1
@@ -200,6 +209,7 @@ def answer_questions(
     questions: Sequence[str],
     contexts: Sequence[str],
     max_len: int,
+    framing: Framing,
     max_answer_len: int = MAX_ANSWER_LEN,
     device="cpu",
     batch_size: int = 64,
@@ -212,11 +222,12 @@ def answer_questions(
         questions: one question per context.
         contexts: the texts to answer from (cut at max_len).
         max_len: the model's longest sequence.
+        framing: the run's framing.
         max_answer_len: the longest answer, in tokens.
     """
     if len(questions) != len(contexts):
         raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-    features = [frame_qa(tokenizer, q, c, max_len) for q, c in zip(questions, contexts)]
+    features = [frame_qa(tokenizer, q, c, max_len, framing) for q, c in zip(questions, contexts)]
     was_training = model.training
     model.eval()
     answers = []

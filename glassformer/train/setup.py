@@ -5,21 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glassformer.config import ModelConfig, get_preset
-from glassformer.data import Labeled, Pair, Splits, Text, read_examples, split_examples
-from glassformer.run_folder import Run
+from glassformer.data import Labeled, Pair, Splits, Text, split_examples
 from glassformer.data.tasks import DEFAULT_TASK, get_task
 from glassformer.errors import ConfigError, UserError
-from glassformer.run_folder import FAMILY_OF_KIND
+from glassformer.framing import Framing
+from glassformer.run_folder import Run
+from glassformer.tasks import KINDS, TRAINABLE_KINDS
 from glassformer.text import Tokenizer, train_tokenizer
 from glassformer.train.config import TrainConfig
 from glassformer.train.corpus import Corpus, load_corpus, uses_prepared_data
-
-DEFAULT_PRESET_OF_KIND = {
-    "seq2seq": "small-seq2seq", "lm": "small-lm", "mlm": "small-encoder", "classify": "small-encoder",
-    "tag": "small-encoder", "qa": "small-encoder",
-}
-HEAD_OF_KIND = {"seq2seq": "none", "lm": "none", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
-TRAINABLE_KINDS = tuple(HEAD_OF_KIND)
 
 
 @dataclass
@@ -41,7 +35,7 @@ def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
     if config.data is None:
         task = get_task(config.task or DEFAULT_TASK)
         splits = task.splits(config.seed)
-        if config.kind in ("mlm", "lm") and task.kind != config.kind:
+        if config.kind in KINDS and KINDS[config.kind].pretrains_on_any_text and task.kind != config.kind:
             # Pre-training on the plain texts of any task, so fine-tuning on it shares the vocabulary.
             return config.kind, Splits(*(list(map(as_text, part)) for part in (splits.train, splits.valid, splits.test))), task.name
         if config.kind is not None and config.kind != task.kind:
@@ -54,11 +48,12 @@ def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
         raise UserError("--data needs --kind (seq2seq, lm, mlm or classify)")
     if config.kind not in TRAINABLE_KINDS:
         raise UserError(f"--kind {config.kind!r} is not one of: {', '.join(TRAINABLE_KINDS)}")
-    examples = read_examples(config.data, config.kind)
+    kind = KINDS[config.kind]
+    examples = kind.read(config.data)
     if config.valid_data is None:
         splits = split_examples(examples, config.seed)
     else:
-        held_out = read_examples(config.valid_data, config.kind)
+        held_out = kind.read(config.valid_data)
         if len(held_out) < 2:
             raise UserError(f"{config.valid_data}: needs at least 2 examples (half validation, half test)")
         half = len(held_out) // 2
@@ -79,29 +74,12 @@ def as_text(example) -> Text:
     return Text(" ".join(example.tokens))
 
 
-def texts_for_tokenizer(kind: str, examples: list) -> tuple[list[str], list[str]]:
-    """(source-side texts, target-side texts) of the training examples."""
-    if kind == "seq2seq":
-        return [e.source for e in examples if isinstance(e, Pair)], [e.target for e in examples]
-    if kind == "classify":
-        texts = [e.text for e in examples if isinstance(e, Labeled)]
-        return texts, texts
-    if kind == "tag":
-        texts = [" ".join(e.tokens) for e in examples]
-        return texts, texts
-    if kind == "qa":
-        texts = [t for e in examples for t in (e.question, e.context)]
-        return texts, texts
-    texts = [e.text for e in examples if isinstance(e, Text)]
-    return texts, texts
-
-
 def build_tokenizers(config: TrainConfig, kind: str, splits: Splits) -> tuple[Tokenizer, Tokenizer]:
-    sources, targets = texts_for_tokenizer(kind, splits.train)
-    if kind == "seq2seq" and not config.shared_vocab:
+    sources, targets = KINDS[kind].texts(splits.train)
+    if KINDS[kind].two_vocabularies and not config.shared_vocab:
         make = lambda texts: train_tokenizer(config.tokenizer, texts, config.vocab_size, config.lowercase)  # noqa: E731
         return make(sources), make(targets)
-    both = sources + targets if kind == "seq2seq" else sources
+    both = sources + targets if KINDS[kind].two_vocabularies else sources
     tokenizer = train_tokenizer(config.tokenizer, both, config.vocab_size, config.lowercase)
     return tokenizer, tokenizer
 
@@ -110,19 +88,18 @@ def model_config_for(
     config: TrainConfig, kind: str, task_preset: str | None, source: Tokenizer, target: Tokenizer, labels: list[str]
 ) -> ModelConfig:
     """The preset, fitted to the kind (family, head), the vocabularies and the label set."""
-    preset = get_preset(config.preset or task_preset or DEFAULT_PRESET_OF_KIND[kind])
+    preset = get_preset(config.preset or task_preset or KINDS[kind].default_preset)
     shared = source is target
     changes = dict(
-        family=FAMILY_OF_KIND[kind],
+        family=KINDS[kind].family,
         vocab_size=source.vocab_size,
         tgt_vocab_size=None if shared else target.vocab_size,
         tie_embeddings=preset.tie_embeddings and shared,
-        head=HEAD_OF_KIND[kind],
+        head=KINDS[kind].head,
         n_labels=len(labels),
         pad_id=source.pad_id,
+        **KINDS[kind].model_changes(preset),
     )
-    if kind == "qa":
-        changes["n_segments"] = max(2, preset.n_segments)  # question and context
     if config.dropout is not None:
         changes.update(dropout=config.dropout, attn_dropout=None)
     try:
@@ -133,37 +110,26 @@ def model_config_for(
 
 def label_set(kind: str, splits: Splits) -> list[str]:
     """Class names (classify) or BIO tags (tag) of the training split; held-out ones must occur there."""
-    if kind == "classify":
-        labels, held_out = sorted({e.label for e in splits.train}), {e.label for e in splits.valid + splits.test}
-    elif kind == "tag":
-        from glassformer.train.tagging import tag_labels
-
-        labels = tag_labels([e.tags for e in splits.train])
-        held_out = {t for e in splits.valid + splits.test for t in e.tags}
-    else:
-        return []
-    unknown = sorted(held_out - set(labels))
-    if unknown:
-        raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
-    return labels
+    return KINDS[kind].label_set(splits)
 
 
-def load_prepared_corpus(config: TrainConfig, tokenizer: Tokenizer | None = None, progress: bool = False,
-                         log=print) -> Corpus:
+def load_prepared_corpus(config: TrainConfig, framing: Framing, tokenizer: Tokenizer | None = None,
+                         progress: bool = False, log=print) -> Corpus:
     """The prepared corpus of a text file (--data with --kind lm or mlm); tokenizer None trains one."""
     if config.task is not None:
         raise UserError("give either --task or --data, not both")
-    return load_corpus(config.data, config.kind, config.seed, config.valid_data, tokenizer, config.tokenizer,
+    return load_corpus(config.data, config.kind, config.seed, framing, config.valid_data, tokenizer, config.tokenizer,
                        config.vocab_size, config.lowercase, progress, log)
 
 
 def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = False, log=print) -> Prepared:
     """Read or generate the data, train tokenizers on its training split (or take those of the run
     being fine-tuned), fit the preset (or the fine-tuned run's own configuration)."""
-    if config.pack and not (uses_prepared_data(config.data, config.kind) and config.kind == "lm"):
+    if config.pack and not (uses_prepared_data(config.data, config.kind) and KINDS[config.kind].extra_tokens):
         raise UserError("--pack is for language models trained on a text file (--data FILE --kind lm)")
     if uses_prepared_data(config.data, config.kind):
-        corpus = load_prepared_corpus(config, init.source_tokenizer if init is not None else None, progress, log)
+        corpus = load_prepared_corpus(config, init.framing if init is not None else Framing(),
+                                      init.source_tokenizer if init is not None else None, progress, log)
         splits, kind, source = Splits([], [], []), config.kind, corpus.tokenizer
         if init is not None:
             return Prepared(kind, splits, source, init.target_tokenizer, [], fine_tune_config(init, kind, [], config),
@@ -183,14 +149,12 @@ def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = Fal
 
 def fine_tune_config(init: "Run", kind: str, labels: list[str], config: TrainConfig) -> ModelConfig:
     """The configuration of the run being fine-tuned, with the head the new kind needs."""
-    family = FAMILY_OF_KIND[kind]
+    family = KINDS[kind].family
     if init.config.family != family:
         raise UserError(
             f"--init {init.path} is a {init.config.family} model; a {kind!r} task needs a {family} model"
         )
-    changes = dict(head=HEAD_OF_KIND[kind], n_labels=len(labels))
-    if kind == "qa" and init.config.n_segments < 2:
-        changes["n_segments"] = 2
+    changes = dict(head=KINDS[kind].head, n_labels=len(labels), **KINDS[kind].model_changes(init.config))
     if config.dropout is not None:
         changes.update(dropout=config.dropout, attn_dropout=None)
     return init.config.replace(**changes)

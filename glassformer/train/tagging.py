@@ -1,6 +1,6 @@
 """Token classification: word tags onto sub-word pieces and back, and entity-level F1.
 
-A sentence is framed <start> pieces <end>. A word may split into several pieces; only its
+A sentence is framed <start> pieces <end>, as the run's framing puts them around a text. A word may split into several pieces; only its
 first piece carries the word's tag, the others (and the specials) are IGNORE'd by the loss,
 and at prediction time the word takes the tag predicted at its first piece, as BERT does.
 """
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from glassformer.errors import DataError, UserError
+from glassformer.framing import Framing, sequence_prefix, sequence_suffix
 from glassformer.nn.masks import padding_mask
 from glassformer.text import Tokenizer
 from glassformer.train.batches import IGNORE, pad
@@ -20,7 +21,7 @@ from glassformer.train.batches import IGNORE, pad
 OUTSIDE = "O"
 
 
-def frame_words(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[list[int], list[int]]:
+def frame_words(tokenizer: Tokenizer, words: Sequence[str], framing: Framing) -> tuple[list[int], list[int]]:
     """Ids of <start> words <end>, each word encoded on its own, and where each word begins.
 
     A word that encodes to no piece at all (one the tokenizer's normaliser erases) becomes
@@ -29,20 +30,21 @@ def frame_words(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[list[int], 
     Args:
         tokenizer: any tokenizer.
         words: the sentence's words.
+        framing: the run's framing.
     Returns:
         (ids [T], starts [len(words)]): starts[j] is the position in ids of word j's first piece.
     """
-    ids, starts = [tokenizer.start_id], []
+    ids, starts = list(sequence_prefix(tokenizer, framing)), []
     for word in words:
         pieces = tokenizer.encode(word) or [tokenizer.unk_id]
         starts.append(len(ids))
         ids.extend(pieces)
-    ids.append(tokenizer.end_id)
+    ids.extend(sequence_suffix(tokenizer, framing))
     return ids, starts
 
 
 def align_labels(
-    tokenizer: Tokenizer, words: Sequence[str], tags: Sequence[str], label_ids: Mapping[str, int]
+    tokenizer: Tokenizer, words: Sequence[str], tags: Sequence[str], label_ids: Mapping[str, int], framing: Framing
 ) -> tuple[list[int], list[int]]:
     """Framed ids and a label per position: the word's tag id at its first piece, IGNORE elsewhere.
 
@@ -51,12 +53,13 @@ def align_labels(
         words: the sentence's words.
         tags: one tag per word.
         label_ids: tag -> label id.
+        framing: the run's framing.
     Returns:
         (ids [T], labels [T]), with IGNORE (-100) at <start>, <end> and non-first pieces.
     """
     if len(words) != len(tags):
         raise ValueError(f"{len(words)} words but {len(tags)} tags")
-    ids, starts = frame_words(tokenizer, words)
+    ids, starts = frame_words(tokenizer, words, framing)
     labels = [IGNORE] * len(ids)
     for start, tag in zip(starts, tags):
         if tag not in label_ids:
@@ -144,6 +147,7 @@ def predict_tags(
     labels: Sequence[str],
     sentences: Sequence[Sequence[str]],
     max_len: int,
+    framing: Framing,
     device="cpu",
     batch_size: int = 64,
 ) -> list[list[str]]:
@@ -155,8 +159,9 @@ def predict_tags(
         labels: label names in id order.
         sentences: each a list of words.
         max_len: the model's longest sequence.
+        framing: the run's framing.
     """
-    framed = [frame_words(tokenizer, words) for words in sentences]
+    framed = [frame_words(tokenizer, words, framing) for words in sentences]
     for words, (ids, _) in zip(sentences, framed):
         if len(ids) > max_len:
             raise UserError(

@@ -21,14 +21,15 @@ from glassformer.folder_guard import check_output_folder
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.data import Splits
-from glassformer.train.batches import BatchOrder, Encoded, encode_examples, make_batch
+from glassformer.tasks import KINDS
+from glassformer.train.batches import BatchOrder, Encoded
 from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import TrainingState, latest_checkpoint, read_checkpoint, save_checkpoint
 from glassformer.train.config import TrainConfig
 from glassformer.train.distributed import (
     World, all_reduce_sum, barrier, check_batch, init_world, local_device, parallelize,
 )
-from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
+from glassformer.train.evaluate import evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.precision import Precision, choose_precision, force_from_env
 from glassformer.train.schedule import learning_rate
@@ -233,13 +234,10 @@ class Trainer:
                     "test": self.corpus.encoded("test", max_len, cap, c.seed + 1)}
         self.held_out_sizes = {name: len(getattr(self.splits, name)) for name in ("valid", "test")}
         self.splits = sample_splits(self.splits, cap, c.seed)
-        return {
-            name: encode_examples(
-                getattr(self.splits, name), self.run.kind, self.run.source_tokenizer, self.run.target_tokenizer,
-                self.run.labels, max_len,
-            )
-            for name in ("train", "valid", "test")
-        }
+        kind, run = KINDS[self.run.kind], self.run
+        return {name: kind.encode(getattr(self.splits, name), run.source_tokenizer, run.target_tokenizer, run.labels,
+                                  max_len, run.framing)
+                for name in ("train", "valid", "test")}
 
     def coverage(self, split: str) -> str:
         """" (N of M examples, a fixed sample)" when a held-out split was sampled, else ""."""
@@ -322,7 +320,7 @@ class Trainer:
         if uses_prepared_data(saved.data, saved.kind):
             if self.world.distributed and not self.world.is_main:
                 barrier(self.world)
-            self.corpus = load_prepared_corpus(saved, self.run.source_tokenizer, self.progress, self.log)
+            self.corpus = load_prepared_corpus(saved, self.run.framing, self.run.source_tokenizer, self.progress, self.log)
             if self.world.distributed and self.world.is_main:
                 barrier(self.world)
             self.splits = Splits([], [], [])
@@ -387,10 +385,8 @@ class Trainer:
         if self.stream is not None:
             return self.stream.batch(self.config.seed, step, self.config.batch_size, indices)
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + step * 131 + micro)
-        return make_batch(
-            self.encoded["train"], indices, self.run.source_tokenizer, self.run.target_tokenizer,
-            mask_prob=self.config.mask_prob, generator=generator,
-        )
+        return KINDS[self.run.kind].batch(self.encoded["train"], indices, self.run.source_tokenizer,
+                                          self.run.target_tokenizer, self.run.framing, self.config.mask_prob, generator)
 
     def validate(self, split: str = "valid", limit: int | None = None) -> dict[str, float]:
         """Metrics on a held-out split; RNG states are left exactly as they were."""
@@ -412,7 +408,7 @@ class Trainer:
         if not math.isfinite(metrics.get("loss", 0.0)):
             raise self._diverged(self.state.step, "validation loss", metrics["loss"])
         self._append_metrics({"step": self.state.step, "split": "valid", **metrics})
-        key = PRIMARY_METRIC[self.run.kind]
+        key = KINDS[self.run.kind].primary_metric
         if self.state.best_metric is None or is_better(key, metrics[key], self.state.best_metric):
             self.state.best_metric, self.state.best_step = metrics[key], self.state.step
             state = unique_state(self.run.model)  # gathers shards: every process takes part

@@ -6,13 +6,13 @@ from glassformer.data import (
     Labeled,
     Pair,
     Text,
-    read_examples,
     read_labeled,
     read_pairs,
     read_text,
     split_examples,
 )
 from glassformer.errors import ConfigError, DataError
+from glassformer.tasks import read_examples
 
 
 def write(tmp_path, content: bytes | str, name="data.tsv"):

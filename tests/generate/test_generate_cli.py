@@ -5,7 +5,7 @@ import io
 import pytest
 
 from glassformer.cli.main import main
-from glassformer.framing import decoder_start, sequence_ids, source_ids
+from glassformer.framing import Framing, decoder_start, sequence_ids, source_ids
 from glassformer.generate import Sampling, Stopping, beam_search, generate_lm, generate_seq2seq
 from glassformer.run_folder import load_run
 
@@ -15,8 +15,8 @@ def test_translate_prints_the_greedy_translation(runs, capsys):
     lines = capsys.readouterr().out.splitlines()
     run = load_run(runs["seq2seq"])
     tok = run.target_tokenizer
-    sources = [source_ids(tok, "the cat"), source_ids(tok, "a dog ran")]
-    expected = generate_seq2seq(run.model, sources, decoder_start(tok), stopping=Stopping(tok.end_id, 6))
+    sources = [source_ids(tok, "the cat", Framing()), source_ids(tok, "a dog ran", Framing())]
+    expected = generate_seq2seq(run.model, sources, decoder_start(tok, Framing()), stopping=Stopping(tok.end_id, 6))
     assert lines == [tok.decode(g.tokens) for g in expected]
 
 
@@ -28,7 +28,7 @@ def test_translate_nbest_prints_scored_hypotheses(runs, capsys):
     assert len(lines) == 4
     run = load_run(runs["seq2seq"])
     tok = run.target_tokenizer
-    [hyps, _] = beam_search(run.model, [source_ids(tok, "the cat"), source_ids(tok, "birds sing")], tok.start_id,
+    [hyps, _] = beam_search(run.model, [source_ids(tok, "the cat", Framing()), source_ids(tok, "birds sing", Framing())], tok.start_id,
                             tok.end_id, beam_size=3, nbest=2, alpha=1.0, max_new_tokens=5)
     index, score, text = lines[0].split("\t")
     assert index == "0" and float(score) == pytest.approx(hyps[0].score, abs=1e-4)
@@ -52,7 +52,7 @@ def test_generate_streams_the_same_text_as_the_library(runs, capsys):
     assert capsys.readouterr().out == first  # seeded: reproducible
     run = load_run(runs["lm"])
     tok = run.tokenizer
-    [g] = generate_lm(run.model, [sequence_ids(tok, "the cat", end=False)],
+    [g] = generate_lm(run.model, [sequence_ids(tok, "the cat", Framing(), end=False)],
                       Sampling(greedy=False, temperature=0.9, top_k=5, seed=3), Stopping(tok.end_id, 8))
     assert first == tok.decode(g.tokens) + "\n"
 
@@ -85,7 +85,7 @@ def test_generate_with_bf16_weights_runs_the_model_prepared_with_them(runs, caps
     done = optimize_for_inference(run.model, weights="bf16")
     assert done.bf16_products == done.products > 0
     tok = run.tokenizer
-    [g] = generate_lm(run.model, [sequence_ids(tok, "a dog", end=False)], Sampling(greedy=True), Stopping(tok.end_id, 10))
+    [g] = generate_lm(run.model, [sequence_ids(tok, "a dog", Framing(), end=False)], Sampling(greedy=True), Stopping(tok.end_id, 10))
     assert got == tok.decode(g.tokens) + "\n"
 
 

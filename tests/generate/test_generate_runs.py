@@ -2,7 +2,7 @@
 
 import pytest
 
-from glassformer.framing import decoder_start, source_ids
+from glassformer.framing import Framing, decoder_start, source_ids
 from glassformer.generate import (
     Stopping,
     beam_search,
@@ -37,8 +37,8 @@ def test_beam_search_length_margin_per_source(seq2seq):
 def test_greedy_seq2seq_returns_ids_without_the_end_token(runs):
     run = load_run(runs["seq2seq"])
     tok = run.target_tokenizer
-    sources = [source_ids(tok, "the cat"), source_ids(tok, "birds sing at dawn .")]
-    plain = generate_seq2seq(run.model, sources, decoder_start(tok), stopping=Stopping(tok.end_id, 9))
+    sources = [source_ids(tok, "the cat", Framing()), source_ids(tok, "birds sing at dawn .", Framing())]
+    plain = generate_seq2seq(run.model, sources, decoder_start(tok, Framing()), stopping=Stopping(tok.end_id, 9))
     ids = greedy_seq2seq(run, sources, max_new_tokens=9)
     for g, out in zip(plain, ids):
         assert out == (g.tokens[:-1] if g.finish_reason == "end" else g.tokens)

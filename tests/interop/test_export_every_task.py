@@ -44,11 +44,11 @@ def texts_of(kind, examples):
 def glassformer_ids(run, kind, text):
     tokenizer = run.tokenizer
     if kind == "seq2seq":
-        return source_ids(tokenizer, text)
+        return source_ids(tokenizer, text, run.framing)
     if kind == "qa":
-        feature = frame_qa(tokenizer, *text, max_len=run.config.max_len)
+        feature = frame_qa(tokenizer, *text, max_len=run.config.max_len, framing=run.framing)
         return feature.ids, feature.segments
-    return sequence_ids(tokenizer, text, end=kind != "lm")
+    return sequence_ids(tokenizer, text, run.framing, end=kind != "lm")
 
 
 def prepare(name, preset=None):
@@ -101,7 +101,7 @@ def test_every_task_run_exports_with_the_same_logits_and_ids(task, tmp_path, cap
     real = mask.bool()
     with torch.no_grad():
         if kind == "seq2seq":
-            decoder = [target_ids(run.tokenizer, e.target)[0] for e in prepared.splits.valid[:3]]
+            decoder = [target_ids(run.tokenizer, e.target, run.framing)[0] for e in prepared.splits.valid[:3]]
             width = max(map(len, decoder))
             tgt = torch.tensor([d + [run.tokenizer.pad_id] * (width - len(d)) for d in decoder])
             ours = run.model(ids, tgt)

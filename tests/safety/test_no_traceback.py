@@ -139,7 +139,7 @@ def test_fuzzed_run_folders_exit_0_or_2(runs, tmp_path_factory, field, value):
 @given(kind=st.sampled_from(["seq2seq", "lm", "mlm", "classify", "tag", "qa"]),
        content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_fuzzed_data_files_are_read_or_refused_in_one_line(tmp_path_factory, kind, content):
-    from glassformer.data import read_examples
+    from glassformer.tasks import read_examples
 
     path = tmp_path_factory.mktemp("data") / "data.txt"
     path.write_bytes(content)

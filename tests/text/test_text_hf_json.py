@@ -27,7 +27,7 @@ def test_the_wordlevel_tokenizer_encodes_every_text_to_the_same_ids(cls, lowerca
 def test_transformers_reads_an_exported_character_run_with_the_same_ids(tmp_path):
     transformers = pytest.importorskip("transformers")
     from glassformer.config import get_preset
-    from glassformer.framing import sequence_ids
+    from glassformer.framing import Framing, sequence_ids
     from glassformer.interop import export_hf
     from glassformer.models import build_model
     from glassformer.run_folder import Run, load_run
@@ -38,7 +38,7 @@ def test_transformers_reads_an_exported_character_run_with_the_same_ids(tmp_path
     fast = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
     reread = load_run(tmp_path / "hf")
     for text in CORPUS:
-        prompt = sequence_ids(tokenizer, text, end=False)  # <start> text
+        prompt = sequence_ids(tokenizer, text, Framing(), end=False)  # <start> text
         assert fast(text)["input_ids"] == prompt
-        assert sequence_ids(reread.tokenizer, text, end=False) == prompt
+        assert sequence_ids(reread.tokenizer, text, Framing(), end=False) == prompt
     assert (fast.pad_token_id, fast.bos_token_id, fast.eos_token_id) == (0, 1, 2)

@@ -15,7 +15,8 @@ from glassformer.data.prepared import open_store
 from glassformer.errors import DataError
 from glassformer.text import train_tokenizer
 from glassformer.train import corpus as corpus_module
-from glassformer.train.batches import encode_examples, make_batch
+from glassformer.framing import Framing
+from glassformer.tasks import KINDS
 from glassformer.train.checkpoint import latest_checkpoint
 from glassformer.train.corpus import load_corpus, sample_positions
 
@@ -40,19 +41,21 @@ def test_prepared_corpus_gives_the_same_splits_tokenizer_and_batches_as_memory(t
     examples = read_text(path)
     splits = split_examples(examples, seed=3)
     tokenizer = train_tokenizer(kind, [e.text for e in splits.train], vocab, lowercase)
-    corpus = load_corpus(str(path), "lm", 3, tokenizer_kind=kind, vocab_size=vocab, lowercase=lowercase, log=lambda s: None)
+    corpus = load_corpus(str(path), "lm", 3, Framing(), tokenizer_kind=kind, vocab_size=vocab, lowercase=lowercase, log=lambda s: None)
     assert corpus.tokenizer.to_dict() == tokenizer.to_dict()
     for name in ("train", "valid", "test"):
-        memory = encode_examples(getattr(splits, name), "lm", tokenizer, tokenizer, [], max_len=10)
+        memory = KINDS["lm"].encode(getattr(splits, name), tokenizer, tokenizer, [], 10, Framing())
         prepared = corpus.encoded(name, max_len=10)
         assert len(prepared) == len(memory) and prepared.skipped == memory.skipped > 0
         assert [prepared.inputs[i] for i in range(len(prepared))] == memory.inputs
-    masked_lm = load_corpus(str(path), "mlm", 3, tokenizer=tokenizer, log=lambda s: None).encoded("valid", max_len=10)
-    memory = encode_examples(splits.valid, "mlm", tokenizer, tokenizer, [], max_len=10)  # one token shorter at most
+    masked_lm = load_corpus(str(path), "mlm", 3, Framing(), tokenizer=tokenizer, log=lambda s: None).encoded("valid", max_len=10)
+    memory = KINDS["mlm"].encode(splits.valid, tokenizer, tokenizer, [], 10, Framing())  # one token shorter at most
     assert [masked_lm.inputs[i] for i in range(len(masked_lm))] == memory.inputs and masked_lm.skipped == memory.skipped
-    memory = encode_examples(splits.train, "lm", tokenizer, tokenizer, [], max_len=10)
+    memory = KINDS["lm"].encode(splits.train, tokenizer, tokenizer, [], 10, Framing())
     indices = [5, 0, 17, 3]
-    a, b = make_batch(memory, indices, tokenizer, tokenizer), make_batch(corpus.encoded("train", 10), indices, tokenizer, tokenizer)
+    lm = KINDS["lm"]
+    a = lm.batch(memory, indices, tokenizer, tokenizer, Framing())
+    b = lm.batch(corpus.encoded("train", 10), indices, tokenizer, tokenizer, Framing())
     assert torch.equal(a.inputs["ids"], b.inputs["ids"]) and torch.equal(a.targets, b.targets)
     assert corpus.stores["train"].tokens.dtype == np.uint16
 
@@ -62,12 +65,12 @@ def test_a_changed_file_is_prepared_again_and_an_unchanged_one_is_not(tmp_path, 
     built = []
     real = corpus_module.build_store
     monkeypatch.setattr(corpus_module, "build_store", lambda *a, **k: built.append(1) or real(*a, **k))
-    first = load_corpus(str(path), "lm", 0, log=lambda s: None)
-    again = load_corpus(str(path), "lm", 0, log=lambda s: None)
+    first = load_corpus(str(path), "lm", 0, Framing(), log=lambda s: None)
+    again = load_corpus(str(path), "lm", 0, Framing(), log=lambda s: None)
     assert len(built) == 1 and again.stores["train"].path == first.stores["train"].path
     with open(path, "a", encoding="utf-8") as f:
         f.write("one more line at the end\n")
-    changed = load_corpus(str(path), "lm", 0, log=lambda s: None)
+    changed = load_corpus(str(path), "lm", 0, Framing(), log=lambda s: None)
     assert len(built) == 2 and changed.stores["train"].path != first.stores["train"].path
     assert len(changed.stores["train"]) == len(first.stores["train"]) + 1
 
@@ -75,7 +78,7 @@ def test_a_changed_file_is_prepared_again_and_an_unchanged_one_is_not(tmp_path, 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_token_file_is_detected_in_one_line_and_rebuilt(tmp_path, capsys, damage):
     path = _write_corpus(tmp_path / "corpus.txt", seed=2 if damage == "flip" else 3)
-    store = load_corpus(str(path), "lm", 0, log=lambda s: None).stores["train"]
+    store = load_corpus(str(path), "lm", 0, Framing(), log=lambda s: None).stores["train"]
     expected = np.array(store.tokens).copy()
     tokens = store.path / "tokens.bin"
     data = bytearray(tokens.read_bytes())
@@ -90,7 +93,7 @@ def test_a_damaged_token_file_is_detected_in_one_line_and_rebuilt(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tokens.bin" in err and "Traceback" not in err
     said = []
-    rebuilt = load_corpus(str(path), "lm", 0, log=said.append).stores["train"]
+    rebuilt = load_corpus(str(path), "lm", 0, Framing(), log=said.append).stores["train"]
     assert len(said) == 2 and "preparing it again" in said[0] and said[1].startswith("tokenizing")
     assert np.array_equal(np.array(rebuilt.tokens), expected)
     assert main(["prepare", "--check", str(store.path)]) == 0
@@ -105,7 +108,7 @@ def test_prepare_command_prints_throughput_and_train_then_finds_the_cache(tmp_pa
     assert main(["prepare", "--data", str(path), "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cached"] is True
     monkeypatch.setattr(corpus_module, "build_store", lambda *a, **k: pytest.fail("prepared twice"))
-    assert str(load_corpus(str(path), "lm", 0, log=lambda s: None).stores["train"].path) == report["store"]
+    assert str(load_corpus(str(path), "lm", 0, Framing(), log=lambda s: None).stores["train"].path) == report["store"]
 
 
 TINY = ["--preset", "tiny-lm", "--batch-size", "8", "--eval-every", "3", "--checkpoint-every", "3", "--warmup", "2",
@@ -162,7 +165,7 @@ def test_evaluation_sample_is_fixed_capped_and_reported(corpus_file, tmp_path, c
 def test_packed_blocks_are_the_training_lines_laid_end_to_end(corpus_file):
     from glassformer.train.blocks import PackedStream
 
-    corpus = load_corpus(str(corpus_file), "lm", 0, log=lambda s: None)
+    corpus = load_corpus(str(corpus_file), "lm", 0, Framing(), log=lambda s: None)
     store, train = corpus.stores["train"], corpus.indices["train"]
     stream = np.concatenate([store.tokens[store.offsets[i] : store.offsets[i + 1]] for i in sorted(train)])
     packed = PackedStream(store, train, block=9)

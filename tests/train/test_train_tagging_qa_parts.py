@@ -11,6 +11,7 @@ from glassformer.config import ModelConfig
 from glassformer.data.qa import QAExample
 from glassformer.data.tasks import TASKS
 from glassformer.errors import DataError, UserError
+from glassformer.framing import Framing
 from glassformer.models import EncoderOnly
 from glassformer.models.qa_head import SpanHead
 from glassformer.text import SPECIALS, SubwordTokenizer, WordTokenizer
@@ -34,6 +35,8 @@ from glassformer.train.tagging import (
     predict_tags,
     tag_labels,
 )
+
+GF = Framing()  # glassformer's own framing: these tokenizers are trained here
 
 X = IGNORE
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -59,36 +62,36 @@ def wordpiece_tokenizer():
 # Tagging: alignment ------------------------------------------------------------------------
 def test_align_labels_word_tokenizer():
     tok = word_tokenizer()
-    ids, labels = align_labels(tok, WORDS, TAGS, LABEL_IDS)
+    ids, labels = align_labels(tok, WORDS, TAGS, LABEL_IDS, GF)
     assert ids == [1, 5, 6, 7, 8, 9, 2]
     assert labels == [X, 3, 4, 0, 1, 0, X]
     # "st." is one word of two pieces; its second piece is not scored.
-    ids, labels = align_labels(tok, ("st.", "anna"), ("B-PER", "I-PER"), LABEL_IDS)
+    ids, labels = align_labels(tok, ("st.", "anna"), ("B-PER", "I-PER"), LABEL_IDS, GF)
     assert ids == [1, 10, 9, 5, 2] and labels == [X, 3, X, 4, X]
 
 
 def test_align_labels_wordpiece():
     tok = wordpiece_tokenizer()
-    ids, labels = align_labels(tok, WORDS, TAGS, LABEL_IDS)
+    ids, labels = align_labels(tok, WORDS, TAGS, LABEL_IDS, GF)
     assert [tok.id_to_token(i) for i in ids] == [
         "<start>", "anna", "berg", "visit", "##ed", "li", "##ma", ".", "<end>"
     ]
     assert labels == [X, 3, 4, 0, X, 1, X, 0, X]
-    assert frame_words(tok, WORDS)[1] == [1, 2, 3, 5, 7]
+    assert frame_words(tok, WORDS, GF)[1] == [1, 2, 3, 5, 7]
 
 
 def test_align_labels_edge_cases():
     tok = word_tokenizer()
     # A word that encodes to nothing keeps its place as one unknown piece.
-    assert frame_words(tok, ("anna", "\u200b")) == ([1, 5, 3, 2], [1, 2])
+    assert frame_words(tok, ("anna", "\u200b"), GF) == ([1, 5, 3, 2], [1, 2])
     with pytest.raises(DataError, match="tag 'B-ORG' is not one of the model's labels: O, B-LOC"):
-        align_labels(tok, ("anna",), ("B-ORG",), LABEL_IDS)
+        align_labels(tok, ("anna",), ("B-ORG",), LABEL_IDS, GF)
     with pytest.raises(ValueError, match="2 words but 1 tags"):
-        align_labels(tok, ("anna", "berg"), ("O",), LABEL_IDS)
+        align_labels(tok, ("anna", "berg"), ("O",), LABEL_IDS, GF)
 
 
 def test_decode_tags_takes_each_words_first_piece():
-    starts = frame_words(wordpiece_tokenizer(), WORDS)[1]
+    starts = frame_words(wordpiece_tokenizer(), WORDS, GF)[1]
     # Positions:        <s> anna berg visit ##ed li ##ma  .  </s>
     predicted = torch.tensor([0, 3, 4, 0, 2, 1, 4, 0, 2])
     assert decode_tags(predicted, starts, LABELS) == ["B-PER", "I-PER", "O", "B-LOC", "O"]
@@ -135,7 +138,7 @@ def test_entity_f1_exact_numbers():
 def test_frame_qa_word_tokenizer():
     tok = word_tokenizer("where", "did", "go", "?", "to", "new")
     context = "anna berg visited new lima ."
-    feature = frame_qa(tok, "where did anna go ?", context, max_len=64, answer=(18, 26))
+    feature = frame_qa(tok, "where did anna go ?", context, max_len=64, framing=GF, answer=(18, 26))
     words = ["<start>", "where", "did", "anna", "go", "?", "<end>", "anna", "berg", "visited", "new", "lima", ".", "<end>"]
     assert [tok.id_to_token(i) for i in feature.ids] == words
     assert feature.segments == [0] * 7 + [1] * 7
@@ -151,7 +154,7 @@ def test_frame_qa_wordpiece_offsets():
     assert token_offsets(tok, context) == (
         [5, 7, 8, 9, 10, 11], [(0, 4), (5, 10), (10, 12), (13, 15), (15, 17), (17, 18)]
     )
-    feature = frame_qa(tok, "where did anna go?", context, max_len=32, answer=(13, 17))
+    feature = frame_qa(tok, "where did anna go?", context, max_len=32, framing=GF, answer=(13, 17))
     assert [tok.id_to_token(i) for i in feature.ids[feature.start:feature.end + 1]] == ["li", "##ma"]
     assert (feature.start, feature.end) == (10, 11)
 
@@ -165,21 +168,21 @@ def test_frame_qa_truncation_policy():
     tok = word_tokenizer("where", "did", "go", "?")
     context = "anna visited lima . berg visited lima ."
     # Question 5 tokens + 3 specials leaves 4 context tokens: "anna visited lima ."
-    kept = frame_qa(tok, "where did anna go ?", context, max_len=12, answer=(13, 17))
+    kept = frame_qa(tok, "where did anna go ?", context, max_len=12, framing=GF, answer=(13, 17))
     assert len(kept.ids) == 12 and kept.truncated == 4 and (kept.start, kept.end) == (9, 9)
-    cut = frame_qa(tok, "where did anna go ?", context, max_len=12, answer=(33, 37))
+    cut = frame_qa(tok, "where did anna go ?", context, max_len=12, framing=GF, answer=(33, 37))
     assert cut.start is None and cut.end is None
     examples = [
         QAExample(context, "where did anna go ?", 13, "lima"),
         QAExample(context, "where did berg go ?", 33, "lima"),
         QAExample(context, "where did berg go ? where did berg go ?", 33, "lima"),
     ]
-    features, dropped = encode_qa(examples, tok, max_len=12)
+    features, dropped = encode_qa(examples, tok, max_len=12, framing=GF)
     assert [(f.start, f.end) for f in features] == [(9, 9)] and dropped == 2
     with pytest.raises(UserError, match="a question of 10 tokens leaves no room for the context"):
-        frame_qa(tok, examples[2].question, context, max_len=12)
+        frame_qa(tok, examples[2].question, context, max_len=12, framing=GF)
     with pytest.raises(UserError, match="the context ' ' has no tokens to answer from"):
-        frame_qa(tok, "where did anna go ?", " ", max_len=12)
+        frame_qa(tok, "where did anna go ?", " ", max_len=12, framing=GF)
 
 
 # QA: span choice and metrics --------------------------------------------------------------
@@ -270,7 +273,7 @@ def test_toy_ner_is_learnable():
     tok = WordTokenizer.train([e.text for e in s.train])
     labels = tag_labels([e.tags for e in s.train])
     label_ids = {label: i for i, label in enumerate(labels)}
-    rows = [align_labels(tok, e.tokens, e.tags, label_ids) for e in s.train]
+    rows = [align_labels(tok, e.tokens, e.tags, label_ids, GF) for e in s.train]
     model = EncoderOnly(tiny_config(tok.vocab_size, head="tag", n_labels=len(labels)))
     generator = torch.Generator().manual_seed(0)
 
@@ -280,7 +283,7 @@ def test_toy_ner_is_learnable():
         return (ids,), pad([rows[i][1] for i in picked], IGNORE)
 
     train(model, batches, steps=300)
-    predicted = predict_tags(model, tok, labels, [e.tokens for e in s.test], max_len=64)
+    predicted = predict_tags(model, tok, labels, [e.tokens for e in s.test], max_len=64, framing=GF)
     scores = entity_f1([e.tags for e in s.test], predicted)
     assert scores["f1"] >= 0.8, scores  # measured 0.89
 
@@ -290,7 +293,7 @@ def test_toy_qa_is_learnable():
     torch.manual_seed(0)
     s = TASKS["toy-qa"].splits(0)
     tok = WordTokenizer.train([f"{e.context} {e.question}" for e in s.train])
-    features, dropped = encode_qa(s.train, tok, max_len=64)
+    features, dropped = encode_qa(s.train, tok, max_len=64, framing=GF)
     assert dropped == 0
     model = SpanModel(tiny_config(tok.vocab_size, n_segments=2))
     generator = torch.Generator().manual_seed(0)
@@ -302,6 +305,6 @@ def test_toy_qa_is_learnable():
         return (ids, None, segments), torch.tensor([[f.start, f.end] for f in picked])
 
     train(model, batches, steps=300)
-    answers = answer_questions(model, tok, [e.question for e in s.test], [e.context for e in s.test], 64, 5)
+    answers = answer_questions(model, tok, [e.question for e in s.test], [e.context for e in s.test], 64, GF, 5)
     scores = qa_metrics(answers, [e.answer_text for e in s.test])
     assert scores["exact_match"] >= 0.6, scores  # measured 0.825

@@ -7,7 +7,7 @@ import torch
 
 from glassformer.cli import main
 from glassformer.data.tasks.grammar import is_grammatical
-from glassformer.framing import sequence_ids, source_ids, target_ids
+from glassformer.framing import Framing, sequence_ids, source_ids, target_ids
 from glassformer.generate import Sampling, Stopping, generate_lm
 from glassformer.inspect.patch import activation_patching
 from glassformer.run_folder import load_run
@@ -58,9 +58,9 @@ def _patching_finds_the_cross_attention_heads_that_carry_the_copy(run, task):
         src = [letters[int(i)] for i in torch.randint(len(letters), (8,), generator=g)]
         bad = src[:k] + [letters[(letters.index(src[k]) + 5) % len(letters)]] + src[k + 1:]
         out = list(reversed(src)) if task == "reverse" else src
-        clean.append(source_ids(tok, " ".join(src)))
-        corrupt.append(source_ids(tok, " ".join(bad)))
-        prefixes.append(target_ids(tok, " ".join(out[:k if task == "copy" else 8 - 1 - k]))[0])  # up to src[k]
+        clean.append(source_ids(tok, " ".join(src), Framing()))
+        corrupt.append(source_ids(tok, " ".join(bad), Framing()))
+        prefixes.append(target_ids(tok, " ".join(out[:k if task == "copy" else 8 - 1 - k]), Framing())[0])  # up to src[k]
     clean, corrupt, prefix = torch.tensor(clean), torch.tensor(corrupt), torch.tensor(prefixes)
     answer, wrong = clean[:, k, None], corrupt[:, k, None]
 
@@ -93,7 +93,7 @@ def test_language_model_perplexity_and_grammatical_samples(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "grammar-lm", 600, "--preset", "tiny-lm")
     assert metrics["perplexity"] <= 8.0  # measured 7.40
     run = load_run(tmp_path / "grammar-lm")
-    prompts = [sequence_ids(run.tokenizer, "", end=False)] * 100
+    prompts = [sequence_ids(run.tokenizer, "", Framing(), end=False)] * 100
     samples = generate_lm(run.model, prompts, sampling=Sampling(greedy=False, seed=0),
                           stopping=Stopping(end_id=run.tokenizer.end_id, max_new_tokens=40))
     grammatical = sum(is_grammatical(run.tokenizer.decode(s.tokens)) for s in samples)

@@ -1,0 +1,58 @@
+"""Text classification: 'label<TAB>text' lines, one label per text from the encoder's pooled output."""
+
+from __future__ import annotations
+
+import torch
+
+from glassformer.data import Labeled, read_labeled
+from glassformer.errors import DataError, UserError
+from glassformer.framing import sequence_ids
+from glassformer.tasks.kind import Kind
+from glassformer.train.batches import Batch, Encoded, pad
+
+
+class Classify(Kind):
+    name, family, head = "classify", "encoder-only", "classify"
+    primary_metric = accuracy_name = "accuracy"
+
+    def read(self, path):
+        return read_labeled(path)
+
+    def texts(self, examples):
+        texts = [e.text for e in examples if isinstance(e, Labeled)]
+        return texts, texts
+
+    def label_set(self, splits):
+        labels, held_out = sorted({e.label for e in splits.train}), {e.label for e in splits.valid + splits.test}
+        unknown = sorted(held_out - set(labels))
+        if unknown:
+            raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
+        return labels
+
+    def encode(self, examples, source, target, labels, max_len, framing):
+        inputs, targets, skipped = [], [], 0
+        for example in examples:
+            ids = sequence_ids(source, example.text, framing)
+            if len(ids) > max_len:
+                skipped += 1
+                continue
+            if example.label not in labels:
+                raise DataError(f"label {example.label!r} is not one of the model's labels: {', '.join(labels)}")
+            inputs.append(ids)
+            targets.append(labels.index(example.label))
+        return Encoded(self.name, inputs, targets, skipped)
+
+    def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
+        ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
+        labels = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)
+        return Batch({"ids": ids}, labels, len(indices))
+
+    def example_lines(self, run, examples, device):
+        from glassformer.classify import classify_texts
+
+        lines = []
+        for e, probs in zip(examples, classify_texts(run, [e.text for e in examples], device)):
+            label, p = next(iter(probs.items()))
+            mark = "ok " if label == e.label else "   "
+            lines.append(f"{mark} {e.text!r}: reference {e.label}, predicted {label} ({p:.2f})")
+        return lines
