@@ -87,10 +87,10 @@ elif task["what"] == "reference":
     out.update(seconds=time.perf_counter() - t0, encode_cpu_s=time.process_time() - c0, tokens=n)
 elif task["what"] == "train":
     from glassformer.train.config import TrainConfig
-    from glassformer.train.trainer import Trainer
+    from glassformer.train.build import build_trainer
     config = TrainConfig(data=task["data"], kind="lm", preset="tiny-lm", steps=20, batch_size=64, seed=0,
                          eval_every=1000, log_every=1000, checkpoint_every=1000, **task.get("config", {{}}))
-    trainer = Trainer(config, task["out"], log=lambda line: None, progress=False)
+    trainer = build_trainer(config, task["out"], log=lambda line: None, progress=False)
     trainer.train_step()
     out["first_step_s"] = time.perf_counter() - start
     out["first_step_cpu_s"] = time.process_time()

@@ -1,7 +1,7 @@
 """Random Hugging Face models and the same weights loaded into glassformer, for fair comparisons.
 
 The HF model is built with `transformers`, saved to a temporary folder with a small word-level
-tokenizer (the folder loader needs one), and loaded back through `glassformer.run_folder.load_run`,
+tokenizer (the folder loader needs one), and loaded back through `glassformer.load.load_model`,
 which maps the weights by name. Both sides then hold the very same numbers.
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from glassformer.config import get_preset
-from glassformer.run_folder import load_run
+from glassformer.load import load_model
 from glassformer.speed import optimize_for_inference
 
 VOCAB = 8000
@@ -71,7 +71,7 @@ def gpt2_pair(
     with tempfile.TemporaryDirectory() as folder:
         peer.save_pretrained(folder)
         write_tokenizer(Path(folder) / "tokenizer.json", ["<|endoftext|>"], vocab)
-        ours = load_run(folder).model
+        ours = load_model(folder).model
     # The architecture the brief asks for: gpt2-small's settings at these sizes.
     expected = get_preset("gpt2-small").replace(
         vocab_size=vocab, d_model=sizes["n_embd"], n_heads=sizes["n_head"], d_ff=4 * sizes["n_embd"],
@@ -96,7 +96,7 @@ def bart_pair(device: str, max_len: int = 512) -> tuple[nn.Module, nn.Module]:
     with tempfile.TemporaryDirectory() as folder:
         peer.save_pretrained(folder)
         write_tokenizer(Path(folder) / "tokenizer.json", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], VOCAB)
-        ours = load_run(folder).model
+        ours = load_model(folder).model
     return ours.to(device).eval(), peer.to(device).eval()
 
 
@@ -123,7 +123,7 @@ def llama_pair(device: str) -> tuple[nn.Module, nn.Module]:
     with tempfile.TemporaryDirectory() as folder:
         peer.save_pretrained(folder)
         write_tokenizer(Path(folder) / "tokenizer.json", ["<unk>", "<s>", "</s>"], VOCAB)
-        ours = load_run(folder).model
+        ours = load_model(folder).model
     expected = get_preset("small-llama").replace(
         vocab_size=VOCAB, d_model=384, n_heads=6, n_kv_heads=2, d_ff=1024, n_layers=6, max_len=512, pad_id=0,
         # what the importer spells out and the preset leaves to its defaults

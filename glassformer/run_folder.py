@@ -251,19 +251,14 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool = True, dtype="float32") -> Run:
-    """Load a run folder (or a Hugging Face model folder) as a model ready to use, in eval mode.
+def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool = True) -> Run:
+    """Load a glassformer run folder as a model ready to use, in eval mode (`glassformer.load.load_model`
+    also reads Hugging Face folders).
 
     Args:
         weights: read model.safetensors (False leaves freshly initialised weights).
-        dtype: of a Hugging Face folder: "keep" its checkpoint's type, or cast ("float32",
-            "bfloat16"); glassformer's own runs are float32.
     """
     path = Path(path)
-    if (path / CONFIG_FILE).is_file() and _is_foreign(path / CONFIG_FILE):
-        from glassformer.interop import load_foreign_folder  # imported late: optional heavy mapping code
-
-        return load_foreign_folder(path, device=device, dtype=dtype)
     document = read_run_config(path)
     try:
         config = ModelConfig.from_dict(document["model"])
@@ -286,12 +281,3 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool
     model.to(device).eval()
     meta = {k: v for k, v in document.items() if k not in ("format", "version", "kind", "model", "labels", "shared_tokenizer")}
     return Run(path, model, config, document["kind"], source, target, list(document.get("labels", [])), meta)
-
-
-def _is_foreign(config_path: Path) -> bool:
-    """Whether config.json belongs to another library (it then names a "model_type")."""
-    try:
-        document = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return False
-    return isinstance(document, dict) and document.get("format") != RUN_FORMAT and "model_type" in document

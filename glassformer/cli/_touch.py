@@ -16,7 +16,8 @@ import torch
 from glassformer.errors import UserError
 from glassformer.framing import Framing, sequence_ids, source_ids, target_ids
 from glassformer.inspect.subject import token_labels
-from glassformer.run_folder import Run, load_run
+from glassformer.load import load_model
+from glassformer.run_folder import Run
 from glassformer.text import Tokenizer
 
 KINDS = ("lm", "seq2seq", "mlm", "classify")
@@ -47,7 +48,7 @@ def model_flag(parser: argparse.ArgumentParser) -> None:
 
 def open_run(path: str) -> Run:
     """The run folder's model in eval mode; UserError for kinds these commands do not read."""
-    run = load_run(path)
+    run = load_model(path)
     if run.kind not in KINDS:
         raise UserError(f"{path} is a {run.kind!r} run; this command reads {', '.join(KINDS)} runs")
     run.model.eval()

@@ -17,12 +17,12 @@ def register(subparsers) -> None:
 
 def answer_command(args: argparse.Namespace) -> int:
     from glassformer.errors import UserError
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
     from glassformer.train.qa import answer_questions
-    from glassformer.train.trainer import pick_device
+    from glassformer.train.build import pick_device
 
     device = pick_device(args.device)
-    run = load_run(args.model, device=device)
+    run = load_model(args.model, device=device)
     if run.kind != "qa":
         raise UserError(f"{args.model} is a {run.kind!r} model; answer needs a 'qa' model")
     if not args.context.strip() or not args.question.strip():

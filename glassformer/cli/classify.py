@@ -31,11 +31,11 @@ def read_inputs(texts: list[str]) -> list[str]:
 
 def classify_command(args: argparse.Namespace) -> int:
     from glassformer.classify import classify_texts
-    from glassformer.run_folder import load_run
-    from glassformer.train.trainer import pick_device
+    from glassformer.load import load_model
+    from glassformer.train.build import pick_device
 
     device = pick_device(args.device)
-    run = load_run(args.model, device=device)
+    run = load_model(args.model, device=device)
     texts = read_inputs(args.text)
     for probs in classify_texts(run, texts, device):
         print("  ".join(f"{label} {p:.3f}" for label, p in list(probs.items())[: args.top]))

@@ -20,7 +20,8 @@ from glassformer.generate import (
     generate_lm,
     translate_nbest,
 )
-from glassformer.run_folder import Run, load_run
+from glassformer.load import load_model
+from glassformer.run_folder import Run
 from glassformer.speed import optimize_for_inference
 from glassformer.speed.choice import WEIGHTS
 from glassformer.cli._numbers import COUNT, NON_NEGATIVE_COUNT, POSITIVE, SEED, real
@@ -113,7 +114,7 @@ def _device(name: str) -> str:
 
 
 def _load(args: argparse.Namespace, command: str, kind: str) -> Run:
-    run = load_run(args.model, device=_device(args.device))
+    run = load_model(args.model, device=_device(args.device))
     if run.kind != kind:
         raise UserError(f"{args.model} is a {run.kind!r} model; {command} needs a {kind!r} model")
     if args.plain and args.weights == "bf16":

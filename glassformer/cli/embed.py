@@ -64,7 +64,7 @@ def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.T
 
 
 def embed_command(args: argparse.Namespace) -> int:
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
 
     device = args.device
     if device == "auto":
@@ -76,7 +76,7 @@ def embed_command(args: argparse.Namespace) -> int:
     empty = [i for i, text in enumerate(args.text, 1) if not text.strip()]
     if empty:
         raise UserError(f"text {empty[0]} of {len(args.text)} is empty; every text needs at least one word")
-    run = load_run(args.model, device=device)
+    run = load_model(args.model, device=device)
     embeddings = sentence_embeddings(run, args.text, args.pooling)
     if args.similarity:
         for row in embeddings @ embeddings.T:

@@ -23,16 +23,16 @@ def register(subparsers) -> None:
 def evaluate_command(args: argparse.Namespace) -> int:
     from glassformer.cli._output import format_metrics
     from glassformer.errors import UserError
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
     from glassformer.tasks import KINDS
     from glassformer.train.config import TrainConfig
     from glassformer.train.evaluate import evaluate
     from glassformer.train.corpus import encoded_file, uses_prepared_data
     from glassformer.train.setup import load_prepared_corpus, load_splits
-    from glassformer.train.trainer import pick_device
+    from glassformer.train.build import pick_device
 
     device = pick_device(args.device)
-    run = load_run(args.model, device=device)
+    run = load_model(args.model, device=device)
     train_config = TrainConfig.from_dict(run.meta["train"]) if "train" in run.meta else None
     from_training = train_config is not None and uses_prepared_data(train_config.data, train_config.kind)
     kind = KINDS[run.kind]

@@ -33,12 +33,12 @@ def export_command(args: argparse.Namespace) -> int:
     from glassformer.folder_guard import EXPORT_ENTRIES, FolderLock, check_output_folder
     from glassformer.interop import export_hf
     from glassformer.interop.hf_export import export_family
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
 
     source, out = Path(args.model), Path(args.out)
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise UserError(f"{out}: the output folder is the model folder itself; choose another --out")
-    run = load_run(source, dtype="keep")
+    run = load_model(source, dtype="keep")
     check_output_folder(out, "--out", overwrite=args.overwrite, entries=EXPORT_ENTRIES)
     shard = None if args.max_shard_size is None else int(args.max_shard_size * 1e6)
     with FolderLock(out):

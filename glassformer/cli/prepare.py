@@ -89,9 +89,9 @@ def _given_tokenizer(name: str):
         return None, name, Framing()
     path = Path(name)
     if path.is_dir():
-        from glassformer.run_folder import load_run
+        from glassformer.load import load_model
 
-        run = load_run(path, weights=False)
+        run = load_model(path, weights=False)
         return run.source_tokenizer, None, run.framing
     if path.is_file():
         return load_tokenizer(path), None, Framing()

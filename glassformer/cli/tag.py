@@ -18,13 +18,13 @@ def register(subparsers) -> None:
 def tag_command(args: argparse.Namespace) -> int:
     from glassformer.cli.classify import read_inputs
     from glassformer.errors import UserError
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
     from glassformer.text import split_words
     from glassformer.train.tagging import entity_spans, predict_tags
-    from glassformer.train.trainer import pick_device
+    from glassformer.train.build import pick_device
 
     device = pick_device(args.device)
-    run = load_run(args.model, device=device)
+    run = load_model(args.model, device=device)
     if run.kind != "tag":
         raise UserError(f"{args.model} is a {run.kind!r} model; tag needs a 'tag' model")
     sentences = [split_words(text) for text in read_inputs(args.text)]

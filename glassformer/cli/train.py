@@ -118,7 +118,7 @@ _SWITCHES = (("bf16", "bf16", True), ("separate_vocab", "shared_vocab", False), 
 def check_resume_flags(args: argparse.Namespace, out) -> None:
     """--resume with a flag that would change what the run computes is refused, naming each difference."""
     from glassformer.run_folder import read_run_config
-    from glassformer.train.trainer import MAY_CHANGE_ON_RESUME
+    from glassformer.train.build import MAY_CHANGE_ON_RESUME
 
     saved = read_run_config(out).get("train") or {}
     differ = []
@@ -160,14 +160,14 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, out) -> int:
+    from glassformer.train.build import MAY_CHANGE_ON_RESUME, build_trainer
     from glassformer.train.distributed import shutdown
-    from glassformer.train.trainer import MAY_CHANGE_ON_RESUME, Trainer
 
     changes = {name: getattr(args, name) for name in MAY_CHANGE_ON_RESUME
                if name not in ("steps", "minutes") and getattr(args, name) is not None}
-    trainer = Trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
-                      fsdp=args.fsdp, dist_timeout=args.dist_timeout, overwrite=args.overwrite,
-                      resume_changes=changes if args.resume else None)
+    trainer = build_trainer(config, out, resume=args.resume, device=args.device, progress=not args.no_progress,
+                            fsdp=args.fsdp, dist_timeout=args.dist_timeout, overwrite=args.overwrite,
+                            resume_changes=changes if args.resume else None)
     _threads_for_small_models(trainer, args.threads)
     try:
         return _train_and_report(trainer, out, args.examples)
@@ -203,20 +203,15 @@ def _threads_for_small_models(trainer, threads: int | None) -> None:
 
 def _train_and_report(trainer, out, n_examples: int) -> int:
     from glassformer.cli._output import format_metrics, print_examples
-    from glassformer.run_folder import load_run
-    from glassformer.train.distributed import barrier
 
-    say = print if trainer.world.is_main else (lambda *a, **k: None)
+    say = trainer.log  # the first process speaks; the others print nothing
     result = trainer.fit()
     say(f"trained {result.step} steps in {result.elapsed:.0f} s (stopped by {result.stopped_by}); "
         f"best validation at step {result.best_step}")
-    barrier(trainer.world)
-    run = load_run(out, device=trainer.device)
-    trainer.run = run  # evaluate the best weights, as every later command will use them
-    trainer.fsdp = False  # the reloaded model is whole on every process
-    metrics = trainer.validate("test")
+    best = trainer.best_run()  # the best weights, as every later command will use them
+    metrics = trainer.evaluate_run(best, "test")
     say("test" + trainer.coverage("test") + ": " + format_metrics(metrics))
     if trainer.world.is_main:
-        print_examples(run, trainer.splits.test[:n_examples], trainer.device)
+        print_examples(best, trainer.splits.test[:n_examples], trainer.device)
     say(f"run folder: {out}")
     return 0

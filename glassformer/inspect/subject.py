@@ -62,9 +62,9 @@ def from_preset(name: str, text: str | None = None, seed: int = 0) -> Subject:
 
 def from_run(path: str) -> Subject:
     """A trained run folder (see glassformer.run_folder)."""
-    from glassformer.run_folder import load_run  # late: reading runs pulls in the interop layer
+    from glassformer.load import load_model  # late: reading runs pulls in the interop layer
 
-    run = load_run(path)
+    run = load_model(path)
     return Subject(
         str(path), run.model, run.config, run.source_tokenizer, run.target_tokenizer, Framing.from_meta(run.meta)
     )

@@ -2,7 +2,7 @@
 
 - Hugging Face folders: `load_hf_folder` reads GPT-2, BERT, BART and LLaMA-family (Llama, Qwen2,
   Mistral, Qwen3) folders as a Run
-  (`glassformer.run_folder.load_run` does so for any folder whose config.json names a
+  (`glassformer.load.load_model` does so for any folder whose config.json names a
   "model_type"); `export_hf` writes one back that `transformers` loads.
 - PyTorch's own `torch.nn.Transformer`: `load_torch_transformer`.
 """

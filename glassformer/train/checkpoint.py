@@ -25,8 +25,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
-from glassformer.run_folder import atomic_write_text, current_name, load_weights, unique_state, weights_metadata
-from glassformer.train.distributed import full_tensor, shard_like
+from glassformer.run_folder import (
+    WEIGHTS_FILE, atomic_write_text, current_name, load_weights, save_tensors, unique_state, weights_metadata,
+)
+from glassformer.train.distributed import barrier, full_tensor, shard_like
 
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "LATEST"
@@ -227,3 +229,29 @@ def read_checkpoint(run_dir: str | Path) -> Checkpoint:
         raise UserError(f"{run_dir}: no checkpoint to resume from (train without --resume first)")
     document = json.loads((path / "state.json").read_text(encoding="utf-8"))
     return Checkpoint(path, TrainingState(**document["training"]), document)
+
+
+class Checkpointer:
+    """Where a run's checkpoints and best weights go: the first process writes, all take part.
+
+    Args:
+        run_dir: the run folder.
+        world: the processes training together.
+    """
+
+    def __init__(self, run_dir: str | Path, world):
+        self.run_dir, self.world = Path(run_dir), world
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
+        """A resumable checkpoint of the step just taken (see `save_checkpoint`)."""
+        save_checkpoint(self.run_dir, model, optimizer, state, write=self.world.is_main)
+        barrier(self.world)
+
+    def save_best(self, model: nn.Module) -> None:
+        """The weights every command uses, model.safetensors (gathering shards takes every process)."""
+        state = unique_state(model)
+        if self.world.is_main:
+            save_tensors(state, self.run_dir / WEIGHTS_FILE)
+
+    def latest(self) -> Path | None:
+        return latest_checkpoint(self.run_dir)

@@ -10,7 +10,8 @@ from glassformer.config import get_preset
 from glassformer.inspect.ablate import ablate, head
 from glassformer.inspect.lens import logit_lens
 from glassformer.models import build_model
-from glassformer.run_folder import load_run, save_run
+from glassformer.load import load_model
+from glassformer.run_folder import save_run
 from glassformer.text import WordTokenizer
 
 
@@ -39,7 +40,7 @@ def _json(capsys, argv):
 
 def test_ablate_prints_the_answers_probability_and_logit_difference_before_and_after(runs, capsys):
     out = _json(capsys, ["ablate", "--model", runs["lm"], "--head", "1.2", "the cat sat on", "--json"])
-    run = load_run(runs["lm"])
+    run = load_model(runs["lm"])
     ids = torch.tensor([[run.tokenizer.start_id, *run.tokenizer.encode("the cat sat on")]])
     with torch.no_grad():
         before = run.model(ids)[0, -1]
@@ -117,7 +118,7 @@ def test_patch_mistakes_are_one_line_and_exit_2(runs, capsys, argv, message):
 @pytest.mark.parametrize("kind", ["lm", "mlm", "seq2seq"])
 def test_lens_prints_the_top_token_per_layer_and_position_and_the_last_row_is_the_output(runs, capsys, kind):
     out = _json(capsys, ["lens", "--model", runs[kind], "the cat sat", "--top", "2", "--json"])
-    run = load_run(runs[kind])
+    run = load_model(runs[kind])
     tok = run.tokenizer
     ids = [tok.start_id, *tok.encode("the cat sat")] + ([tok.end_id] if kind == "mlm" else [])
     inputs = (torch.tensor([ids]),)

@@ -13,7 +13,8 @@ transformers = pytest.importorskip("transformers")
 from glassformer.cli import main  # noqa: E402
 from glassformer.framing import sequence_ids, source_ids, target_ids  # noqa: E402
 from glassformer.models import build_model  # noqa: E402
-from glassformer.run_folder import load_run, save_run  # noqa: E402
+from glassformer.load import load_model
+from glassformer.run_folder import save_run  # noqa: E402
 from glassformer.train.config import TrainConfig  # noqa: E402
 from glassformer.train.qa import frame_qa  # noqa: E402
 from glassformer.data.tasks import get_task  # noqa: E402
@@ -83,7 +84,7 @@ def test_every_task_run_exports_with_the_same_logits_and_ids(task, tmp_path, cap
     architecture = EXPORTS[task]
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == [architecture]
     assert f"model of kind {prepared.kind}" in capsys.readouterr().out
-    run = load_run(tmp_path / "run")
+    run = load_model(tmp_path / "run")
     hf = getattr(transformers, architecture).from_pretrained(tmp_path / "hf").eval()
     tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
 

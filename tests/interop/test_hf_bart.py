@@ -13,7 +13,7 @@ from glassformer.errors import UserError  # noqa: E402
 from glassformer.framing import Framing, decoder_start, source_ids  # noqa: E402
 from glassformer.interop import export_hf, load_hf_folder  # noqa: E402
 from glassformer.models import build_model  # noqa: E402
-from glassformer.run_folder import load_run  # noqa: E402
+from glassformer.load import load_model  # noqa: E402
 from glassformer.text import SubwordTokenizer  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -88,7 +88,7 @@ def test_encoder_states_and_logits_match_transformers_with_padding(tmp_path, sca
 
 def test_load_run_gives_seq2seq_with_bart_framing(tmp_path):
     save_bart(tmp_path / "bart")
-    run = load_run(tmp_path / "bart")
+    run = load_model(tmp_path / "bart")
     assert isinstance(run.tokenizer, SubwordTokenizer)
     t = run.tokenizer
     assert (t.start_id, t.pad_id, t.end_id, t.unk_id, t.mask_id) == (0, 1, 2, 3, 4)

@@ -22,7 +22,8 @@ from glassformer.config import get_preset  # noqa: E402
 from glassformer.framing import Framing, sequence_ids  # noqa: E402
 from glassformer.interop import export_hf, load_hf_folder  # noqa: E402
 from glassformer.models import build_model  # noqa: E402
-from glassformer.run_folder import load_run, save_run  # noqa: E402
+from glassformer.load import load_model
+from glassformer.run_folder import save_run  # noqa: E402
 from glassformer.text import SubwordTokenizer  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -79,7 +80,7 @@ def batch():
 def test_every_head_matches_transformers_with_padding(tmp_path, kind):
     labels = {"id2label": {0: "NEG", 1: "NEU", 2: "POS"}} if kind in ("classify", "tag") else {}
     hf = save_bert(tmp_path / kind, HEADS[kind], **labels)
-    run = load_run(tmp_path / kind)
+    run = load_model(tmp_path / kind)
     assert run.kind == kind
     assert run.labels == (["NEG", "NEU", "POS"] if labels else [])
     ids, mask, segments = batch()
@@ -112,7 +113,7 @@ def test_minilm_sized_bertmodel_hidden_states(tmp_path):
 
 def test_framing_and_tokenizer_match_transformers(tmp_path):
     save_bert(tmp_path / "bert", BertForMaskedLM)
-    run = load_run(tmp_path / "bert")
+    run = load_model(tmp_path / "bert")
     assert isinstance(run.tokenizer, SubwordTokenizer)
     t = run.tokenizer
     assert (t.pad_id, t.unk_id, t.start_id, t.end_id, t.mask_id) == (0, 1, 2, 3, 4)
@@ -208,7 +209,7 @@ def parse_rows(text):
 def test_embed_matches_mean_pooled_bertmodel(tmp_path, capsys):
     hf = save_bert(tmp_path / "minilm", BertModel)
     expected = reference_embeddings(hf, tmp_path / "minilm", TEXTS)
-    ours = sentence_embeddings(load_run(tmp_path / "minilm"), TEXTS)
+    ours = sentence_embeddings(load_model(tmp_path / "minilm"), TEXTS)
     assert ours.shape == (4, 32) and (ours - expected).abs().max() < 1e-5
     assert main(["embed", "--model", str(tmp_path / "minilm"), *TEXTS]) == 0
     printed = parse_rows(capsys.readouterr().out)
@@ -233,7 +234,7 @@ def test_embed_works_on_a_run_trained_here(tmp_path):
     config = get_preset("tiny-encoder").replace(vocab_size=tokenizer.vocab_size, head="mlm")
     model = build_model(config).eval()
     save_run(tmp_path / "run", model, config, "mlm", tokenizer)
-    ours = sentence_embeddings(load_run(tmp_path / "run"), TEXTS[:2])
+    ours = sentence_embeddings(load_model(tmp_path / "run"), TEXTS[:2])
     # By hand: <start> text <end>, one at a time, so no padding is involved.
     for text, row in zip(TEXTS[:2], ours):
         ids = torch.tensor([[tokenizer.start_id, *tokenizer.encode(text), tokenizer.end_id]])

@@ -16,7 +16,7 @@ from glassformer.errors import UserError  # noqa: E402
 from glassformer.framing import Framing, sequence_ids  # noqa: E402
 from glassformer.interop import export_hf, load_hf_folder  # noqa: E402
 from glassformer.models import build_model  # noqa: E402
-from glassformer.run_folder import load_run  # noqa: E402
+from glassformer.load import load_model  # noqa: E402
 from glassformer.text import SubwordTokenizer  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -77,7 +77,7 @@ def test_logits_match_transformers_right_and_left_padding(gpt2):
 
 def test_load_run_gives_lm_with_its_tokenizer(gpt2):
     _, folder = gpt2
-    run = load_run(folder)
+    run = load_model(folder)
     assert run.kind == "lm" and run.config.family == "decoder-only"
     assert run.config.activation == "gelu_tanh" and run.config.norm == "pre" and not run.config.scale_embeddings
     assert isinstance(run.tokenizer, SubwordTokenizer)
@@ -236,7 +236,7 @@ def test_bad_folder_is_one_line_and_exit_2(gpt2, case, capsys):
     spoil, message = BAD_FOLDERS[case]
     spoil(folder)
     with pytest.raises(UserError) as error:
-        load_run(folder)
+        load_model(folder)
     assert str(error.value) == f"{folder}: {message}"
     capsys.readouterr()
     assert main(["embed", "--model", str(folder), "x"]) == 2
@@ -248,7 +248,7 @@ def test_unsupported_gpt2_setting_is_named(gpt2):
     _, folder = gpt2
     _rewrite_config(folder, scale_attn_by_inverse_layer_idx=True)
     with pytest.raises(UserError, match=r"gpt2 setting\(s\) not supported: scale_attn_by_inverse_layer_idx=true"):
-        load_run(folder)
+        load_model(folder)
 
 
 def test_embed_refuses_a_language_model(gpt2, capsys):

@@ -225,7 +225,7 @@ def test_trace_attention_report_and_generate_commands(llama_folder, tmp_path, ca
 
 def test_train_init_from_a_llama_folder_then_export_to_transformers(llama_folder, tmp_path, capsys):
     from glassformer.cli import main
-    from glassformer.run_folder import load_run
+    from glassformer.load import load_model
 
     data = tmp_path / "lm.txt"
     data.write_text("\n".join(CORPUS * 5) + "\n")
@@ -234,7 +234,7 @@ def test_train_init_from_a_llama_folder_then_export_to_transformers(llama_folder
                  "--steps", "8", "--eval-every", "8", "--lr", "3e-3", "--warmup", "2", "--no-progress",
                  "--examples", "0"]) == 0
     assert f"init from {llama_folder}: loaded 21 tensors" in capsys.readouterr().out
-    run = load_run(out)
+    run = load_model(out)
     assert run.config == load_hf_folder(llama_folder).config.replace(dropout=run.config.dropout)
     exported = tmp_path / "hf"
     assert main(["export", "--model", str(out), "--out", str(exported)]) == 0

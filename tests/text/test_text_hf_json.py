@@ -30,13 +30,14 @@ def test_transformers_reads_an_exported_character_run_with_the_same_ids(tmp_path
     from glassformer.framing import Framing, sequence_ids
     from glassformer.interop import export_hf
     from glassformer.models import build_model
-    from glassformer.run_folder import Run, load_run
+    from glassformer.run_folder import Run
+    from glassformer.load import load_model
 
     tokenizer = CharTokenizer.train(CORPUS)
     config = get_preset("tiny-lm").replace(vocab_size=tokenizer.vocab_size)
     export_hf(Run(tmp_path, build_model(config), config, "lm", tokenizer, tokenizer), tmp_path / "hf")
     fast = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
-    reread = load_run(tmp_path / "hf")
+    reread = load_model(tmp_path / "hf")
     for text in CORPUS:
         prompt = sequence_ids(tokenizer, text, Framing(), end=False)  # <start> text
         assert fast(text)["input_ids"] == prompt

@@ -127,11 +127,11 @@ def corpus_file(tmp_path_factory):
 
 def test_training_from_a_prepared_corpus_equals_training_from_memory(corpus_file, tmp_path, monkeypatch):
     prepared = _train(corpus_file, tmp_path / "prepared", "--steps", "4")
+    import glassformer.train.build as build
     import glassformer.train.setup as setup
-    import glassformer.train.trainer as trainer
 
     monkeypatch.setattr(setup, "uses_prepared_data", lambda data, kind: False)
-    monkeypatch.setattr(trainer, "uses_prepared_data", lambda data, kind: False)
+    monkeypatch.setattr(build, "uses_prepared_data", lambda data, kind: False)
     memory = _train(corpus_file, tmp_path / "memory", "--steps", "4")
     assert prepared.keys() == memory.keys()
     assert all(torch.equal(prepared[k], memory[k]) for k in prepared)

@@ -45,9 +45,9 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp_p
     monkeypatch.setattr(checkpoint, "save_file", dying_save)
     with pytest.raises(KeyboardInterrupt):
         from glassformer.train.config import TrainConfig
-        from glassformer.train.trainer import Trainer
+        from glassformer.train.build import build_trainer
 
-        trainer = Trainer(TrainConfig(steps=8), tmp_path / "run", resume=True, progress=False, log=lambda s: None)
+        trainer = build_trainer(TrainConfig(steps=8), tmp_path / "run", resume=True, progress=False, log=lambda s: None)
         trainer.train_step()
         trainer.checkpoint()
     monkeypatch.setattr(checkpoint, "save_file", real_save)

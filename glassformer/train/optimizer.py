@@ -1,0 +1,26 @@
+"""The optimiser: Adam (the paper's) or AdamW over the trainable parameters."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from glassformer.train.config import TrainConfig
+from glassformer.train.fine_tune import is_head
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) over the trainable parameters: the head at the scheduled rate, the body scaled.
+
+    Each group's "scale" multiplies the schedule's rate at every step; the rate itself starts at 0.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not is_head(n)], "scale": config.body_lr_scale},
+        {"params": [p for n, p in named if is_head(n)], "scale": 1.0},
+    ]
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(
+        [g for g in groups if g["params"]], lr=0.0, betas=(config.beta1, config.beta2), eps=config.eps,
+        weight_decay=config.weight_decay,
+    )
