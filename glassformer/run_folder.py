@@ -264,7 +264,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: bool
         config = ModelConfig.from_dict(document["model"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{path / CONFIG_FILE}: the \"model\" settings are damaged ({type(error).__name__}: {error})") from None
-    if document.get("kind") not in KINDS or not isinstance(document.get("labels", []), list):
+    kind = document.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS or not isinstance(document.get("labels", []), list):
         raise UserError(f"{path / CONFIG_FILE}: \"kind\" must be one of {', '.join(KINDS)} and \"labels\" a list")
     if document.get("shared_tokenizer", True):
         source = target = load_tokenizer(path / SHARED_TOKENIZER)

@@ -36,7 +36,7 @@ _SOURCE_FILE = "source.json"
 
 def uses_prepared_data(data: str | None, kind: str | None) -> bool:
     """Whether training on `data` goes through a prepared corpus (text files for lm and mlm)."""
-    return data is not None and kind in KINDS and KINDS[kind].prepared_text
+    return data is not None and isinstance(kind, str) and kind in KINDS and KINDS[kind].prepared_text
 
 
 # The source file --------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
     if config.data is None:
         task = get_task(config.task or DEFAULT_TASK)
         splits = task.splits(config.seed)
-        if config.kind in KINDS and KINDS[config.kind].pretrains_on_any_text and task.kind != config.kind:
+        if config.kind in TRAINABLE_KINDS and KINDS[config.kind].pretrains_on_any_text and task.kind != config.kind:
             # Pre-training on the plain texts of any task, so fine-tuning on it shares the vocabulary.
             return config.kind, Splits(*(list(map(as_text, part)) for part in (splits.train, splits.valid, splits.test))), task.name
         if config.kind is not None and config.kind != task.kind:

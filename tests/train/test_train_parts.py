@@ -38,7 +38,7 @@ def test_the_schedule_object_is_the_named_schedule():
 
 
 def _config(data):
-    return TrainConfig(data=str(data), kind="classify", preset="tiny-encoder", steps=4, eval_every=2, log_every=1,
+    return TrainConfig(data=str(data), kind="classify", preset="tiny-encoder", steps=2, eval_every=1, log_every=1,
                        checkpoint_every=2, batch_size=4, lr=1e-3, warmup=2)
 
 
@@ -63,5 +63,5 @@ def test_a_trainer_off_the_first_process_prints_nothing(data, tmp_path, monkeypa
     second = build.build_trainer(_config(data), tmp_path / "run", device="cpu", log=said[1].append, progress=True,
                                  overwrite=True)
     result = second.fit()
-    assert result.step == 4 and said[1] == [] and capsys.readouterr() == ("", "")
+    assert result.step == 2 and said[1] == [] and capsys.readouterr() == ("", "")
     assert (tmp_path / "run" / METRICS_FILE).read_text() == records  # only the first process appends
