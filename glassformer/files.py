@@ -1,7 +1,9 @@
-"""Reading a user's file, with the one-line errors every reader gives."""
+"""Reading a user's file, with the one-line errors every reader gives; writing files atomically."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from glassformer.errors import DataError
@@ -54,3 +56,32 @@ def check_output_file(path: str | Path, what: str = "the output file") -> Path:
     if not parent.is_dir():
         raise DataError(f"{parent}: not a folder, so {what} cannot go there")
     return p
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(tmp_path) for a temporary file beside path, then move it over path in one step.
+
+    A crash before the move leaves the previous file intact; after it, the new one is complete.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other file would
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

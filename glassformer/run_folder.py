@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.errors import ConfigError, UserError
+from glassformer.files import atomic_write, atomic_write_text
 from glassformer.framing import Framing
 from glassformer.models import build_model
 from glassformer.tasks import KINDS
@@ -72,36 +71,6 @@ class Run:
         """The same run with another model object (an unwrapped or reloaded copy of its model)."""
         return Run(self.path, model, self.config, self.kind, self.source_tokenizer, self.target_tokenizer,
                    self.labels, self.meta)
-
-
-# Atomic files --------------------------------------------------------------------------------
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) for a temporary file beside path, then move it over path in one step.
-
-    A crash before the move leaves the previous file intact; after it, the new one is complete.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other file would
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:

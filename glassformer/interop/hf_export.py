@@ -95,7 +95,7 @@ def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "kee
     cast = resolve_dtype(dtype, hf_state)
     document["dtype"] = str(cast).removeprefix("torch.")
 
-    from glassformer.run_folder import atomic_write_text
+    from glassformer.files import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def export_hf(run_or_model, out_dir: str | Path, dtype: str | torch.dtype = "kee
 
 def _write_weights(out: Path, tensors: dict[str, torch.Tensor], max_shard_size: int | None) -> None:
     """model.safetensors, or shards of at most max_shard_size bytes (a bigger tensor alone) and an index."""
-    from glassformer.run_folder import atomic_write, atomic_write_text
+    from glassformer.files import atomic_write, atomic_write_text
 
     for old in [*out.glob("model-*-of-*.safetensors"), out / WEIGHTS_INDEX, out / WEIGHTS_FILE]:
         old.unlink(missing_ok=True)  # a shard of an earlier export must not be read with this one

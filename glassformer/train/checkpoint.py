@@ -25,8 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from glassformer.errors import UserError
+from glassformer.files import atomic_write_text
 from glassformer.run_folder import (
-    WEIGHTS_FILE, atomic_write_text, current_name, load_weights, save_tensors, unique_state, weights_metadata,
+    WEIGHTS_FILE, current_name, load_weights, save_tensors, unique_state, weights_metadata,
 )
 from glassformer.train.distributed import barrier, full_tensor, shard_like
 

@@ -24,8 +24,8 @@ from glassformer.data.lines import file_digest, line_blocks
 from glassformer.data.prepared import TokenStore, cache_root, open_store, write_store
 from glassformer.data.split import split_examples
 from glassformer.errors import DataError, UserError
+from glassformer.files import atomic_write, atomic_write_text
 from glassformer.framing import Framing
-from glassformer.run_folder import atomic_write, atomic_write_text
 from glassformer.tasks import KINDS
 from glassformer.text import Tokenizer, load_tokenizer, train_tokenizer
 from glassformer.text.batch_encode import BatchEncoder, tokenizer_digest
