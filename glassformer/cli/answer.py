@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 def answer_command(args: argparse.Namespace) -> int:
     from glassformer.errors import UserError
     from glassformer.load import load_model
-    from glassformer.train.qa import answer_questions
+    from glassformer.tasks.qa import answer_questions
     from glassformer.train.build import pick_device
 
     device = pick_device(args.device)

@@ -30,7 +30,7 @@ def read_inputs(texts: list[str]) -> list[str]:
 
 
 def classify_command(args: argparse.Namespace) -> int:
-    from glassformer.classify import classify_texts
+    from glassformer.tasks.classify import classify_texts
     from glassformer.load import load_model
     from glassformer.train.build import pick_device
 

@@ -13,8 +13,6 @@ import torch
 
 from glassformer.errors import UserError
 
-ENCODER_KINDS = ("encode", "mlm", "classify", "tag")
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -34,36 +32,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=embed_command)
 
 
-def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.Tensor:
-    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder run.
-
-    Args:
-        run: a Run of an encoder-only model (any head; the head is not used).
-        pooling: "mean" over the non-pad tokens, or "cls" for the first token.
-    """
-    from glassformer.framing import Framing, sequence_ids
-
-    if run.config.family != "encoder-only":
-        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}), not kind {run.kind!r}")
-    framing = Framing.from_meta(run.meta)
-    rows = [sequence_ids(run.tokenizer, text, framing) for text in texts]
-    device = next(run.model.parameters()).device
-    ids = torch.full((len(rows), max(map(len, rows))), run.tokenizer.pad_id, dtype=torch.long, device=device)
-    real = torch.zeros(ids.shape, dtype=torch.bool, device=device)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        real[i, : len(row)] = True
-    with torch.no_grad():
-        hidden = run.model.encode(ids, real[:, None, None, :])  # [N, T, d_model]
-    if pooling == "cls":
-        pooled = hidden[:, 0]
-    else:
-        weights = real.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
-
-
 def embed_command(args: argparse.Namespace) -> int:
+    from glassformer.tasks.encode import sentence_embeddings
     from glassformer.load import load_model
 
     device = args.device

@@ -20,7 +20,7 @@ def tag_command(args: argparse.Namespace) -> int:
     from glassformer.errors import UserError
     from glassformer.load import load_model
     from glassformer.text import split_words
-    from glassformer.train.tagging import entity_spans, predict_tags
+    from glassformer.tasks.tag import entity_spans, predict_tags
     from glassformer.train.build import pick_device
 
     device = pick_device(args.device)

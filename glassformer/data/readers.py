@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glassformer.data.examples import Example, Labeled, Pair, Text
+from glassformer.data.examples import Labeled, Pair, Text
 from glassformer.errors import DataError
 from glassformer.files import read_bytes
 

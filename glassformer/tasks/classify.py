@@ -1,4 +1,5 @@
-"""Text classification: 'label<TAB>text' lines, one label per text from the encoder's pooled output."""
+"""Text classification: 'label<TAB>text' lines, one label per text from the encoder's pooled output,
+and the predictions of a classification run: labels with probabilities for texts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from glassformer.data import Labeled, read_labeled
 from glassformer.errors import DataError, UserError
 from glassformer.framing import sequence_ids
+from glassformer.nn.masks import padding_mask
 from glassformer.tasks.kind import Kind
 from glassformer.train.batches import Batch, Encoded, pad
 
@@ -48,11 +50,28 @@ class Classify(Kind):
         return Batch({"ids": ids}, labels, len(indices))
 
     def example_lines(self, run, examples, device):
-        from glassformer.classify import classify_texts
-
         lines = []
         for e, probs in zip(examples, classify_texts(run, [e.text for e in examples], device)):
             label, p = next(iter(probs.items()))
             mark = "ok " if label == e.label else "   "
             lines.append(f"{mark} {e.text!r}: reference {e.label}, predicted {label} ({p:.2f})")
         return lines
+
+
+@torch.no_grad()
+def classify_texts(run, texts: list[str], device="cpu", batch_size: int = 64) -> list[dict[str, float]]:
+    """For each text, every label's probability (highest first), from a classification run."""
+    if run.kind != "classify":
+        raise UserError(f"{run.path} is a {run.kind!r} model; classify needs a 'classify' model")
+    rows = [sequence_ids(run.tokenizer, text, run.framing) for text in texts]
+    for text, row in zip(texts, rows):
+        if len(row) > run.config.max_len:
+            raise UserError(f"text of {len(row)} tokens is longer than the model's maximum of {run.config.max_len}: {text[:40]!r}")
+    out = []
+    for start in range(0, len(rows), batch_size):
+        ids = pad(rows[start : start + batch_size], run.tokenizer.pad_id).to(device)
+        probs = torch.softmax(run.model(ids, padding_mask(ids, run.tokenizer.pad_id)).float(), dim=-1)
+        for row in probs.tolist():
+            ranked = sorted(zip(run.labels, row), key=lambda pair: -pair[1])
+            out.append(dict(ranked))
+    return out

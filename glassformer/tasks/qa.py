@@ -1,13 +1,291 @@
-"""Extractive question answering: JSON lines of question, context and answer; answer spans as positions."""
+"""Extractive question answering: framing with segments, answer spans as token positions, metrics.
+
+A question and its context are framed as
+    <start> question <end> context <end>      segments 0 ... 0 1 ... 1
+(BERT's [CLS] question [SEP] context [SEP]), <start> and <end> being the run's framing of a
+text (`sequence_prefix` and `sequence_suffix`). The answer's character span in the context is
+mapped to the first and last context tokens it overlaps. A context too long for max_len is
+cut at its end (the question is always kept whole); a training example whose answer was
+cut away, wholly or partly, is dropped and counted, never trained on a wrong span.
+
+The kind "qa" (`QuestionAnswering`, at the end) reads JSON lines of question, context and answer.
+"""
 
 from __future__ import annotations
 
-import torch
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from glassformer.data.qa import read_qa
+import torch
+from torch import nn
+
+from glassformer.data.qa import QAExample, read_qa
+from glassformer.errors import UserError
+from glassformer.framing import Framing, sequence_prefix, sequence_suffix
+from glassformer.nn.masks import padding_mask
 from glassformer.tasks.kind import Kind
+from glassformer.text import SubwordTokenizer, Tokenizer
 from glassformer.train.batches import Batch, Encoded, pad
-from glassformer.train.qa import answer_questions, encode_qa, qa_metrics
+
+# SQuAD's official script allows answers up to 30 tokens long.
+MAX_ANSWER_LEN = 30
+QUESTION_SEGMENT, CONTEXT_SEGMENT = 0, 1
+# What SQuAD's answer normalisation removes.
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def token_offsets(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids of text and each token's (start, end) character offsets in text, end exclusive.
+
+    Subword tokenizers give the `tokenizers` library's offsets; word and character
+    tokenizers' pieces are substrings of the text, found left to right.
+
+    Args:
+        tokenizer: any tokenizer.
+        text: the text to encode (no special tokens are added).
+    """
+    if isinstance(tokenizer, SubwordTokenizer):
+        encoding = tokenizer.hf_tokenizer.encode(text, add_special_tokens=False)
+        return list(encoding.ids), [tuple(o) for o in encoding.offsets]
+    pieces = tokenizer.tokenize(text)
+    lowered = text.lower()
+    # Lowercasing can change a string's length ("İ"); then only an exact-case search is safe.
+    haystack = lowered if getattr(tokenizer, "lowercase", False) and len(lowered) == len(text) else text
+    offsets, position = [], 0
+    for piece in pieces:
+        found = haystack.find(piece, position)
+        if found < 0:
+            raise ValueError(f"cannot find the piece {piece!r} of {text[:40]!r} in the text")
+        offsets.append((found, found + len(piece)))
+        position = found + len(piece)
+    return tokenizer.encode(text), offsets
+
+
+@dataclass(frozen=True)
+class QAFeature:
+    """A framed question and context, with the answer's token positions when known.
+
+    Args:
+        ids: [T] <start> question <end> context <end>.
+        segments: [T] 0 up to and including the first <end>, 1 after it.
+        offsets: [T] each context token's (start, end) characters in the context; None
+            for the question and the specials.
+        context_start: position of the first context token.
+        context_end: position just past the last context token kept (the final <end>).
+        start: the answer's first token position, or None (no answer given, or cut away).
+        end: the answer's last token position (inclusive), or None.
+        truncated: context tokens cut off to fit max_len.
+    """
+
+    ids: list[int]
+    segments: list[int]
+    offsets: list[tuple[int, int] | None]
+    context_start: int
+    context_end: int
+    start: int | None = None
+    end: int | None = None
+    truncated: int = 0
+
+
+def frame_qa(
+    tokenizer: Tokenizer, question: str, context: str, max_len: int, framing: Framing,
+    answer: tuple[int, int] | None = None,
+) -> QAFeature:
+    """Frame a question and context, cutting the context's end to fit max_len.
+
+    Args:
+        tokenizer: any tokenizer.
+        question: the question text.
+        context: the text holding the answer.
+        max_len: the longest sequence the model takes.
+        framing: the run's framing (its start and end ids around each part).
+        answer: the answer's (start, end) character offsets in context, end exclusive.
+    """
+    question_ids = tokenizer.encode(question)
+    context_ids, context_offsets = token_offsets(tokenizer, context)
+    if not context_ids:
+        raise UserError(f"the context {context[:40]!r} has no tokens to answer from")
+    prefix, suffix = sequence_prefix(tokenizer, framing), sequence_suffix(tokenizer, framing)
+    room = max_len - len(question_ids) - len(prefix) - 2 * len(suffix)
+    if room < 1:
+        raise UserError(
+            f"a question of {len(question_ids)} tokens leaves no room for the context within the "
+            f"model's maximum of {max_len} tokens: {question[:40]!r}"
+        )
+    truncated = max(0, len(context_ids) - room)
+    context_ids, context_offsets = context_ids[:room], context_offsets[:room]
+    head = [*prefix, *question_ids, *suffix]
+    ids = [*head, *context_ids, *suffix]
+    segments = [QUESTION_SEGMENT] * len(head) + [CONTEXT_SEGMENT] * (len(context_ids) + len(suffix))
+    offsets = [None] * len(head) + [*context_offsets, *[None] * len(suffix)]
+    first, stop = len(head), len(head) + len(context_ids)
+    start = end = None
+    if answer is not None:
+        lo, hi = answer
+        overlapping = [i for i, (a, b) in enumerate(context_offsets) if a < hi and b > lo]
+        # Keep the answer only when every character of it survived the cut.
+        cut = truncated and (not context_offsets or context_offsets[-1][1] < hi)
+        if overlapping and not cut:
+            start, end = first + overlapping[0], first + overlapping[-1]
+    return QAFeature(ids, segments, offsets, first, stop, start, end, truncated)
+
+
+def encode_qa(
+    examples: Sequence[QAExample], tokenizer: Tokenizer, max_len: int, framing: Framing
+) -> tuple[list[QAFeature], int]:
+    """Frame examples for training; those whose answer does not fit are dropped and counted.
+
+    Args:
+        examples: question-answering examples.
+        tokenizer: any tokenizer.
+        max_len: the longest sequence the model takes.
+        framing: the run's framing.
+    Returns:
+        (features with start and end set, number of examples dropped).
+    """
+    features, dropped = [], 0
+    for example in examples:
+        try:
+            feature = frame_qa(
+                tokenizer, example.question, example.context, max_len, framing,
+                (example.answer_start, example.answer_end),
+            )
+        except UserError:
+            dropped += 1
+            continue
+        if feature.start is None:
+            dropped += 1
+            continue
+        features.append(feature)
+    return features, dropped
+
+
+def best_span(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, max_answer_len: int = MAX_ANSWER_LEN,
+    allowed: torch.Tensor | None = None,
+) -> tuple[int, int]:
+    """The span (start, end), end inclusive, maximising start + end logits.
+
+    Only spans with start <= end < start + max_answer_len whose both ends are allowed count;
+    of equal scores the earliest start, then the earliest end, wins.
+
+    Args:
+        start_logits: [T].
+        end_logits: [T].
+        max_answer_len: the longest span, in tokens.
+        allowed: [T] boolean, True at positions the answer may use (the context tokens);
+            None allows every position.
+    """
+    t = start_logits.shape[-1]
+    if allowed is None:
+        allowed = torch.ones(t, dtype=torch.bool, device=start_logits.device)
+    if max_answer_len < 1 or not bool(allowed.any()):
+        raise ValueError("no span is possible: max_answer_len < 1 or no position allowed")
+    position = torch.arange(t, device=start_logits.device)
+    length = position[None, :] - position[:, None]  # [start, end]
+    valid = (length >= 0) & (length < max_answer_len) & allowed[:, None] & allowed[None, :]
+    scores = start_logits.float()[:, None] + end_logits.float()[None, :]
+    best = int(scores.masked_fill(~valid, float("-inf")).flatten().argmax())
+    return best // t, best % t
+
+
+def context_mask(feature: QAFeature) -> torch.Tensor:
+    """[T] True at the context tokens of a framed example."""
+    mask = torch.zeros(len(feature.ids), dtype=torch.bool)
+    mask[feature.context_start:feature.context_end] = True
+    return mask
+
+
+def span_text(feature: QAFeature, context: str, start: int, end: int) -> str:
+    """The context's characters covered by token positions start..end (inclusive)."""
+    return context[feature.offsets[start][0]:feature.offsets[end][1]]
+
+
+@torch.no_grad()
+def answer_questions(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    questions: Sequence[str],
+    contexts: Sequence[str],
+    max_len: int,
+    framing: Framing,
+    max_answer_len: int = MAX_ANSWER_LEN,
+    device="cpu",
+    batch_size: int = 64,
+) -> list[str]:
+    """The best answer span's text for each question about its context.
+
+    Args:
+        model: called as model(ids [B, T], mask [B, 1, 1, T], segments [B, T]) -> [B, 2, T].
+        tokenizer: the model's tokenizer.
+        questions: one question per context.
+        contexts: the texts to answer from (cut at max_len).
+        max_len: the model's longest sequence.
+        framing: the run's framing.
+        max_answer_len: the longest answer, in tokens.
+    """
+    if len(questions) != len(contexts):
+        raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+    features = [frame_qa(tokenizer, q, c, max_len, framing) for q, c in zip(questions, contexts)]
+    was_training = model.training
+    model.eval()
+    answers = []
+    for first in range(0, len(features), batch_size):
+        chunk = features[first:first + batch_size]
+        ids = pad([f.ids for f in chunk], tokenizer.pad_id).to(device)
+        segments = pad([f.segments for f in chunk], QUESTION_SEGMENT).to(device)
+        if getattr(getattr(model, "config", None), "n_segments", 2) < 2:
+            segments = None  # one token type (RoBERTa): both parts read segment 0, as transformers does
+        logits = model(ids, padding_mask(ids, tokenizer.pad_id), segments).float().cpu()
+        for i, feature in enumerate(chunk):
+            t = len(feature.ids)
+            start, end = best_span(logits[i, 0, :t], logits[i, 1, :t], max_answer_len, context_mask(feature))
+            answers.append(span_text(feature, contexts[first + i], start, end))
+    model.train(was_training)
+    return answers
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lowercase, drop punctuation and the articles a/an/the, squeeze spaces."""
+    text = "".join(c for c in text.lower() if c not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+
+def _f1(prediction: str, gold: str) -> float:
+    """Token-overlap F1 of two normalised answers (1 when both are empty, as SQuAD 2.0 scores)."""
+    predicted, expected = prediction.split(), gold.split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    same = sum((Counter(predicted) & Counter(expected)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_metrics(predictions: Sequence[str], answers: Sequence[str | Sequence[str]]) -> dict[str, float]:
+    """SQuAD's exact match and token F1, averaged over questions, as fractions in [0, 1].
+
+    Args:
+        predictions: one predicted answer text per question.
+        answers: the gold answer of each question, or a list of acceptable ones (the best
+            match counts, as in SQuAD).
+    """
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
+    exact = f1 = 0.0
+    for prediction, gold in zip(predictions, answers):
+        golds = [gold] if isinstance(gold, str) else list(gold)
+        predicted = normalize_answer(prediction)
+        exact += max(float(predicted == normalize_answer(g)) for g in golds)
+        f1 += max(_f1(predicted, normalize_answer(g)) for g in golds)
+    n = max(len(predictions), 1)
+    return {"exact_match": exact / n, "f1": f1 / n}
 
 
 class QuestionAnswering(Kind):

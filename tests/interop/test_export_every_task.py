@@ -16,7 +16,7 @@ from glassformer.models import build_model  # noqa: E402
 from glassformer.load import load_model
 from glassformer.run_folder import save_run  # noqa: E402
 from glassformer.train.config import TrainConfig  # noqa: E402
-from glassformer.train.qa import frame_qa  # noqa: E402
+from glassformer.tasks.qa import frame_qa  # noqa: E402
 from glassformer.data.tasks import get_task  # noqa: E402
 from glassformer.train.setup import build_tokenizers, label_set, model_config_for  # noqa: E402
 

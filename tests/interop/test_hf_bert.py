@@ -17,7 +17,7 @@ from transformers import (  # noqa: E402
 )
 
 from glassformer.cli import main  # noqa: E402
-from glassformer.cli.embed import sentence_embeddings  # noqa: E402
+from glassformer.tasks.encode import sentence_embeddings  # noqa: E402
 from glassformer.config import get_preset  # noqa: E402
 from glassformer.framing import Framing, sequence_ids  # noqa: E402
 from glassformer.interop import export_hf, load_hf_folder  # noqa: E402

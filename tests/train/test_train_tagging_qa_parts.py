@@ -17,7 +17,7 @@ from glassformer.models.qa_head import SpanHead
 from glassformer.text import SPECIALS, SubwordTokenizer, WordTokenizer
 from glassformer.text.specials import ROLES
 from glassformer.train.batches import IGNORE, pad
-from glassformer.train.qa import (
+from glassformer.tasks.qa import (
     answer_questions,
     best_span,
     encode_qa,
@@ -26,7 +26,7 @@ from glassformer.train.qa import (
     qa_metrics,
     token_offsets,
 )
-from glassformer.train.tagging import (
+from glassformer.tasks.tag import (
     align_labels,
     decode_tags,
     entity_f1,
