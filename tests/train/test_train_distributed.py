@@ -68,10 +68,13 @@ def _losses(run):
 
 @pytest.mark.parametrize("kind", ["seq2seq", "lm"])
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, kind):
-    _train(tmp_path / "one", 1, *TASK_ARGS[kind], *COMMON, "--steps", "5")
-    result = _train(tmp_path / "two", 2, *TASK_ARGS[kind], *COMMON, "--steps", "5")
+    _train(tmp_path / "one", 1, *TASK_ARGS[kind], *COMMON, "--steps", "5", "--eval-every", "5")
+    result = _train(tmp_path / "two", 2, *TASK_ARGS[kind], *COMMON, "--steps", "5", "--eval-every", "5")
     assert "global batch 8 = 4 per process x 2 processes" in result.stdout
-    assert result.stdout.count("trained 5 steps") == 1  # only the first process reports
+    # Only the first process prints: the report, and the validation line that the second also printed once.
+    assert result.stdout.count("trained 5 steps") == 1 and result.stdout.count("step 5: ") == 1
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(set(lines)) and result.stderr.count("Traceback") == 0
     assert _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two")) <= 1e-5
 
 
