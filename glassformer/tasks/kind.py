@@ -5,6 +5,8 @@ A kind is one module of this package (seq2seq, lm, mlm, classify, tag, qa, encod
 the trainer, the evaluator and the run folder read that table instead of switching on names.
 Every encoding method takes the run's `Framing`: the same text is framed alike in training,
 evaluation and decoding, whichever tokenizer (glassformer's or an imported one) the run has.
+The loss is the same for every kind, cross-entropy over a batch's targets (`train/loss.py`), so
+a kind's part of it is the targets its `batch` sets (IGNORE where nothing is scored).
 """
 
 from __future__ import annotations
