@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 transformers = pytest.importorskip("transformers")
 from transformers import T5Config, T5ForConditionalGeneration  # noqa: E402
@@ -39,6 +39,7 @@ def t5_tokenizer(vocab_size: int = 80) -> Tokenizer:
     """A Unigram vocabulary with T5's special ids and its post-processor: text </s>."""
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(
         vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False,
     )
@@ -205,3 +206,67 @@ def test_paper_model_is_not_a_t5():
     problems = export_problems(family_module("t5"), get_preset("tiny-seq2seq"), "seq2seq")
     assert "positions='sinusoidal' (T5's positions are a relative bias)" in problems
     assert "attn_scale=true (T5 does not divide the scores by sqrt(d_head))" in problems
+
+
+# Commands on T5 folders -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t5-commands")
+    return {version: (root / version, save_t5(root / version, version)) for version in VERSIONS}
+
+
+def test_trace_shows_the_bias_the_unscaled_scores_and_the_output_scale(folders, capsys):
+    from glassformer.cli import main
+
+    assert main(["trace", "--model", str(folders["v1.0"][0]), "the cat", "--target", "a dog"]) == 0
+    out = capsys.readouterr().out
+    s = len(Tokenizer.from_file(str(folders["v1.0"][0] / "tokenizer.json")).encode("the cat").ids)  # with </s>
+    bias_row = next(line for line in out.splitlines() if line.endswith("encoder.position_bias.hook_bias"))
+    assert f"[B=1, H=4, S={s}, S={s}]" in bias_row and "one learned number per head and bucket" in bias_row
+    assert "past keys only: causal" in out and "encoder.position_bias.hook_bias" in out
+    assert "not divided by sqrt(D) (T5: Wq absorbs it) + the stack's relative position bias" in out
+    assert "(tied to the token embedding), after × d_model^-0.5 = × 0.1768" in out
+
+
+def test_translate_attention_and_report_on_a_t5_folder(folders, tmp_path, capsys):
+    from glassformer.cli import main
+
+    folder, hf = folders["v1.1"]
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+    ids = tok("the cat", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = hf.generate(ids, do_sample=False, num_beams=1, max_new_tokens=8)
+    assert main(["translate", "--model", str(folder), "--max-new-tokens", "8", "--plain", "the cat"]) == 0
+    assert capsys.readouterr().out.strip() == tok.decode(expected[0], skip_special_tokens=True).strip()
+    assert main(["attention", "--model", str(folder), "--max-steps", "3", "the cat"]) == 0
+    assert "encoder self-attention · layer 0 · head 0" in capsys.readouterr().out
+    assert main(["report", "--model", str(folder), "--out", str(tmp_path / "r.html"), "--max-steps", "3", "the cat"]) == 0
+    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_train_init_from_a_t5_folder_then_export_to_transformers(folders, tmp_path, capsys):
+    from glassformer.cli import main
+    from glassformer.run_folder import load_run
+
+    folder, _ = folders["v1.1"]
+    pairs = ["the cat\tcat the", "the dog\tdog the", "a park\tpark a", "hello world\tworld hello"]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("\n".join(pairs * 4) + "\n")
+    out = tmp_path / "ft"
+    assert main(["train", "--data", str(data), "--kind", "seq2seq", "--init", str(folder), "--out", str(out),
+                 "--steps", "6", "--eval-every", "6", "--lr", "3e-3", "--warmup", "2", "--no-progress",
+                 "--examples", "0"]) == 0
+    assert f"init from {folder}: loaded 52 tensors" in capsys.readouterr().out
+    run = load_run(out)
+    imported = load_hf_folder(folder)
+    assert run.config == imported.config.replace(dropout=run.config.dropout)
+    assert not torch.equal(run.model.lm_head.proj.weight, imported.model.lm_head.proj.weight)  # it trained
+    exported = tmp_path / "hf"
+    assert main(["export", "--model", str(out), "--out", str(exported)]) == 0
+    assert capsys.readouterr().out == f"wrote {exported}: t5 model of kind seq2seq\n"
+    hf = T5ForConditionalGeneration.from_pretrained(exported).eval()
+    src, src_mask = source_batch(run.config.vocab_size)
+    tgt = torch.randint(3, run.config.vocab_size, (3, 5))
+    with torch.no_grad():
+        expected = hf(src, attention_mask=src_mask, decoder_input_ids=tgt).logits
+        assert (run.model(src, tgt, key_mask(src_mask)) - expected).abs().max() < 1e-4
