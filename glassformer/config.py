@@ -384,8 +384,12 @@ PRESETS: dict[str, ModelConfig] = {
     # LLaMA's architecture at the sizes of tiny-lm and small-lm: 4 query heads sharing 2 key/value
     # heads, d_ff about 2/3 of 4 * d_model (three matrices in place of two), rounded up to 8.
     "tiny-llama": _llama(vocab_size=1000, d_model=64, n_heads=4, n_kv_heads=2, d_ff=176, n_layers=2, max_len=128),
-    # T5 v1.1's layout (gated GELU, untied output, no output scaling) at the size of small-seq2seq,
-    # d_ff about 2/3 of 4 * d_model for the three matrices of the gated network.
+    # T5 v1.1's layout (gated GELU, untied output, no output scaling) at the sizes of tiny-seq2seq
+    # and small-seq2seq, d_ff about 2/3 of 4 * d_model for the three matrices of the gated network.
+    "tiny-t5": _t5(
+        vocab_size=1000, d_model=64, n_heads=4, d_ff=176, n_layers=2, max_len=128, dropout=0.0,
+        activation="gelu_tanh", gated_ffn=True, tie_output=False, scale_output=False,
+    ),
     "small-t5": _t5(
         vocab_size=1000, d_model=128, n_heads=4, d_ff=344, n_layers=2, max_len=128, dropout=0.0,
         activation="gelu_tanh", gated_ffn=True, tie_output=False, scale_output=False,
