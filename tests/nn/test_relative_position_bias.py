@@ -140,3 +140,24 @@ def test_speed_transform_keeps_the_logits():
 def test_invalid_relative_settings_are_clear(changes, message):
     with pytest.raises(ConfigError, match=message):
         tiny(**changes)
+
+
+def test_explain_prints_each_heads_bias_and_the_biased_scores():
+    from glassformer.inspect.explain import _Writer
+
+    torch.manual_seed(0)
+    model = build_model(tiny()).eval()
+    src, tgt = batch()
+    with record(model, values=True) as recording, torch.no_grad():
+        model(src[:1], tgt[:1])
+    writer = _Writer(model, None, recording)
+    labels, targets = [f"s{i}" for i in range(9)], [f"t{i}" for i in range(7)]
+    writer.attention("enc", "encoder.layers.1.self_attn", labels, labels, "X", "X")
+    writer.attention("dec", "decoder.layers.0.cross_attn", targets, labels, "Y", "M")
+    blocks = {b.key: b for b in writer.items if hasattr(b, "key")}
+    bias = recording.value("encoder.position_bias.hook_bias")[0, 2].numpy()
+    assert blocks["enc.h2.bias"].values.tolist() == bias.astype("float64").tolist()
+    assert blocks["enc.h2.scaled"].title == "head 2: not divided by sqrt(8) (T5: Wq absorbs it) + relative position bias"
+    scores = blocks["enc.h2.scores"].values
+    assert abs(blocks["enc.h2.scaled"].values - (scores + bias)).max() < 1e-5
+    assert "dec.h0.bias" not in blocks  # cross-attention has no position bias
