@@ -214,9 +214,9 @@ class _Rows:
     def position_bias(self, owner: str, module: RelativePositionBias, recs: dict[str, Record]) -> None:
         if "hook_bias" in recs:
             r = recs["hook_bias"]
-            direction = "keys before and after a query" if module.bidirectional else "past keys only: causal"
-            what = (f"one learned number per head and bucket of key - query distance, {module.n_buckets} buckets "
-                    f"({direction}), from the [{module.n_buckets},{r.shape[1]}] table; computed once, added in every layer")
+            direction = "both directions" if module.bidirectional else "past keys only"
+            what = (f"a learned number per head and bucket of key - query distance ([{module.n_buckets},{r.shape[1]}] "
+                    f"table, {direction}), added in every layer")
             self.add(r, "relative position bias", what)
 
     @staticmethod

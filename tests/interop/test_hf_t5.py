@@ -222,8 +222,8 @@ def test_trace_shows_the_bias_the_unscaled_scores_and_the_output_scale(folders, 
     out = capsys.readouterr().out
     s = len(Tokenizer.from_file(str(folders["v1.0"][0] / "tokenizer.json")).encode("the cat").ids)  # with </s>
     bias_row = next(line for line in out.splitlines() if line.endswith("encoder.position_bias.hook_bias"))
-    assert f"[B=1, H=4, S={s}, S={s}]" in bias_row and "one learned number per head and bucket" in bias_row
-    assert "past keys only: causal" in out and "encoder.position_bias.hook_bias" in out
+    assert f"[B=1, H=4, S={s}, S={s}]" in bias_row and "a learned number per head and bucket" in bias_row
+    assert "([8,4] table, both directions)" in bias_row and "([8,4] table, past keys only)" in out
     assert "not divided by sqrt(D) (T5: Wq absorbs it) + the stack's relative position bias" in out
     assert "(tied to the token embedding), after × d_model^-0.5 = × 0.1768" in out
 
