@@ -8,7 +8,8 @@ Modern decoders change three things here, each chosen by the config: grouped-que
 (n_kv_heads < n_heads: K and V have fewer heads, each shared by a group of query heads, and the
 KV cache holds only those), rotary positions (queries and keys rotated by position before the
 product, `glassformer.nn.rotary`) and a sliding window (each query sees its last
-`sliding_window` keys only).
+`sliding_window` keys only). T5 adds a relative position bias to the scores of self-attention
+and does not divide them by sqrt(D) (`glassformer.nn.relative_position_bias`, attn_scale).
 
 By default attention runs PyTorch's fused kernel. With `step_by_step` set (from outside, by
 `glassformer.inspect.step_by_step`) it runs one operation at a time and passes the scores, the
@@ -66,7 +67,7 @@ class MultiHeadAttention(nn.Module):
         self.hook_scores = HookPoint(("B", "H", "T", "S"), "scores Q K^T")
         scaled = "scaled by 1/sqrt(D)" if config.attn_scale else "not scaled (T5)"
         if config.positions == "relative":
-            scaled += ", plus the relative position bias (self-attention)"
+            scaled += "; self-attention adds the relative position bias"
         self.hook_scaled = HookPoint(("B", "H", "T", "S"), scaled)
         self.hook_masked = HookPoint(("B", "H", "T", "S"), "masked: -inf where not allowed")
         self.hook_probs = HookPoint(("B", "H", "T", "S"), "softmax over keys")
