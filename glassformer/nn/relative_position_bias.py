@@ -63,9 +63,8 @@ class RelativePositionBias(nn.Module):
         self.max_distance = config.relative_max_distance
         self.buckets = nn.Embedding(config.relative_buckets, config.n_heads)  # [buckets, H]
         direction = "both directions" if bidirectional else "past keys only (causal)"
-        self.hook_bias = HookPoint(
-            ("B", "H", "T", "S"), f"relative position bias per head, {self.n_buckets} buckets of key - query distance, {direction}"
-        )
+        what = f"relative position bias per head, {self.n_buckets} buckets of key - query distance, {direction}"
+        self.hook_bias = HookPoint(("B", "H", "T", "S"), what)
 
     def forward(self, t: int, s: int, offset: int = 0) -> torch.Tensor:
         """The bias of t queries at positions offset ... offset + t - 1 over s keys at 0 ... s - 1.
