@@ -161,3 +161,16 @@ def test_explain_prints_each_heads_bias_and_the_biased_scores():
     scores = blocks["enc.h2.scores"].values
     assert abs(blocks["enc.h2.scaled"].values - (scores + bias)).max() < 1e-5
     assert "dec.h0.bias" not in blocks  # cross-attention has no position bias
+
+
+def test_logit_lens_reads_through_the_output_scale():
+    from glassformer.inspect.lens import logit_lens
+
+    torch.manual_seed(0)
+    model = build_model(tiny(tie_output=True, scale_output=True)).eval()
+    src, tgt = batch()
+    with torch.no_grad():
+        readings = logit_lens(model, src, tgt)
+        logits = model(src, tgt)
+    assert readings.shape == (3, 3, 7, 50)  # the embeddings and two layers
+    assert (readings[-1] - logits).abs().max() < 1e-5
