@@ -18,7 +18,7 @@ FAMILIES = ("encoder-decoder", "encoder-only", "decoder-only")
 NORMS = ("post", "pre")
 NORM_TYPES = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
-POSITIONS = ("sinusoidal", "learned", "rotary")
+POSITIONS = ("sinusoidal", "learned", "rotary", "relative")
 ROPE_TYPES = ("default", "llama3")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
@@ -50,6 +50,8 @@ class ModelConfig:
     max_len: int = 512
     """Longest sequence the positions cover."""
     positions: str = "sinusoidal"
+    """"sinusoidal" (the paper), "learned" (GPT-2, BERT), "rotary" (LLaMA) or "relative" (T5: a learned
+    bias per head and bucket of key-query distance, added to the attention scores)."""
     activation: str = "relu"
     norm: str = "post"
     """"post": LayerNorm(x + sublayer(x)) as in the paper and BERT; "pre": x + sublayer(LayerNorm(x)) as GPT-2."""
@@ -84,6 +86,15 @@ class ModelConfig:
     "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}."""
     sliding_window: int | None = None
     """Decoder self-attention sees only the last `sliding_window` keys (Mistral); None: all."""
+    relative_buckets: int = 32
+    """Buckets of key-query distance with positions="relative" (T5's relative_attention_num_buckets)."""
+    relative_max_distance: int = 128
+    """Distances from this one on share the last bucket (T5's relative_attention_max_distance)."""
+    attn_scale: bool = True
+    """Divide the attention scores by sqrt(d_head) (the paper); T5 does not, its Wq absorbs the factor."""
+    scale_output: bool = False
+    """Multiply the decoder output by d_model**-0.5 before the output projection (T5 v1.0, whose
+    projection is the tied token embedding)."""
     qk_norm: bool = False
     """RMSNorm over each head's queries and keys before the rotation (Qwen3)."""
     output_bias: bool = False
@@ -163,7 +174,7 @@ class ModelConfig:
         _one_of("positions", self.positions, POSITIONS)
         _one_of("norm_type", self.norm_type, NORM_TYPES)
         _one_of("head", self.head, HEADS)
-        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len"):
+        for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len", "relative_buckets"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("tgt_vocab_size", "d_attn", "n_decoder_layers", "n_kv_heads", "sliding_window"):
@@ -181,6 +192,7 @@ class ModelConfig:
                 "each key/value head serves an equal group of query heads"
             )
         self._validate_rotary()
+        self._validate_relative()
         for name in ("dropout", "attn_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -198,6 +210,17 @@ class ModelConfig:
             raise ConfigError(f"head={self.head!r} belongs to the encoder-only family, not {self.family}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    def _validate_relative(self) -> None:
+        if self.positions == "relative" and self.family != "encoder-decoder":
+            raise ConfigError(f"positions='relative' is built for the encoder-decoder family (T5), not {self.family}")
+        if self.relative_buckets < 4:
+            raise ConfigError(f"relative_buckets must be at least 4 (two directions, exact and logarithmic), got {self.relative_buckets}")
+        if self.relative_max_distance <= self.relative_buckets // 2:
+            raise ConfigError(
+                f"relative_max_distance={self.relative_max_distance} must exceed half of "
+                f"relative_buckets={self.relative_buckets}: the exact buckets cover the distances below that"
+            )
 
     def _validate_rotary(self) -> None:
         if self.positions == "rotary" and self.family != "decoder-only":
@@ -290,6 +313,20 @@ _LLAMA_STYLE = dict(
 )
 
 
+# T5's parts (Raffel et al. 2020): RMSNorm before each sublayer and after each stack, no biases,
+# unscaled embeddings, a relative position bias per head in place of position vectors, and
+# attention scores without the 1/sqrt(d_head). v1.0 ties the output to the shared embedding and
+# scales the decoder output by d_model**-0.5; v1.1 and FLAN-T5 untie it and use gated GELU.
+_T5_STYLE = dict(
+    family="encoder-decoder", positions="relative", norm="pre", norm_type="rmsnorm", norm_eps=1e-6, bias=False,
+    scale_embeddings=False, attn_scale=False, tie_embeddings=True, output_bias=False, pad_id=0,
+)
+
+
+def _t5(**changes) -> ModelConfig:
+    return ModelConfig(**{**_T5_STYLE, "activation": "relu", "tie_output": True, "scale_output": True, **changes})
+
+
 def _llama(**changes) -> ModelConfig:
     return ModelConfig(**{**_LLAMA_STYLE, "norm_eps": 1e-5, **changes})
 
@@ -323,6 +360,9 @@ PRESETS: dict[str, ModelConfig] = {
         vocab_size=151936, d_model=896, n_heads=14, n_kv_heads=2, d_ff=4864, n_layers=24, max_len=32768,
         rope_theta=1000000.0, norm_eps=1e-6, qkv_bias=True, tie_output=True,
     ),
+    # T5 v1.0 as published (Raffel et al. 2020), 32,128-piece vocabulary, 512 tokens (its tokenizer's limit).
+    "t5-small": _t5(vocab_size=32128, d_model=512, n_heads=8, d_ff=2048, n_layers=6, max_len=512, dropout=0.1),
+    "t5-base": _t5(vocab_size=32128, d_model=768, n_heads=12, d_ff=3072, n_layers=12, max_len=512, dropout=0.1),
     # The articles' worked examples.
     "article-a": _paper(vocab_size=10000, d_model=768, d_attn=512, n_heads=8, max_len=512),
     "article-b": _paper(vocab_size=32, d_model=6, n_heads=2, d_ff=12, n_layers=1, max_len=64, dropout=0.0),
@@ -344,6 +384,16 @@ PRESETS: dict[str, ModelConfig] = {
     # LLaMA's architecture at the sizes of tiny-lm and small-lm: 4 query heads sharing 2 key/value
     # heads, d_ff about 2/3 of 4 * d_model (three matrices in place of two), rounded up to 8.
     "tiny-llama": _llama(vocab_size=1000, d_model=64, n_heads=4, n_kv_heads=2, d_ff=176, n_layers=2, max_len=128),
+    # T5 v1.1's layout (gated GELU, untied output, no output scaling) at the sizes of tiny-seq2seq
+    # and small-seq2seq, d_ff about 2/3 of 4 * d_model for the three matrices of the gated network.
+    "tiny-t5": _t5(
+        vocab_size=1000, d_model=64, n_heads=4, d_ff=176, n_layers=2, max_len=128, dropout=0.0,
+        activation="gelu_tanh", gated_ffn=True, tie_output=False, scale_output=False,
+    ),
+    "small-t5": _t5(
+        vocab_size=1000, d_model=128, n_heads=4, d_ff=344, n_layers=2, max_len=128, dropout=0.0,
+        activation="gelu_tanh", gated_ffn=True, tie_output=False, scale_output=False,
+    ),
     "small-llama": _llama(vocab_size=1000, d_model=128, n_heads=4, n_kv_heads=2, d_ff=344, n_layers=3, max_len=128),
 }
 

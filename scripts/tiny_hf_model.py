@@ -1,8 +1,8 @@
 """Write a tiny, randomly initialised Hugging Face model folder to try glassformer's import on.
 
 Nothing is downloaded: `transformers` (the test extra) builds the model, and a byte-level BPE
-(GPT-2, BART, the LLaMA family) or WordPiece (BERT) tokenizer is trained on sentences of the
-built-in grammar; the LLaMA family's tokenizer puts <s> first, as LLaMA's does.
+(GPT-2, BART, T5, the LLaMA family) or WordPiece (BERT) tokenizer is trained on sentences of the
+built-in grammar; the LLaMA family's tokenizer puts <s> first, as LLaMA's does, T5's </s> last.
 
     python scripts/tiny_hf_model.py gpt2 /tmp/tiny-gpt2
     glassformer trace --model /tmp/tiny-gpt2 "the cat sees a bird"
@@ -66,9 +66,16 @@ def llama_like(family: str):
     return tok, getattr(tf, model_class)(config)
 
 
+def t5_tokenizer():
+    """Byte-level BPE with T5's special ids (<pad> 0, </s> 1, <unk> 2); </s> ends every text, as T5's does."""
+    tok = byte_level_bpe(["<pad>", "</s>", "<unk>"], 300)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return tok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("family", choices=("gpt2", "bert", "bart", *LLAMA_LIKE))
+    parser.add_argument("family", choices=("gpt2", "bert", "bart", "t5", *LLAMA_LIKE))
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     import transformers as tf
@@ -86,6 +93,11 @@ def main() -> None:
                                                  max_position_embeddings=128))
     elif args.family in LLAMA_LIKE:
         tok, model = llama_like(args.family)
+    elif args.family == "t5":
+        tok = t5_tokenizer()
+        model = tf.T5ForConditionalGeneration(tf.T5Config(
+            num_layers=2, num_decoder_layers=2, d_model=64, d_kv=16, num_heads=4, d_ff=128, feed_forward_proj="gated-gelu",
+            vocab_size=tok.get_vocab_size(), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
     else:
         tok = byte_level_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], 300)
         model = tf.BartForConditionalGeneration(tf.BartConfig(

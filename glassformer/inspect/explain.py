@@ -97,6 +97,14 @@ class _Writer:
             hk, grid = f"{key}.h{h}", (q_rows, k_rows)
             self.hook(f"{hk}.scores", f"head {h}: Q_h K_hᵀ", f"{path}.hook_scores", *grid, pick)
             title = f"head {h}: ÷ sqrt({d_head}) = ÷ {math.sqrt(d_head):.4f}"
+            if not attn.attn_scale:
+                title = f"head {h}: not divided by sqrt({d_head}) (T5: Wq absorbs it)"
+            if self.config.positions == "relative" and not path.endswith("cross_attn"):
+                stack = path.split(".", 1)[0]  # the bias is computed once per stack, for every layer
+                what = "one learned number per bucket of key - query distance"
+                self.hook(f"{hk}.bias", f"head {h}: relative position bias, {what}", f"{stack}.position_bias.hook_bias",
+                          *grid, pick)
+                title += " + relative position bias"
             self.hook(f"{hk}.scaled", title, f"{path}.hook_scaled", *grid, pick)
             title = f"head {h}: mask, -inf where a key may not be seen"
             self.hook(f"{hk}.masked", title, f"{path}.hook_masked", *grid, pick)

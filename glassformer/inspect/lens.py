@@ -24,7 +24,8 @@ def _stack_and_readout(model: nn.Module):
         stack = model.encoder
         return stack, lambda h: model.head(h if stack.final_norm is None else stack.final_norm(h))
     stack = model.decoder
-    return stack, lambda h: model.lm_head.proj(h if stack.final_norm is None else stack.final_norm(h))
+    head = model.lm_head  # its scale: T5 v1.0 multiplies the decoder output by d_model**-0.5
+    return stack, lambda h: head.proj(head.scale * (h if stack.final_norm is None else stack.final_norm(h)))
 
 
 @torch.no_grad()

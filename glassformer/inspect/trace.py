@@ -25,6 +25,7 @@ from glassformer.nn.gated_feedforward import GatedFeedForward
 from glassformer.nn.multi_head_attention import MultiHeadAttention
 from glassformer.nn.output import OutputProjection
 from glassformer.nn.positional_encoding import SinusoidalPositions
+from glassformer.nn.relative_position_bias import RelativePositionBias
 from glassformer.nn.rms_norm import RMSNorm
 
 _LAYER = re.compile(r"^(encoder|decoder)\.layers\.(\d+)\.")
@@ -192,7 +193,7 @@ class _Rows:
         queries = plain_shape(qh.shape) if qh is not None else "Q"
         steps = {
             "hook_scores": ("scores", lambda r: f"Q Kᵀ per head: {queries} × Kᵀ → {plain_shape(r.shape)}"),
-            "hook_scaled": ("scaled", lambda r: f"÷ sqrt(D) = sqrt({d})"),
+            "hook_scaled": ("scaled", lambda r: self._scaled_what(module, cross, d)),
             "hook_masked": ("masked", lambda r: f"-inf where a key is {hidden}"),
             "hook_probs": ("softmax", lambda r: "softmax over the keys: each row sums to 1"),
             "hook_context": ("weighted values", lambda r: self._context_what(r, recs.get("hook_probs"))),
@@ -203,6 +204,20 @@ class _Rows:
         for suffix, (step, what) in steps.items():
             if suffix in recs:
                 self.add(recs[suffix], step, what(recs[suffix]))
+
+    def _scaled_what(self, module: MultiHeadAttention, cross: bool, d: int) -> str:
+        what = f"÷ sqrt(D) = sqrt({d})" if module.attn_scale else "not divided by sqrt(D) (T5: Wq absorbs it)"
+        if self.config.positions == "relative" and not cross:
+            what += " + the stack's relative position bias, the same in every layer"
+        return what
+
+    def position_bias(self, owner: str, module: RelativePositionBias, recs: dict[str, Record]) -> None:
+        if "hook_bias" in recs:
+            r = recs["hook_bias"]
+            direction = "both directions" if module.bidirectional else "past keys only"
+            what = (f"a learned number per head and bucket of key - query distance ([{module.n_buckets},{r.shape[1]}] "
+                    f"table, {direction}), added in every layer")
+            self.add(r, "relative position bias", what)
 
     @staticmethod
     def _merge_what(r: Record, h: int, d: int) -> str:
@@ -270,6 +285,8 @@ class _Rows:
         if "hook_logits" in recs:
             r = recs["hook_logits"]
             tied = " (tied to the token embedding)" if self.config.tie_output else ""
+            if module.scale != 1.0:
+                tied += f", after × d_model^-0.5 = × {module.scale:.4f}"
             what = f"pre-softmax linear [{d_model},{r.shape[-1]}]{tied}: {arrow(r.shape[:-1] + (d_model,), r.shape)}"
             self.add(r, "logits", what)
         if "hook_probs" in recs:
@@ -292,6 +309,8 @@ class _Rows:
             self.stack(owner, module, recs)
         elif isinstance(module, OutputProjection):
             self.output(owner, module, recs)
+        elif isinstance(module, RelativePositionBias):
+            self.position_bias(owner, module, recs)
         else:
             for r in recs.values():
                 self.add(r, r.name.rsplit(".", 1)[-1].removeprefix("hook_"), r.what)

@@ -7,7 +7,8 @@ Qwen3ForCausalLM that expresses it; encoder-only -> BertModel / BertForMaskedLM 
 BertForSequenceClassification / BertForTokenClassification / BertForQuestionAnswering (by head);
 encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm,
 BlenderbotForConditionalGeneration when pre-norm (LayerNorm before each sublayer, one after each
-stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model). Where our model lacks a part the HF class
+stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model),
+T5ForConditionalGeneration with relative positions (T5). Where our model lacks a part the HF class
 always has, the export writes the tensor that computes the same thing: sinusoidal positions
 become a learned table holding the very same values, a BERT without segments gets one all-zero
 token-type row, a BART without output bias gets a zero final_logits_bias. What cannot be
@@ -54,6 +55,8 @@ FAMILY_OF = {"decoder-only": "gpt2", "encoder-only": "bert", "encoder-decoder": 
 SEQ2SEQ_CLASSES = ("bart", "blenderbot", "marian")
 # Decoder-only models with rotary positions export as the first of these whose class expresses them.
 LLAMA_LIKE = ("llama", "qwen2", "mistral", "qwen3")
+# Families whose own check_export knows every switch (the generic checks below assume biases and LayerNorms).
+OWN_CHECKS = (*LLAMA_LIKE, "t5")
 _KIND_OF_FAMILY = {"decoder-only": "lm", "encoder-decoder": "seq2seq"}
 _KIND_OF_HEAD = {"none": "encode", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
 WEIGHTS_FILE = "model.safetensors"
@@ -145,7 +148,7 @@ def _write_weights(out: Path, tensors: dict[str, torch.Tensor], max_shard_size: 
 def export_problems(family: ModuleType, config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being exported as family (empty when nothing does)."""
     problems = []
-    if family.MODEL_TYPE not in LLAMA_LIKE:  # the LLaMA family's own check_export knows its switches
+    if family.MODEL_TYPE not in OWN_CHECKS:
         if not config.bias or config.qkv_bias is False or config.attn_out_bias is False or config.ffn_bias is False:
             problems.append("bias=false (HF's layers all have biases)")
         if config.attn_width != config.d_model or config.kv_heads != config.n_heads:
@@ -159,6 +162,8 @@ def _candidates(config: ModelConfig) -> tuple[str, ...]:
     """The HF families config may export as, in the order they are tried."""
     if config.positions == "rotary":
         return LLAMA_LIKE
+    if config.positions == "relative":
+        return ("t5",)
     if config.family == "encoder-decoder":
         return SEQ2SEQ_CLASSES
     return (FAMILY_OF[config.family],)

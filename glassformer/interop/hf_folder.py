@@ -1,5 +1,5 @@
 """Read a Hugging Face model folder (GPT-2, BERT, RoBERTa, DistilBERT, BART, Marian, Blenderbot, LLaMA,
-Qwen2, Mistral, Qwen3) as a glassformer Run.
+Qwen2, Mistral, Qwen3, T5) as a glassformer Run.
 
 A folder holds config.json (with "model_type"), the weights (model.safetensors, or
 pytorch_model.bin read with torch.load(weights_only=True), either possibly sharded with an
@@ -50,6 +50,7 @@ FAMILIES = {
     "gpt2": "hf_gpt2", "bert": "hf_bert", "roberta": "hf_roberta", "distilbert": "hf_distilbert", "bart": "hf_bart",
     "marian": "hf_marian", "blenderbot": "hf_blenderbot",
     "llama": "hf_llama", "qwen2": "hf_qwen2", "mistral": "hf_mistral", "qwen3": "hf_qwen3",
+    "t5": "hf_t5",
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 # HF activation name -> ours. gelu_new, gelu_fast and gelu_pytorch_tanh are the same tanh

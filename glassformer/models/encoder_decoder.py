@@ -24,7 +24,8 @@ class EncoderDecoder(nn.Module):
         self.tgt_embed = Embeddings(config, config.target_vocab_size)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config, config.decoder_layers, cross=True)
-        self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias)
+        scale = config.d_model**-0.5 if config.scale_output else 1.0
+        self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias, scale=scale)
         if config.tie_output:
             self.lm_head.proj.weight = self.tgt_embed.token.weight
         if config.tie_embeddings:

@@ -26,15 +26,20 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     is_causal: bool = False,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """softmax(Q Kᵀ / sqrt(D)) V through PyTorch's fused kernel.
+    """softmax(Q Kᵀ / sqrt(D) + bias) V through PyTorch's fused kernel.
 
     Args:
         q: queries [B, H, T, D]; k, v: keys and values [B, H|H_kv, S, D] (grouped-query
             attention: H_kv heads, each shared by H / H_kv consecutive query heads).
         mask: boolean, broadcastable to [B, H, T, S], True where attending is allowed.
         dropout_p: dropout on the probabilities (pass 0 when not training).
-        is_causal: apply the causal mask with T == S (mask must then be None).
+        is_causal: apply the causal mask with T == S (mask must then be None and bias None).
+        bias: float, broadcastable to [B, H, T, S], added to the scaled scores (T5's relative
+            position bias); the kernel takes it as a float mask, -inf where mask forbids.
+        scale: factor of the scores in place of 1/sqrt(D) (1.0 for T5).
     Returns:
         context [B, H, T, D].
     """
@@ -45,6 +50,10 @@ def scaled_dot_product_attention(
         else:
             groups = q.size(1) // k.size(1)
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if scale is not None:
+        gqa["scale"] = scale
+    if bias is not None:
+        return _with_bias(q, k, v, mask, bias, dropout_p, gqa)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, **gqa)
     if q.device.type == "cpu" and _CPU_KERNEL_ZEROES_EMPTY_ROWS:
@@ -52,6 +61,18 @@ def scaled_dot_product_attention(
     empty = ~mask.any(dim=-1, keepdim=True)
     # Empty rows attend everywhere (no NaN in the kernel or its gradient), then are zeroed.
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p, **gqa)
+    return out.masked_fill(empty, 0.0)
+
+
+def _with_bias(q, k, v, mask, bias, dropout_p: float, options: dict) -> torch.Tensor:
+    """The fused kernel with an additive float mask: bias where allowed, -inf elsewhere."""
+    bias = bias.to(q.dtype)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, **options)
+    empty = ~mask.any(dim=-1, keepdim=True)
+    # Empty rows attend everywhere (no NaN in the kernel or its gradient), then are zeroed.
+    float_mask = torch.where(mask | empty, bias, torch.tensor(float("-inf"), dtype=q.dtype, device=q.device))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=float_mask, dropout_p=dropout_p, **options)
     return out.masked_fill(empty, 0.0)
 
 

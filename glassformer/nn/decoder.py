@@ -15,6 +15,7 @@ from glassformer.nn.gated_feedforward import feed_forward
 from glassformer.nn.hooks import HookPoint
 from glassformer.nn.kv_cache import DecoderCache, LayerCache
 from glassformer.nn.multi_head_attention import Rope, SelfAttention
+from glassformer.nn.relative_position_bias import RelativePositionBias
 from glassformer.nn.rms_norm import norm_layer
 
 
@@ -43,6 +44,7 @@ class DecoderLayer(nn.Module):
         cache: LayerCache | None = None,
         cache_pos: int = 0,
         rope: Rope | None = None,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run one decoder layer.
 
@@ -54,12 +56,15 @@ class DecoderLayer(nn.Module):
             memory_mask: key padding of the source [B, 1, 1, S].
             cache: this layer's KV cache when decoding incrementally.
             rope: cos and sin of the rotary angles of x's positions (models with rotary positions).
+            position_bias: [1, H, T, cache_pos + T] added to the self-attention scores (T5).
         Returns:
             [B, T, d_model].
         """
         self_kv = cache.self_attn if cache is not None else None
         x = self.self_attn_residual(
-            x, lambda h: self.self_attn(h, mask=self_mask, causal=True, cache=self_kv, cache_pos=cache_pos, rope=rope)
+            x, lambda h: self.self_attn(
+                h, mask=self_mask, causal=True, cache=self_kv, cache_pos=cache_pos, rope=rope, position_bias=position_bias,
+            )
         )
         if self.cross_attn is not None:
             cross_kv = cache.cross_attn if cache is not None else None
@@ -68,7 +73,8 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """N decoder layers, with the final LayerNorm that pre-norm models need.
+    """N decoder layers, with the final LayerNorm that pre-norm models need, and T5's causal
+    relative position bias, computed once here for the new positions and shared by the layers.
 
     Args:
         n_layers: the stack's depth.
@@ -77,6 +83,8 @@ class Decoder(nn.Module):
 
     def __init__(self, config: ModelConfig, n_layers: int, cross: bool):
         super().__init__()
+        relative = config.positions == "relative"
+        self.position_bias = RelativePositionBias(config, bidirectional=False) if relative else None
         self.layers = nn.ModuleList(DecoderLayer(config, cross=cross) for _ in range(n_layers))
         self.final_norm = norm_layer(config) if config.use_final_norm else None
         self.hook_out = HookPoint(("B", "T", "d_model"), "decoder output")
@@ -92,9 +100,13 @@ class Decoder(nn.Module):
         rope: Rope | None = None,
     ) -> torch.Tensor:
         """Arguments as `DecoderLayer.forward`; cache holds one LayerCache per layer."""
+        bias = None
+        if self.position_bias is not None:
+            t = x.size(1)
+            bias = self.position_bias(t, cache_pos + t, offset=cache_pos)  # [1, H, T, cache_pos + T]
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
-            x = layer(x, memory, self_mask, memory_mask, layer_cache, cache_pos, rope)
+            x = layer(x, memory, self_mask, memory_mask, layer_cache, cache_pos, rope, bias)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return self.hook_out(x)

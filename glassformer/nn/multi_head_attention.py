@@ -8,7 +8,8 @@ Modern decoders change three things here, each chosen by the config: grouped-que
 (n_kv_heads < n_heads: K and V have fewer heads, each shared by a group of query heads, and the
 KV cache holds only those), rotary positions (queries and keys rotated by position before the
 product, `glassformer.nn.rotary`) and a sliding window (each query sees its last
-`sliding_window` keys only).
+`sliding_window` keys only). T5 adds a relative position bias to the scores of self-attention
+and does not divide them by sqrt(D) (`glassformer.nn.relative_position_bias`, attn_scale).
 
 By default attention runs PyTorch's fused kernel. With `step_by_step` set (from outside, by
 `glassformer.inspect.step_by_step`) it runs one operation at a time and passes the scores, the
@@ -48,6 +49,7 @@ class MultiHeadAttention(nn.Module):
         self.n_kv_heads = config.kv_heads
         self.d_head = config.d_head
         self.sliding_window = config.sliding_window
+        self.attn_scale = config.attn_scale
         self.w_q = nn.Linear(d_model, width, bias=config.use_qkv_bias)
         self.w_k = nn.Linear(d_model, kv_width, bias=config.use_qkv_bias)
         self.w_v = nn.Linear(d_model, kv_width, bias=config.use_qkv_bias)
@@ -63,7 +65,10 @@ class MultiHeadAttention(nn.Module):
         self.hook_k_heads = HookPoint(("B", h_kv, "S", "D"), "keys split into heads")
         self.hook_v_heads = HookPoint(("B", h_kv, "S", "D"), "values split into heads")
         self.hook_scores = HookPoint(("B", "H", "T", "S"), "scores Q K^T")
-        self.hook_scaled = HookPoint(("B", "H", "T", "S"), "scaled by 1/sqrt(D)")
+        scaled = "scaled by 1/sqrt(D)" if config.attn_scale else "not scaled (T5)"
+        if config.positions == "relative":
+            scaled += "; self-attention adds the relative position bias"
+        self.hook_scaled = HookPoint(("B", "H", "T", "S"), scaled)
         self.hook_masked = HookPoint(("B", "H", "T", "S"), "masked: -inf where not allowed")
         self.hook_probs = HookPoint(("B", "H", "T", "S"), "softmax over keys")
         self.hook_context = HookPoint(("B", "H", "T", "D"), "per-head context: probs V")
@@ -84,7 +89,8 @@ class MultiHeadAttention(nn.Module):
         return x[:, :, None].expand(b, h_kv, groups, s, d).reshape(b, h_kv * groups, s, d)
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attention per head, heads merged, then Wo.
 
@@ -93,6 +99,7 @@ class MultiHeadAttention(nn.Module):
             mask: boolean [B|1, 1, T|1, S], True where attending is allowed.
             causal: also forbid keys after each query; the T queries are the last T positions.
                 With a sliding window, also keys `sliding_window` or more positions back.
+            position_bias: float [1, H, T, S] added to every head's scores (T5's relative positions).
         Returns:
             [B, T, d_model].
         """
@@ -101,20 +108,24 @@ class MultiHeadAttention(nn.Module):
         window = self.sliding_window if causal and self.sliding_window is not None and s > self.sliding_window else None
         if causal and t == 1 and not self.step_by_step and window is None:
             causal = False  # one query, at the last position: every key is in its past
-        if causal and (mask is not None or t != s or self.step_by_step or window is not None):
+        if causal and (mask is not None or t != s or self.step_by_step or window is not None or position_bias is not None):
             mask = combine(causal_mask(t, s, offset=s - t, device=q.device, window=window), mask)
             causal = False
         if self.step_by_step:
             k, v = self.share_kv_heads(k), self.share_kv_heads(v)  # the fused kernel shares them itself
             scores = self.hook_scores(q @ k.transpose(-2, -1))  # [B, H, T, S]
-            scaled = self.hook_scaled(scores / math.sqrt(self.d_head))
+            scaled = scores / math.sqrt(self.d_head) if self.attn_scale else scores
+            if position_bias is not None:
+                scaled = scaled + position_bias
+            scaled = self.hook_scaled(scaled)
             if mask is not None:
                 scaled = self.hook_masked(scaled.masked_fill(~mask, float("-inf")))
             probs = self.hook_probs(softmax_over_keys(scaled, mask))
             context = self.attn_dropout(probs) @ v
         else:
             dropout_p = self.attn_dropout.p if self.training else 0.0
-            context = scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal=causal)
+            scale = None if self.attn_scale else 1.0
+            context = scaled_dot_product_attention(q, k, v, mask, dropout_p, causal, position_bias, scale)
         context = self.hook_context(context)  # [B, H, T, D]
         merged = self.hook_merged(context.transpose(1, 2).reshape(context.size(0), t, -1))  # [B, T, A]
         return self.hook_out(self.w_o(merged))
@@ -143,6 +154,7 @@ class SelfAttention(MultiHeadAttention):
         cache: KVCache | None = None,
         cache_pos: int = 0,
         rope: Rope | None = None,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T, d_model].
 
@@ -152,15 +164,16 @@ class SelfAttention(MultiHeadAttention):
             cache: keys and values of the earlier positions when decoding; x then holds the
                 tokens at positions cache_pos ... cache_pos + T - 1.
             rope: cos and sin of the T tokens' rotary angles, for models with rotary positions.
+            position_bias: [1, H, T, S] added to the scores, for models with relative positions (T5).
         """
         q = self.split_heads(self.hook_q(self.w_q(x)))  # [B, H, T, D]
         k = self.split_heads(self.hook_k(self.w_k(x)))  # [B, H_kv, T, D]
         v = self.split_heads(self.hook_v(self.w_v(x)))
-        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope)
+        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope, position_bias)
 
     def attend_from_heads(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool,
-        cache: KVCache | None, cache_pos: int, rope: Rope | None,
+        cache: KVCache | None, cache_pos: int, rope: Rope | None, position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The rest of `forward` once Q [B, H, T, D] and K, V [B, H_kv, T, D] are projected."""
         if self.q_norm is not None:
@@ -171,4 +184,4 @@ class SelfAttention(MultiHeadAttention):
             k = self.hook_k_rot(apply_rotary(k, cos, sin))
         if cache is not None:
             k, v = cache.update(cache_pos, k, v)  # [B, H_kv, cache_pos + T, D]
-        return self.attend(q, k, v, mask, causal)
+        return self.attend(q, k, v, mask, causal, position_bias)

@@ -20,10 +20,12 @@ class OutputProjection(nn.Module):
         d_model: width of the decoder output.
         vocab_size: number of (target) tokens V.
         bias: a bias per token (the paper has none).
+        scale: a factor on the decoder output before the projection (T5 v1.0: d_model**-0.5).
     """
 
-    def __init__(self, d_model: int, vocab_size: int, bias: bool = False):
+    def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0):
         super().__init__()
+        self.scale = scale
         self.proj = nn.Linear(d_model, vocab_size, bias=bias)
         self.step_by_step = False
         self.hook_logits = HookPoint(("B", "T", "V"), "logits: decoder output x W_out")
@@ -31,6 +33,8 @@ class OutputProjection(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder output [B, T, d_model] -> logits [B, T, V]."""
+        if self.scale != 1.0:
+            x = x * self.scale
         logits = self.hook_logits(self.proj(x))
         if self.step_by_step:
             self.hook_probs(torch.softmax(logits.float(), dim=-1))

@@ -32,6 +32,7 @@ class FusedSelfAttention(SelfAttention):
         cache: KVCache | None = None,
         cache_pos: int = 0,
         rope: Rope | None = None,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """As `SelfAttention.forward`."""
         qkv = small_batch_linear(x, self.qkv_weight, self.qkv_bias, self.qkv_choice)  # [B, T, A + 2 A_kv]
@@ -40,7 +41,7 @@ class FusedSelfAttention(SelfAttention):
         q = self.split_heads(self.hook_q(q))
         k = self.split_heads(self.hook_k(k))
         v = self.split_heads(self.hook_v(v))
-        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope)
+        return self.attend_from_heads(q, k, v, mask, causal, cache, cache_pos, rope, position_bias)
 
 
 @torch.no_grad()

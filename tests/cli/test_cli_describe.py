@@ -10,6 +10,8 @@ from glassformer.cli import main
         # The published counts of the LLaMA family, counted on the meta device (no 32 GB allocated).
         ("llama2-7b", "6,738,415,616"), ("llama3-8b", "8,030,261,248"), ("tinyllama-1.1b", "1,100,048,384"),
         ("qwen2.5-0.5b", "494,032,768"),
+        # T5 v1.0 as published (Raffel et al. 2020), with its relative position bias tables.
+        ("t5-small", "60,506,624"), ("t5-base", "222,903,552"),
     ],
 )
 def test_describe_prints_exact_parameter_count(preset, count, capsys):

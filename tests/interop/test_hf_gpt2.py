@@ -219,7 +219,7 @@ BAD_FOLDERS = {
               "weights do not match gpt2: wrong shape transformer.wte.weight (99, 32) != (100, 32)"),
     "model_type": (lambda f: _rewrite_config(f, model_type="xlnet"),
                    "model_type 'xlnet' is not supported; supported: gpt2, bert, roberta, distilbert, bart, marian, "
-                   "blenderbot, llama, qwen2, mistral, qwen3"),
+                   "blenderbot, llama, qwen2, mistral, qwen3, t5"),
     # Beyond the four: other ways a folder can fall short.
     "architecture": (lambda f: _rewrite_config(f, architectures=["GPT2DoubleHeadsModel"]),
                      "GPT2DoubleHeadsModel is not supported; gpt2 models load as: GPT2LMHeadModel, GPT2Model"),
