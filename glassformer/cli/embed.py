@@ -1,8 +1,13 @@
-"""`glassformer embed`: sentence embeddings from an encoder, as sentence-transformers makes them.
+"""`glassformer embed`: sentence embeddings from an encoder, as sentence-transformers makes them,
+or from a language model's decoder.
 
 An embedding is the mean of the encoder's last hidden states over a text's tokens (its [CLS]
 and [SEP] included, padding excluded), scaled to unit length: MiniLM sentence embedders
-(all-MiniLM-L6-v2) are used exactly this way. --pooling cls takes the first token instead.
+(all-MiniLM-L6-v2) are used exactly this way. --pooling cls takes the first token instead, and
+--pooling last the last one. A decoder-only model reads the text as a prompt (framed as for
+`generate`: LLaMA's <s> first, nothing appended) and its final hidden states (after the final
+norm, before the LM head) are pooled the same way; under the causal mask only the last token has
+seen the whole text, so --pooling last is the usual choice there (mean stays the default).
 """
 
 from __future__ import annotations
@@ -14,39 +19,47 @@ import torch
 from glassformer.errors import UserError
 
 ENCODER_KINDS = ("encode", "mlm", "classify", "tag")
+POOLINGS = ("mean", "cls", "last")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed", help="print sentence embeddings (mean-pooled, unit length)",
         description="Print one unit-length sentence embedding per text (mean of the encoder's last hidden "
-        "states over the text's tokens), or with --similarity the matrix of their cosine similarities.",
+        "states over the text's tokens), or with --similarity the matrix of their cosine similarities. "
+        "A language model (decoder-only) reads the text as a prompt and its decoder's final hidden states "
+        "(after the final norm) are pooled: mean by default, --pooling last for the last token, the only "
+        "one that has seen the whole text.",
     )
     parser.add_argument(
-        "--model", required=True, help="run folder of an encoder (kind encode/mlm/classify/tag) or a Hugging Face BERT folder"
+        "--model", required=True,
+        help="run folder or Hugging Face folder of an encoder (kind encode/mlm/classify/tag) or a decoder-only model"
     )
     parser.add_argument("text", nargs="+", help="texts to embed")
     parser.add_argument("--similarity", action="store_true", help="print the cosine-similarity matrix instead")
     parser.add_argument(
-        "--pooling", choices=("mean", "cls"), default="mean", help="mean of the tokens (default) or the first token"
+        "--pooling", choices=POOLINGS, default="mean",
+        help="mean of the tokens (default), the first token (cls) or the last one (last: a decoder's usual choice)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
     parser.set_defaults(func=embed_command)
 
 
 def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.Tensor:
-    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder run.
+    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder or decoder-only run.
 
     Args:
-        run: a Run of an encoder-only model (any head; the head is not used).
-        pooling: "mean" over the non-pad tokens, or "cls" for the first token.
+        run: a Run of an encoder-only or decoder-only model (any head; the head is not used).
+        pooling: "mean" over the non-pad tokens, "cls" for the first token, "last" for the last one.
     """
     from glassformer.framing import Framing, sequence_ids
 
-    if run.config.family != "encoder-only":
-        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}), not kind {run.kind!r}")
+    decoder = run.config.family == "decoder-only"
+    if run.config.family != "encoder-only" and not decoder:
+        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}) or a decoder-only "
+                        f"model, not kind {run.kind!r}")
     framing = Framing.from_meta(run.meta)
-    rows = [sequence_ids(run.tokenizer, text, framing) for text in texts]
+    rows = [sequence_ids(run.tokenizer, text, framing, end=not decoder) for text in texts]
     device = next(run.model.parameters()).device
     ids = torch.full((len(rows), max(map(len, rows))), run.tokenizer.pad_id, dtype=torch.long, device=device)
     real = torch.zeros(ids.shape, dtype=torch.bool, device=device)
@@ -54,9 +67,12 @@ def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.T
         ids[i, : len(row)] = torch.tensor(row)
         real[i, : len(row)] = True
     with torch.no_grad():
-        hidden = run.model.encode(ids, real[:, None, None, :])  # [N, T, d_model]
+        encode = run.model.hidden_states if decoder else run.model.encode
+        hidden = encode(ids, real[:, None, None, :])  # [N, T, d_model]
     if pooling == "cls":
         pooled = hidden[:, 0]
+    elif pooling == "last":
+        pooled = hidden[torch.arange(len(rows)), real.sum(1) - 1]
     else:
         weights = real.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1)
