@@ -86,14 +86,15 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
 
     An encoder-decoder decodes greedily (or reads `target`, teacher-forced) and a decoder-only
     model continues its prompt greedily; the decoder's maps are those of the last step, which
-    covers the whole decoded sequence.
+    covers the whole decoded sequence. A decoder-only classifier reads its text once, as an
+    encoder does.
     """
     model, family = subject.model, subject.family
     ids = input_ids(subject, text)
     first = token_labels(subject.source_tokenizer, ids[0])
     with record(model, names="*attn.hook_probs", values=True) as recording:
         steps: list[DecodeStep] = []
-        if family == "encoder-only":
+        if family == "encoder-only" or subject.config.head != "none":
             model(ids)
         elif family == "encoder-decoder" and target is not None:
             model(ids, target_input_ids(subject, target))
@@ -105,7 +106,7 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
         return AttentionSet(family, maps, first, [])
     n_dec = len(model.decoder.layers)
     if family == "decoder-only":
-        decoder_ids = steps[-1].prefix
+        decoder_ids = steps[-1].prefix if steps else ids[0].tolist()
         maps = _maps(recording, ["decoder"], {"decoder": n_dec}, {"decoder": last})
         source: list[str] = []
     else:

@@ -106,7 +106,7 @@ def build_report(
             {"label": "decoder input", "tokens": attention.target_tokens, "ids": decoder_in[0].tolist()},
         ]
     elif family == "decoder-only":
-        full = torch.tensor([attention.steps[-1].prefix])
+        full = torch.tensor([attention.steps[-1].prefix]) if attention.steps else ids  # a classifier decodes nothing
         rows = run_trace(subject.model, full)
         forward = (full,)
         streams = {"T": attention.target_tokens}

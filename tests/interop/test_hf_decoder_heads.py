@@ -50,7 +50,7 @@ def tokenizer(path, model_type):
     return tok
 
 
-def make_folder(root, model_type, kind):
+def make_folder(root, model_type, kind, labels=LABELS):
     config_name, settings = FAMILIES[model_type]
     class_name = CLASS_PREFIX[model_type] + HEADS[kind]
     if not hasattr(transformers, class_name):
@@ -59,8 +59,8 @@ def make_folder(root, model_type, kind):
     folder.mkdir()
     torch.manual_seed(0)
     config = getattr(transformers, config_name)(
-        **settings, vocab_size=VOCAB, initializer_range=0.2, id2label=dict(enumerate(LABELS)),
-        label2id={name: i for i, name in enumerate(LABELS)},
+        **settings, vocab_size=VOCAB, initializer_range=0.2, id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
     )
     model = getattr(transformers, class_name)(config).eval()
     model.save_pretrained(folder)
@@ -153,3 +153,22 @@ def test_unsupported_decoder_head_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1
     assert "GPT2ForQuestionAnswering is not supported; gpt2 models load as: GPT2LMHeadModel" in err
     assert "GPT2ForSequenceClassification, GPT2ForTokenClassification" in err
+
+
+def test_seeing_commands_and_tag_on_decoder_classifiers(tmp_path, capsys):
+    _, folder = make_folder(tmp_path, "llama", "classify")
+    capsys.readouterr()
+    assert main(["trace", "--model", str(folder), "--json", "the cat sat"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows[-1]["shape"] == [1, 3] and rows[-1]["dims"] == ["B", "n_labels"]
+    assert main(["attention", "--model", str(folder), "--layer", "1", "the cat sat"]) == 0
+    assert capsys.readouterr().out.count("head 3") == 1  # one forward, no decoding: four heads drawn
+    assert main(["report", "--model", str(folder), "--out", str(tmp_path / "r.html"), "the cat sat"]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+    _, folder = make_folder(tmp_path, "gpt2", "tag", labels=["O", "B-PER", "I-PER"])
+    capsys.readouterr()
+    assert main(["tag", "--model", str(folder), "--tags", "the cat sat on the mat"]) == 0
+    tagged = capsys.readouterr().out.splitlines()[0].split()
+    assert [w.split("/")[0] for w in tagged] == "the cat sat on the mat".split()
+    assert all(w.split("/")[1] in ("O", "B-PER", "I-PER") for w in tagged)
