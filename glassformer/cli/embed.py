@@ -7,7 +7,8 @@ and [SEP] included, padding excluded), scaled to unit length: MiniLM sentence em
 --pooling last the last one. A decoder-only model reads the text as a prompt (framed as for
 `generate`: LLaMA's <s> first, nothing appended) and its final hidden states (after the final
 norm, before the LM head) are pooled the same way; under the causal mask only the last token has
-seen the whole text, so --pooling last is the usual choice there (mean stays the default).
+seen the whole text, so --pooling last is the usual choice there (mean stays the default). An
+encoder-decoder's encoder output is pooled, its source framed as `translate` frames it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 
 from glassformer.errors import UserError
 
-ENCODER_KINDS = ("encode", "mlm", "classify", "tag")
 POOLINGS = ("mean", "cls", "last")
 
 
@@ -27,13 +27,14 @@ def register(subparsers) -> None:
         "embed", help="print sentence embeddings (mean-pooled, unit length)",
         description="Print one unit-length sentence embedding per text (mean of the encoder's last hidden "
         "states over the text's tokens), or with --similarity the matrix of their cosine similarities. "
+        "An encoder-decoder's encoder output is pooled the same way. "
         "A language model (decoder-only) reads the text as a prompt and its decoder's final hidden states "
         "(after the final norm) are pooled: mean by default, --pooling last for the last token, the only "
         "one that has seen the whole text.",
     )
     parser.add_argument(
         "--model", required=True,
-        help="run folder or Hugging Face folder of an encoder (kind encode/mlm/classify/tag) or a decoder-only model"
+        help="run folder or Hugging Face folder: an encoder, an encoder-decoder (its encoder) or a decoder-only model"
     )
     parser.add_argument("text", nargs="+", help="texts to embed")
     parser.add_argument("--similarity", action="store_true", help="print the cosine-similarity matrix instead")
@@ -46,20 +47,21 @@ def register(subparsers) -> None:
 
 
 def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.Tensor:
-    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder or decoder-only run.
+    """Unit-length embeddings [N, d_model] of texts, in order, from a run of any family.
 
     Args:
-        run: a Run of an encoder-only or decoder-only model (any head; the head is not used).
+        run: a Run of any family (any head; the head is not used): an encoder-decoder's encoder
+            output is pooled, a decoder-only model's final hidden states.
         pooling: "mean" over the non-pad tokens, "cls" for the first token, "last" for the last one.
     """
-    from glassformer.framing import Framing, sequence_ids
+    from glassformer.framing import Framing, sequence_ids, source_ids
 
     decoder = run.config.family == "decoder-only"
-    if run.config.family != "encoder-only" and not decoder:
-        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}) or a decoder-only "
-                        f"model, not kind {run.kind!r}")
     framing = Framing.from_meta(run.meta)
-    rows = [sequence_ids(run.tokenizer, text, framing, end=not decoder) for text in texts]
+    if run.config.family == "encoder-decoder":  # the encoder's output, the source framed as for translate
+        rows = [source_ids(run.tokenizer, text, framing) for text in texts]
+    else:
+        rows = [sequence_ids(run.tokenizer, text, framing, end=not decoder) for text in texts]
     device = next(run.model.parameters()).device
     ids = torch.full((len(rows), max(map(len, rows))), run.tokenizer.pad_id, dtype=torch.long, device=device)
     real = torch.zeros(ids.shape, dtype=torch.bool, device=device)
