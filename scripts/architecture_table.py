@@ -7,8 +7,8 @@ run on its folder. Prints the table as Markdown.
     python scripts/architecture_table.py gpt2 bart  # some
 
 A cell is "✓" when the command exited 0, else its exit status and message (a random model may
-print nothing: a translation that ends at once). Parity is the largest absolute difference of the logits, fp32, over the real tokens of
-a right-padded batch of three texts; "export" is the same against the class `transformers` loads
+print nothing: a translation that ends at once). Parity is the largest absolute difference of
+the logits, fp32, over the real tokens of a right-padded batch of three texts; "export" is the same against the class `transformers` loads
 from the exported folder, and "round trip" whether import -> export -> import gives every tensor
 bit for bit.
 """
@@ -35,7 +35,8 @@ TEXTS = ["the cat sat on the mat", "a dog ran in the park again", "hello world"]
 LLAMA = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=64, bos_token_id=1, eos_token_id=2, initializer_range=0.2)
 SEQ2SEQ = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-               encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64, forced_eos_token_id=None, init_std=0.2)
+               encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64, forced_eos_token_id=None,
+               init_std=0.2)
 ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                max_position_embeddings=66, initializer_range=0.2)
 BERT_SPECIALS = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "[CLS] $A [SEP]")
@@ -77,12 +78,14 @@ def make_folder(root: Path, family: str):
     config_name, model_name, settings, (specials, template), _ = FAMILIES[family]
     folder = root / family
     folder.mkdir()
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token=specials[-1 if family == "gpt2" else 1]))
+    unk = specials[-1 if family == "gpt2" else 1]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens(specials)
     if template:
         used = [t for t in specials if t in template.split()]
-        tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[(t, specials.index(t)) for t in used])
+        tok.post_processor = processors.TemplateProcessing(
+            single=template, special_tokens=[(t, specials.index(t)) for t in used])
     tok.save(str(folder / "tokenizer.json"))
     torch.manual_seed(0)
     extra = {"decoder_vocab_size": len(specials) + len(WORDS)} if family == "marian" else {}

@@ -62,9 +62,11 @@ def register(subparsers) -> None:
         "there are heads), then what the model predicts.",
     )
     p.add_argument("text", nargs="?", help="the sentence to translate (default: article C's)")
-    p.add_argument("--model", metavar="DIR", help="walk a run folder or Hugging Face folder at its real size instead of the toy")
+    p.add_argument("--model", metavar="DIR",
+                   help="walk a run folder or Hugging Face folder at its real size instead of the toy")
     p.add_argument("--cols", type=COUNT, default=8, help="--model: columns printed per tensor (default 8)")
-    p.add_argument("--layers", metavar="SPEC", help="--model: 'first' (default: layer 0, the others folded), 'all', or numbers like 0,5")
+    p.add_argument("--layers", metavar="SPEC",
+                   help="--model: 'first' (default: layer 0, the others folded), 'all', or numbers like 0,5")
     p.add_argument("--corpus", metavar="FILE", help="source<TAB>target lines, or plain sentences (default: a few TV lines)")
     p.add_argument("--train", type=NON_NEGATIVE_COUNT, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
     p.add_argument("--lr", type=POSITIVE, default=0.02, help="learning rate of --train (default 0.02)")
@@ -183,7 +185,8 @@ def _explain_model(args: argparse.Namespace) -> int:
 
     toy_only = [flag for flag, given in (("--corpus", args.corpus), ("--train", args.train)) if given]
     if toy_only:
-        raise UserError(f"{' and '.join(toy_only)} {'builds' if len(toy_only) == 1 else 'build'} the toy model; not for --model")
+        verb = "builds" if len(toy_only) == 1 else "build"
+        raise UserError(f"{' and '.join(toy_only)} {verb} the toy model; not for --model")
     if args.precision < 0 or args.precision > 10:
         raise UserError(f"--precision must be between 0 and 10, got {args.precision}")
     text = _given_text(args.text) or DEFAULT_TEXT

@@ -79,7 +79,9 @@ def _streams(name: str, tokens: list[str], targets: list[str]) -> tuple[list[str
     return tokens, tokens
 
 
-def _labels_of(values: np.ndarray, dims: tuple[str, ...], queries: list[str], keys: list[str]) -> tuple[list[str], list[str]]:
+def _labels_of(
+    values: np.ndarray, dims: tuple[str, ...], queries: list[str], keys: list[str]
+) -> tuple[list[str], list[str]]:
     """Row and column labels: tokens where an axis runs over positions, else r0.. / d0.. style."""
     n_rows, n_cols = values.shape
     rows = [_label(t) for t in queries[:n_rows]] if len(dims) >= 3 and n_rows <= len(queries) else [
@@ -154,7 +156,8 @@ def _outcome(subject: Subject, ids: list[int], output: torch.Tensor, tokens: lis
     if config.head == "tag":
         chosen = output[0].argmax(-1).tolist()
         names = [labels[c] if c < len(labels) else f"LABEL_{c}" for c in chosen]
-        return ["═══ the tag of each token ═══", "  " + " ".join(f"{_label(t)}/{n}" for t, n in zip(tokens, names))]
+        tagged = " ".join(f"{_label(t)}/{n}" for t, n in zip(tokens, names))
+        return ["═══ the tag of each token ═══", f"  {tagged}"]
     if family == "encoder-only" and config.head != "mlm":
         return [f"model output: {tuple(output.shape)} ({config.head} head)"]
     if family == "encoder-only":  # a masked LM guesses the tokens behind <mask>
@@ -171,7 +174,8 @@ def _outcome(subject: Subject, ids: list[int], output: torch.Tensor, tokens: lis
         best = probs.topk(min(top, probs.numel()))
         lines.append(f"═══ {where}: the {len(best.indices)} most probable of {probs.numel()} ═══")
         for p, i in zip(best.values.tolist(), best.indices.tolist()):
-            lines.append(f"  {_label(token_labels(tok, [i])[0])}  id {i}  logit {logits[i].item():.4f}  probability {p:.4f}")
+            token = _label(token_labels(tok, [i])[0])
+            lines.append(f"  {token}  id {i}  logit {logits[i].item():.4f}  probability {p:.4f}")
     return lines
 
 

@@ -93,7 +93,10 @@ def read_labels(hf: dict) -> list[str]:
 def label_settings(labels: list[str], n_labels: int) -> dict:
     """id2label and label2id as config.json writes them."""
     names = labels or [f"LABEL_{i}" for i in range(n_labels)]
-    return {"id2label": {str(i): name for i, name in enumerate(names)}, "label2id": {name: i for i, name in enumerate(names)}}
+    return {
+        "id2label": {str(i): name for i, name in enumerate(names)},
+        "label2id": {name: i for i, name in enumerate(names)},
+    }
 
 
 def family_module(model_type: object) -> ModuleType:

@@ -38,7 +38,9 @@ SPECIAL_TOKENS = {
     "mask": ("mask_token", None, None),
 }
 _KIND_OF_ARCHITECTURE = {"GPT2ForSequenceClassification": "classify", "GPT2ForTokenClassification": "tag"}
-_ARCHITECTURE_OF_KIND = {"lm": "GPT2LMHeadModel", "classify": "GPT2ForSequenceClassification", "tag": "GPT2ForTokenClassification"}
+_ARCHITECTURE_OF_KIND = {
+    "lm": "GPT2LMHeadModel", "classify": "GPT2ForSequenceClassification", "tag": "GPT2ForTokenClassification",
+}
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
@@ -150,7 +152,9 @@ def _split_bias(b: torch.Tensor) -> tuple[torch.Tensor, ...]:
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a GPT-2 (empty when it is one)."""
-    problems = [] if kind in _ARCHITECTURE_OF_KIND else [f"kind {kind!r} (GPT-2 exports: {', '.join(_ARCHITECTURE_OF_KIND)})"]
+    problems = []
+    if kind not in _ARCHITECTURE_OF_KIND:
+        problems.append(f"kind {kind!r} (GPT-2 exports: {', '.join(_ARCHITECTURE_OF_KIND)})")
     if config.norm != "pre" or not config.use_final_norm:
         problems.append("GPT-2 is pre-norm with a final LayerNorm")
     if config.scale_embeddings:

@@ -24,7 +24,8 @@ def folder_of(root, name, specials, template, config, model_class):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens(specials)
     used = [t for t in specials if t in template.split()]
-    tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[(t, specials.index(t)) for t in used])
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(t, specials.index(t)) for t in used])
     torch.manual_seed(0)
     model = getattr(transformers, model_class)(config(vocab_size=len(specials) + len(WORDS))).eval()
     model.save_pretrained(folder)
@@ -42,9 +43,9 @@ def embed(*args):
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_llama_embeddings_are_its_final_hidden_states_pooled(tmp_path, pooling):
     def config(**size):
-        return transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                                        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1,
-                                        eos_token_id=2, initializer_range=0.2, **size)
+        return transformers.LlamaConfig(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=64, bos_token_id=1, eos_token_id=2, initializer_range=0.2, **size)
 
     folder, model, tok = folder_of(tmp_path, "llama", ["<unk>", "<s>", "</s>"], "<s> $A", config, "LlamaForCausalLM")
     printed = embed("--model", str(folder), "--pooling", pooling, *TEXTS)
@@ -70,8 +71,7 @@ def test_bart_embeddings_are_its_encoder_output_mean_pooled(tmp_path):
     folder, model, tok = folder_of(tmp_path, "bart", specials, "<s> $A </s>", config, "BartForConditionalGeneration")
     printed = embed("--model", str(folder), *TEXTS)
     with torch.no_grad():
-        expected = torch.stack([
-            model.model.encoder(tok(text, return_tensors="pt")["input_ids"]).last_hidden_state[0].mean(0) for text in TEXTS
-        ])
+        encoded = [model.model.encoder(tok(text, return_tensors="pt")["input_ids"]).last_hidden_state for text in TEXTS]
+    expected = torch.stack([hidden[0].mean(0) for hidden in encoded])
     expected = torch.nn.functional.normalize(expected, dim=-1)
     assert printed.shape == (3, 32) and (printed - expected).abs().max() < 1e-5

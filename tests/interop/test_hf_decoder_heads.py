@@ -113,7 +113,8 @@ def test_export_loads_in_transformers_and_round_trips_exactly(case, tmp_path):
     document = json.loads((out / "config.json").read_text())
     assert document["architectures"] == [CLASS_PREFIX[model_type] + HEADS[kind]]
     assert document["id2label"] == {str(i): name for i, name in enumerate(LABELS)}
-    auto = transformers.AutoModelForSequenceClassification if kind == "classify" else transformers.AutoModelForTokenClassification
+    auto = {"classify": transformers.AutoModelForSequenceClassification,
+            "tag": transformers.AutoModelForTokenClassification}[kind]
     again = auto.from_pretrained(out).eval()
     ids, mask = padded_batch(run.config.pad_id)
     with torch.no_grad():
