@@ -173,3 +173,12 @@ def test_seeing_commands_and_tag_on_decoder_classifiers(tmp_path, capsys):
     tagged = capsys.readouterr().out.splitlines()[0].split()
     assert [w.split("/")[0] for w in tagged] == "the cat sat on the mat".split()
     assert all(w.split("/")[1] in ("O", "B-PER", "I-PER") for w in tagged)
+
+
+def test_tag_prints_labels_that_are_not_bio_tags(tmp_path, capsys):
+    _, folder = make_folder(tmp_path, "gpt2", "tag")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(folder), "the cat sat on the mat"]) == 0
+    tagged = capsys.readouterr().out.splitlines()
+    assert len(tagged) == 1 and [w.split("/")[0] for w in tagged[0].split()] == "the cat sat on the mat".split()
+    assert all(w.split("/")[1] in LABELS for w in tagged[0].split())
