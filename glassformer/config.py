@@ -22,8 +22,8 @@ POSITIONS = ("sinusoidal", "learned", "rotary")
 ROPE_TYPES = ("default", "llama3")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
 # A decoder-only model may end in a classifier instead of its LM head (GPT-2's and LLaMA's
-# sequence and token classifiers); the encoder-decoder always ends in its LM head.
-HEADS_OF_FAMILY = {"encoder-only": HEADS, "decoder-only": ("none", "classify", "tag"), "encoder-decoder": ("none",)}
+# sequence and token classifiers), an encoder-decoder in a sequence classifier (BART's).
+HEADS_OF_FAMILY = {"encoder-only": HEADS, "decoder-only": ("none", "classify", "tag"), "encoder-decoder": ("none", "classify")}
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
 # from outside by `glassformer.speed`.
 RETIRED_FIELDS = ("fused_qkv",)
@@ -104,7 +104,8 @@ class ModelConfig:
     head: str = "none"
     """Task head: "none", "mlm", "classify" (pooled first token), "tag" (per token) or "qa" (answer
     start/end per token) on an encoder; on a decoder-only model "none" (the LM head), "classify"
-    (the last real token) or "tag"."""
+    (the last real token) or "tag"; on an encoder-decoder "none" or "classify" (the decoder's last
+    real position, BART)."""
     n_labels: int = 0
     """Classes of the classify/tag head."""
     pad_id: int = 0

@@ -17,8 +17,8 @@ from glassformer.errors import UserError
 def _stack_and_readout(model: nn.Module):
     """The stack whose residual stream is read, and the function from its hidden states to logits."""
     family = model.config.family
-    if family == "decoder-only" and model.config.head != "none":
-        raise UserError("the logit lens needs an output over the vocabulary: this decoder's head is a "
+    if family != "encoder-only" and model.config.head != "none":
+        raise UserError("the logit lens needs an output over the vocabulary: this model's head is a "
                         f"{model.config.head!r} classifier, not an LM head")
     if family == "encoder-only":
         if model.config.head != "mlm":

@@ -107,6 +107,13 @@ def target_input_ids(subject: Subject, text: str) -> torch.Tensor:
     return torch.tensor([target_ids(tok, text, subject.framing)[0]], dtype=torch.long)
 
 
+def shifted_source(subject: Subject, ids: torch.Tensor) -> torch.Tensor:
+    """What an encoder-decoder classifier's decoder reads (BART's): the source ids [B, S] shifted
+    one place right behind the decoder's first token."""
+    first = ids.new_full((ids.size(0), 1), subject.start_id)
+    return torch.cat([first, ids[:, :-1]], 1)
+
+
 def random_ids(config: ModelConfig, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
     """Random ids [batch, length] that avoid the five special ids (so nothing is padding)."""
     if batch < 1 or length < 1:

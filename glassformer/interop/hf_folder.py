@@ -317,6 +317,8 @@ def framing_of(family: ModuleType, config: ModelConfig, tokenizer: SubwordTokeni
     prefix, suffix = template
     if config.family == "encoder-decoder":
         framing.update(source_prefix=prefix, source_suffix=suffix)
+        if config.head != "none":  # a classifier reads one text, framed as a source
+            framing.update(sequence_prefix=prefix, sequence_suffix=suffix)
     else:
         framing["sequence_prefix"] = prefix
         # A causal model's prompt is framed by the template; its training texts end as before.

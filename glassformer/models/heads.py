@@ -1,5 +1,6 @@
 """The task heads: masked LM, sequence and token classification (BERT), and the decoder-only
-sequence classifier that reads the last real token (GPT-2's and LLaMA's).
+sequence classifiers that read the last real token (GPT-2's and LLaMA's; BART's, through its
+decoder).
 
 The decoders' pre-softmax projection is `glassformer.nn.output.OutputProjection`.
 """
@@ -95,3 +96,21 @@ class LastTokenClassificationHead(nn.Module):
         else:
             last = last_real_position(real)
         return self.score(hidden[torch.arange(hidden.size(0), device=hidden.device), last])
+
+
+class DecoderClassificationHead(nn.Module):
+    """BART's classification_head: the decoder's state at the last real position (the source's
+    closing </s> when the decoder reads the source shifted right), then dense + tanh + out_proj."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.dropout)
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.n_labels)
+
+    def forward(self, hidden: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [B, T, d_model], real [B, T] (True at real positions; None: all) -> logits [B, n_labels]."""
+        last = last_real_position(real) if real is not None else torch.full(
+            (hidden.size(0),), hidden.size(1) - 1, device=hidden.device)
+        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))

@@ -182,3 +182,67 @@ def test_tag_prints_labels_that_are_not_bio_tags(tmp_path, capsys):
     tagged = capsys.readouterr().out.splitlines()
     assert len(tagged) == 1 and [w.split("/")[0] for w in tagged[0].split()] == "the cat sat on the mat".split()
     assert all(w.split("/")[1] in LABELS for w in tagged[0].split())
+
+
+@pytest.fixture(scope="module")
+def bart_classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bart-classify")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=90, special_tokens=specials, show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(folder / "tokenizer.json"))
+    torch.manual_seed(0)
+    config = transformers.BartConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None,
+        init_std=0.2, id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
+    )
+    hf = transformers.BartForSequenceClassification(config).eval()
+    hf.save_pretrained(folder)
+    return hf, folder, load_hf_folder(folder)
+
+
+def bart_batch():
+    """<s> ids </s> right-padded, one </s> a row (BART pools the last </s>)."""
+    g = torch.Generator().manual_seed(2)
+    rows = [[0, *torch.randint(5, 90, (n,), generator=g).tolist(), 2] for n in (9, 5, 2)]
+    ids = torch.tensor([row + [1] * (11 - len(row)) for row in rows])
+    return ids, (ids != 1).long()
+
+
+def test_bart_classifier_matches_transformers_and_round_trips(bart_classifier, tmp_path):
+    hf, _, run = bart_classifier
+    assert (run.kind, run.config.family, run.config.head, run.labels) == ("classify", "encoder-decoder", "classify", LABELS)
+    ids, mask = bart_batch()
+    shifted = torch.cat([torch.full((3, 1), 2), ids[:, :-1]], 1)
+    real = mask.bool()[:, None, None, :]
+    with torch.no_grad():
+        expected = hf(ids, attention_mask=mask).logits
+        ours = run.model(ids, shifted, real, real)
+    assert ours.shape == (3, 3) and (ours - expected).abs().max() < 1e-4  # measured: 0
+    out = export_hf(run, tmp_path / "out")
+    again = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(again(ids, attention_mask=mask).logits, expected)
+    first, back = run.model.state_dict(), load_hf_folder(out).model.state_dict()
+    assert first.keys() == back.keys() and all(torch.equal(first[k], back[k]) for k in first)
+
+
+def test_classify_command_on_a_bart_classifier(bart_classifier, capsys):
+    hf, folder, _ = bart_classifier
+    texts = ["the cat sat on the mat", "a dog ran"]
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<pad>")
+    with torch.no_grad():
+        probs = torch.softmax(hf(**tok(texts, padding=True, return_tensors="pt")).logits, -1)
+    capsys.readouterr()
+    assert main(["classify", "--model", str(folder), "--top", "3", *texts]) == 0
+    for line, row in zip(capsys.readouterr().out.splitlines(), probs):
+        shown = line.split()
+        printed = {shown[i]: float(shown[i + 1]) for i in range(0, len(shown), 2)}
+        assert all(abs(printed[name] - p) <= 0.0005 + 1e-6 for name, p in zip(LABELS, row.tolist()))
+    for command in (["trace"], ["explain"], ["attention"], ["report", "--out", str(folder / "r.html")]):
+        assert main([*command, "--model", str(folder), "the cat sat"]) == 0, command
