@@ -6,7 +6,8 @@ rotary positions the first of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCaus
 Qwen3ForCausalLM that expresses it (a decoder with a classifier head as the family's
 ...ForSequenceClassification or ...ForTokenClassification); encoder-only -> BertModel / BertForMaskedLM /
 BertForSequenceClassification / BertForTokenClassification / BertForQuestionAnswering (by head);
-encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm,
+encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm (BartForSequenceClassification
+with a classify head),
 BlenderbotForConditionalGeneration when pre-norm (LayerNorm before each sublayer, one after each
 stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model). Where our model lacks a part the HF class
 always has, the export writes the tensor that computes the same thing: sinusoidal positions
