@@ -21,6 +21,9 @@ ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("sinusoidal", "learned", "rotary", "relative")
 ROPE_TYPES = ("default", "llama3")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
+# A decoder-only model may end in a classifier instead of its LM head (GPT-2's and LLaMA's
+# sequence and token classifiers), an encoder-decoder in a sequence classifier (BART's).
+HEADS_OF_FAMILY = {"encoder-only": HEADS, "decoder-only": ("none", "classify", "tag"), "encoder-decoder": ("none", "classify")}
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
 # from outside by `glassformer.speed`.
 RETIRED_FIELDS = ("fused_qkv",)
@@ -110,8 +113,10 @@ class ModelConfig:
     pooler: bool = False
     """Encoder-only: dense + tanh on the first token (BERT's pooler)."""
     head: str = "none"
-    """Encoder-only task head: "none", "mlm", "classify" (pooled first token), "tag" (per token) or
-    "qa" (answer start/end per token)."""
+    """Task head: "none", "mlm", "classify" (pooled first token), "tag" (per token) or "qa" (answer
+    start/end per token) on an encoder; on a decoder-only model "none" (the LM head), "classify"
+    (the last real token) or "tag"; on an encoder-decoder "none" or "classify" (the decoder's last
+    real position, BART)."""
     n_labels: int = 0
     """Classes of the classify/tag head."""
     pad_id: int = 0
@@ -206,8 +211,9 @@ class ModelConfig:
             )
         if self.head in ("classify", "tag") and self.n_labels < 1:
             raise ConfigError(f"head={self.head!r} needs n_labels >= 1, got {self.n_labels}")
-        if self.head != "none" and self.family != "encoder-only":
-            raise ConfigError(f"head={self.head!r} belongs to the encoder-only family, not {self.family}")
+        if self.head not in HEADS_OF_FAMILY[self.family]:
+            allowed = ", ".join(repr(h) for h in HEADS_OF_FAMILY[self.family])
+            raise ConfigError(f"head={self.head!r} is not a head of the {self.family} family (it has {allowed})")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
 

@@ -49,7 +49,8 @@ def test_indivisible_attention_width_names_both_values():
         (dict(d_model=0), "d_model must be a positive integer, got 0"),
         (dict(tgt_vocab_size=7, vocab_size=9), "tie_embeddings needs one shared vocabulary"),
         (dict(family="encoder-only", head="classify"), "needs n_labels >= 1"),
-        (dict(head="mlm"), "belongs to the encoder-only family"),
+        (dict(head="mlm"), "head='mlm' is not a head of the encoder-decoder family"),
+        (dict(family="decoder-only", head="qa"), "head='qa' is not a head of the decoder-only family"),
     ],
 )
 def test_invalid_configs_are_clear(changes, message):

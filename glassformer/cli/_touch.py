@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from glassformer.errors import UserError
-from glassformer.framing import Framing, sequence_ids, source_ids, target_ids
+from glassformer.framing import Framing, decoder_start, sequence_ids, source_ids, target_ids
 from glassformer.inspect.subject import token_labels
 from glassformer.load import load_model
 from glassformer.run_folder import Run
@@ -87,6 +87,9 @@ def make_case(run: Run, text: str, target: str | None = None, what: str = "the t
         position = masks[0]
     elif run.kind == "classify":
         position = 0
+        if run.config.family == "encoder-decoder":  # BART's decoder reads the text shifted right
+            shifted = [decoder_start(tok, framing), *ids[:-1]]
+            return Case((torch.tensor([ids]), torch.tensor([shifted])), position, token_labels(tok, ids))
     return Case((torch.tensor([ids]),), position, token_labels(tok, ids))
 
 

@@ -53,12 +53,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=trace_command)
 
     p = subparsers.add_parser(
-        "explain", help="article C's walk-through: every number of a toy translation",
+        "explain", help="article C's walk-through: every number of a toy translation, or of a real model (--model)",
         description="Build a word vocabulary and a width-6, two-head encoder-decoder, then print every "
         "matrix of one sentence's way through it: embeddings, positions, Q/K/V, per-head scores, "
-        "softmax, add & norm, feed-forward, and the decoder's choices word by word.",
+        "softmax, add & norm, feed-forward, and the decoder's choices word by word. With --model DIR "
+        "(a run folder or a Hugging Face folder), walk that model's own hook points on the text instead: "
+        "each step with its named shape and the recorded tensor's first --cols columns (head 0 where "
+        "there are heads), then what the model predicts.",
     )
     p.add_argument("text", nargs="?", help="the sentence to translate (default: article C's)")
+    p.add_argument("--model", metavar="DIR",
+                   help="walk a run folder or Hugging Face folder at its real size instead of the toy")
+    p.add_argument("--cols", type=COUNT, default=8, help="--model: columns printed per tensor (default 8)")
+    p.add_argument("--layers", metavar="SPEC",
+                   help="--model: 'first' (default: layer 0, the others folded), 'all', or numbers like 0,5")
     p.add_argument("--corpus", metavar="FILE", help="source<TAB>target lines, or plain sentences (default: a few TV lines)")
     p.add_argument("--train", type=NON_NEGATIVE_COUNT, default=0, metavar="N", help="first train the toy for N Adam steps on its corpus")
     p.add_argument("--lr", type=POSITIVE, default=0.02, help="learning rate of --train (default 0.02)")
@@ -140,6 +148,10 @@ def trace_command(args: argparse.Namespace) -> int:
 
 
 def explain_command(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _explain_model(args)
+    if args.layers is not None:
+        raise UserError("--layers goes with --model (the toy walk-through prints every layer)")
     from glassformer.inspect.explain import explain, format_walkthrough
     from glassformer.inspect.toy import DEFAULT_CORPUS, corpus_vocabulary, read_corpus, toy_config, toy_model, train_toy
 
@@ -164,6 +176,23 @@ def explain_command(args: argparse.Namespace) -> int:
     top = args.top if args.top is not None else (None if tokenizer.vocab_size <= 40 else 10)
     walkthrough = explain(model, tokenizer, text, max_steps=args.max_steps, detail=args.detail, top=top)
     print(format_walkthrough(walkthrough, args.precision), end="")
+    return 0
+
+
+def _explain_model(args: argparse.Namespace) -> int:
+    from glassformer.inspect.explain_model import explain_model, format_model_walkthrough
+    from glassformer.inspect.subject import DEFAULT_TEXT, from_run
+
+    toy_only = [flag for flag, given in (("--corpus", args.corpus), ("--train", args.train)) if given]
+    if toy_only:
+        verb = "builds" if len(toy_only) == 1 else "build"
+        raise UserError(f"{' and '.join(toy_only)} {verb} the toy model; not for --model")
+    if args.precision < 0 or args.precision > 10:
+        raise UserError(f"--precision must be between 0 and 10, got {args.precision}")
+    text = _given_text(args.text) or DEFAULT_TEXT
+    subject = from_run(args.model)
+    walkthrough = explain_model(subject, text, cols=args.cols, layers=_layers(args.layers), top=args.top or 5)
+    print(format_model_walkthrough(walkthrough, args.precision), end="")
     return 0
 
 

@@ -14,7 +14,7 @@ import torch
 
 from glassformer.inspect.decoding import DecodeStep, decode_steps
 from glassformer.inspect.recorder import record
-from glassformer.inspect.subject import Subject, input_ids, target_input_ids, token_labels
+from glassformer.inspect.subject import Subject, input_ids, shifted_source, target_input_ids, token_labels
 from glassformer.errors import UserError
 
 KINDS = ("self", "decoder", "cross")
@@ -86,17 +86,23 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
 
     An encoder-decoder decodes greedily (or reads `target`, teacher-forced) and a decoder-only
     model continues its prompt greedily; the decoder's maps are those of the last step, which
-    covers the whole decoded sequence.
+    covers the whole decoded sequence. A classifier reads its text once, as an encoder does (an
+    encoder-decoder classifier's decoder the source shifted right).
     """
     model, family = subject.model, subject.family
     ids = input_ids(subject, text)
     first = token_labels(subject.source_tokenizer, ids[0])
+    decoder_in = None
+    if family == "encoder-decoder" and target is not None:
+        decoder_in = target_input_ids(subject, target)
+    elif family == "encoder-decoder" and subject.config.head != "none":
+        decoder_in = shifted_source(subject, ids)
     with record(model, names="*attn.hook_probs", values=True) as recording:
         steps: list[DecodeStep] = []
-        if family == "encoder-only":
+        if family == "encoder-only" or (family == "decoder-only" and subject.config.head != "none"):
             model(ids)
-        elif family == "encoder-decoder" and target is not None:
-            model(ids, target_input_ids(subject, target))
+        elif decoder_in is not None:
+            model(ids, decoder_in)
         else:
             steps = decode_steps(model, ids, subject.start_id, subject.end_id, max_steps, recording)
     last = recording.n_steps - 1
@@ -105,11 +111,11 @@ def collect_attention(subject: Subject, text: str, target: str | None = None, ma
         return AttentionSet(family, maps, first, [])
     n_dec = len(model.decoder.layers)
     if family == "decoder-only":
-        decoder_ids = steps[-1].prefix
+        decoder_ids = steps[-1].prefix if steps else ids[0].tolist()
         maps = _maps(recording, ["decoder"], {"decoder": n_dec}, {"decoder": last})
         source: list[str] = []
     else:
-        decoder_ids = steps[-1].prefix if steps else target_input_ids(subject, target)[0].tolist()
+        decoder_ids = steps[-1].prefix if steps else decoder_in[0].tolist()
         counts = {"self": len(model.encoder.layers), "decoder": n_dec, "cross": n_dec}
         maps = _maps(recording, ["self", "decoder", "cross"], counts, {"self": 0, "decoder": last, "cross": last})
         source = first

@@ -17,6 +17,9 @@ from glassformer.errors import UserError
 def _stack_and_readout(model: nn.Module):
     """The stack whose residual stream is read, and the function from its hidden states to logits."""
     family = model.config.family
+    if family != "encoder-only" and model.config.head != "none":
+        raise UserError("the logit lens needs an output over the vocabulary: this model's head is a "
+                        f"{model.config.head!r} classifier, not an LM head")
     if family == "encoder-only":
         if model.config.head != "mlm":
             raise UserError("the logit lens needs an output over the vocabulary: an LM, a seq2seq model or an "

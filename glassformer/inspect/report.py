@@ -22,7 +22,7 @@ from glassformer.inspect.diagram import build_diagram
 from glassformer.inspect.lens import logit_lens
 from glassformer.inspect.recorder import record
 from glassformer.inspect.report_tensors import tensor_entries
-from glassformer.inspect.subject import Subject, decoded_text, input_ids, token_labels
+from glassformer.inspect.subject import Subject, decoded_text, input_ids, shifted_source, token_labels
 from glassformer.inspect.trace import named_shape, run_trace, select_layers
 from glassformer.models import count_parameters
 
@@ -97,7 +97,7 @@ def build_report(
     attention = collect_attention(subject, text, max_steps=max_steps)
     ids = input_ids(subject, text)
     if family == "encoder-decoder":
-        decoder_in = torch.tensor([attention.steps[-1].prefix])
+        decoder_in = torch.tensor([attention.steps[-1].prefix]) if attention.steps else shifted_source(subject, ids)
         rows = run_trace(subject.model, ids, decoder_in)
         forward = (ids, decoder_in)
         streams = {"S": attention.source_tokens, "T": attention.target_tokens}
@@ -106,7 +106,7 @@ def build_report(
             {"label": "decoder input", "tokens": attention.target_tokens, "ids": decoder_in[0].tolist()},
         ]
     elif family == "decoder-only":
-        full = torch.tensor([attention.steps[-1].prefix])
+        full = torch.tensor([attention.steps[-1].prefix]) if attention.steps else ids  # a classifier decodes nothing
         rows = run_trace(subject.model, full)
         forward = (full,)
         streams = {"T": attention.target_tokens}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ class Subject:
     Args:
         name: the preset name or the run folder, for titles.
         source_tokenizer, target_tokenizer: None for a preset looked at with random ids.
+        labels: a classifier's label names, in id order.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Subject:
     source_tokenizer: Tokenizer | None
     target_tokenizer: Tokenizer | None
     framing: Framing
+    labels: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> str:
@@ -66,7 +68,8 @@ def from_run(path: str) -> Subject:
 
     run = load_model(path)
     return Subject(
-        str(path), run.model, run.config, run.source_tokenizer, run.target_tokenizer, Framing.from_meta(run.meta)
+        str(path), run.model, run.config, run.source_tokenizer, run.target_tokenizer, Framing.from_meta(run.meta),
+        list(run.labels),
     )
 
 
@@ -102,6 +105,13 @@ def target_input_ids(subject: Subject, text: str) -> torch.Tensor:
     if tok is None:
         raise UserError(f"{subject.name} has no tokenizer for a target text")
     return torch.tensor([target_ids(tok, text, subject.framing)[0]], dtype=torch.long)
+
+
+def shifted_source(subject: Subject, ids: torch.Tensor) -> torch.Tensor:
+    """What an encoder-decoder classifier's decoder reads (BART's): the source ids [B, S] shifted
+    one place right behind the decoder's first token."""
+    first = ids.new_full((ids.size(0), 1), subject.start_id)
+    return torch.cat([first, ids[:, :-1]], 1)
 
 
 def random_ids(config: ModelConfig, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:

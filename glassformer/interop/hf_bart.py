@@ -11,6 +11,11 @@ export gives back the very same tensor, their values ride along in the run's
 meta["hf_position_rows"] (plain JSON numbers: float32 -> JSON -> float32 is exact). An export
 without them (a model trained here) writes zeros there, which no forward pass reads.
 
+BartForSequenceClassification loads as the encoder-decoder with a classify head
+(classification_head: dense + tanh + out_proj, no LM head): it reads the source shifted right in
+its decoder and classifies from the decoder's state at the source's last </s>, which for a text
+framed <s> text </s> and right-padded is its last real token.
+
 Framing: source <s> text </s>; the decoder starts with decoder_start_token_id (</s> in BART).
 """
 
@@ -20,13 +25,14 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, label_settings, read_labels, require
 from glassformer.interop.hf_seq2seq import check_sides, read_seq2seq_config
 
 MODEL_TYPE = "bart"
 BASE_PREFIX = "model."
-HEAD_PREFIXES = ("lm_head.", "final_logits_bias")  # names outside the base model
-ARCHITECTURES = ("BartForConditionalGeneration", "BartModel")
+HEAD_PREFIXES = ("lm_head.", "final_logits_bias", "classification_head.")  # names outside the base model
+ARCHITECTURES = ("BartForConditionalGeneration", "BartModel", "BartForSequenceClassification")
+CLASSIFIER = "BartForSequenceClassification"
 IGNORED = (r"(^|\.)(encoder|decoder)\.version$",)  # fairseq leftovers, skipped by transformers too
 DROPPED: tuple[str, ...] = ()
 SPECIAL_TOKENS = {
@@ -50,6 +56,9 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     config = read_seq2seq_config(
         hf, keys, vocab, pad, positions="learned", norm="post", final_norm=False, embedding_norm=True,
     )
+    if CLASSIFIER in (hf.get("architectures") or ()) or "classification_head.out_proj.weight" in keys:
+        labels = read_labels(hf)
+        return config.replace(head="classify", n_labels=len(labels)), "classify", labels
     return config, "seq2seq", []
 
 
@@ -121,7 +130,9 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             *_linear(f"{ours}ffn.w_2", f"{hf}fc2"),
             *_linear(f"{ours}ffn_residual.norm", f"{hf}final_layer_norm"),
         ]
-    if config.output_bias:
+    if config.head == "classify":
+        out += [*_linear("head.dense", "classification_head.dense"), *_linear("head.out_proj", "classification_head.out_proj")]
+    elif config.output_bias:
         # HF keeps the bias as a [1, V] buffer added to the logits.
         out.append(("lm_head.proj.bias", "final_logits_bias", lambda b: b[None], lambda b: b[0]))
     return out
@@ -130,7 +141,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a BART (empty when it is one)."""
-    problems = [] if kind == "seq2seq" else [f"kind {kind!r} (BART exports a sequence-to-sequence model)"]
+    problems = [] if kind in ("seq2seq", "classify") else [f"kind {kind!r} (BART exports kinds seq2seq and classify)"]
     if config.norm != "post" or config.use_final_norm:
         problems.append("BART is post-norm without a final LayerNorm")
     if not config.embedding_norm:
@@ -144,7 +155,7 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
 
 def export_config(config: ModelConfig) -> ModelConfig:
     """The config of the exported model: BART always has final_logits_bias (zeros if we had none)."""
-    return config.replace(positions="learned", output_bias=True)
+    return config.replace(positions="learned", output_bias=config.head == "none")
 
 
 def headless(kind: str) -> bool:
@@ -152,9 +163,12 @@ def headless(kind: str) -> bool:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for BartForConditionalGeneration."""
+    """Our config -> HF config.json for BartForConditionalGeneration (BartForSequenceClassification
+    for kind "classify")."""
+    architecture = CLASSIFIER if kind == "classify" else "BartForConditionalGeneration"
+    labelled = label_settings(labels, config.n_labels) if kind == "classify" else {}
     return {
-        "model_type": MODEL_TYPE, "architectures": ["BartForConditionalGeneration"], "vocab_size": config.vocab_size,
+        "model_type": MODEL_TYPE, "architectures": [architecture], "vocab_size": config.vocab_size,
         "d_model": config.d_model, "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
         "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
         "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
@@ -164,5 +178,5 @@ def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[st
         "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
         "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
         "pad_token_id": ids["pad"], "bos_token_id": ids["start"], "eos_token_id": ids["end"],
-        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
+        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None, **labelled,
     }

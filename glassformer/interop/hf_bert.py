@@ -22,7 +22,7 @@ import math
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, label_settings, read_labels, require, setting
 
 MODEL_TYPE = "bert"
 BASE_PREFIX = "bert."
@@ -63,7 +63,7 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     if unsupported:
         raise UserError(f"bert setting(s) not supported: {', '.join(unsupported)}")
     kind = _kind(hf, keys)
-    labels = _labels(hf) if kind in ("classify", "tag") else []
+    labels = read_labels(hf) if kind in ("classify", "tag") else []
     vocab = require(hf, "vocab_size")
     config = ModelConfig(
         family="encoder-only", vocab_size=vocab, d_model=require(hf, "hidden_size"),
@@ -91,12 +91,6 @@ def _kind(hf: dict, keys: set[str]) -> str:
         # Only the sequence classifier sits on the pooler.
         return "classify" if "bert.pooler.dense.weight" in keys else "tag"
     return "encode"
-
-
-def _labels(hf: dict) -> list[str]:
-    id2label = hf.get("id2label") or {}
-    n = len(id2label) or int(hf.get("num_labels", 2))
-    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
 
 
 def _pad_id(hf: dict, vocab: int) -> int:
@@ -217,7 +211,5 @@ def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[st
         "initializer_range": 0.02,
     }
     if kind in ("classify", "tag"):
-        names = labels or [f"LABEL_{i}" for i in range(config.n_labels)]
-        document["id2label"] = {str(i): name for i, name in enumerate(names)}
-        document["label2id"] = {name: i for i, name in enumerate(names)}
+        document.update(label_settings(labels, config.n_labels))
     return document

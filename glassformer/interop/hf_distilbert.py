@@ -16,7 +16,7 @@ from __future__ import annotations
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.interop import hf_bert
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, read_labels, require, setting
 
 MODEL_TYPE = "distilbert"
 BASE_PREFIX = "distilbert."
@@ -44,7 +44,7 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     if unsupported:
         raise UserError(f"distilbert setting(s) not supported: {', '.join(unsupported)}")
     kind = _kind(hf, keys)
-    labels = hf_bert._labels(hf) if kind == "tag" else []
+    labels = read_labels(hf) if kind == "tag" else []
     vocab = require(hf, "vocab_size")
     pad = hf.get("pad_token_id", 0)
     config = ModelConfig(

@@ -3,9 +3,11 @@
 The class follows the model's family and options (`export_family`): a folder imported from
 transformers goes back to its own family; otherwise decoder-only -> GPT2LMHeadModel, or with
 rotary positions the first of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and
-Qwen3ForCausalLM that expresses it; encoder-only -> BertModel / BertForMaskedLM /
+Qwen3ForCausalLM that expresses it (a decoder with a classifier head as the family's
+...ForSequenceClassification or ...ForTokenClassification); encoder-only -> BertModel / BertForMaskedLM /
 BertForSequenceClassification / BertForTokenClassification / BertForQuestionAnswering (by head);
-encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm,
+encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm (BartForSequenceClassification
+with a classify head),
 BlenderbotForConditionalGeneration when pre-norm (LayerNorm before each sublayer, one after each
 stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model),
 T5ForConditionalGeneration with relative positions (T5). Where our model lacks a part the HF class
@@ -225,7 +227,7 @@ def _parts(run_or_model) -> tuple[nn.Module, ModelConfig, str, list[str], Tokeni
     config = getattr(run_or_model, "config", None)
     if not isinstance(run_or_model, nn.Module) or not isinstance(config, ModelConfig):
         raise TypeError(f"export_hf needs a Run or a glassformer model, got {type(run_or_model).__name__}")
-    kind = _KIND_OF_FAMILY.get(config.family) or _KIND_OF_HEAD[config.head]
+    kind = _KIND_OF_HEAD[config.head] if config.head != "none" else _KIND_OF_FAMILY.get(config.family, "encode")
     return run_or_model, config, kind, [], None, {}
 
 

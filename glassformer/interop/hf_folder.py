@@ -84,6 +84,22 @@ def setting(name: str, value) -> str:
     return f"{name}={json.dumps(value)}"
 
 
+def read_labels(hf: dict) -> list[str]:
+    """A classifier's label names in id order, from "id2label" (else "num_labels" of LABEL_i)."""
+    id2label = hf.get("id2label") or {}
+    n = len(id2label) or int(hf.get("num_labels", 2))
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+
+
+def label_settings(labels: list[str], n_labels: int) -> dict:
+    """id2label and label2id as config.json writes them."""
+    names = labels or [f"LABEL_{i}" for i in range(n_labels)]
+    return {
+        "id2label": {str(i): name for i, name in enumerate(names)},
+        "label2id": {name: i for i, name in enumerate(names)},
+    }
+
+
 def family_module(model_type: object) -> ModuleType:
     """The mapping module of model_type, or a UserError listing the supported ones."""
     if model_type not in FAMILIES:
@@ -293,16 +309,21 @@ def framing_of(family: ModuleType, config: ModelConfig, tokenizer: SubwordTokeni
     post-processor when it has one (LLaMA's <s> first, Marian's </s> last)."""
     ids = {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id}
     framing = family.framing(ids, settings)
+    if config.family == "decoder-only" and config.head != "none":
+        # A causal classifier reads a text as transformers' tokenizer gives it: nothing appended.
+        framing["sequence_suffix"] = []
     template = template_framing(tokenizer.hf_tokenizer)
     if template is None:
         return framing
     prefix, suffix = template
     if config.family == "encoder-decoder":
         framing.update(source_prefix=prefix, source_suffix=suffix)
+        if config.head != "none":  # a classifier reads one text, framed as a source
+            framing.update(sequence_prefix=prefix, sequence_suffix=suffix)
     else:
         framing["sequence_prefix"] = prefix
         # A causal model's prompt is framed by the template; its training texts end as before.
-        if suffix or config.family == "encoder-only":
+        if suffix or config.family == "encoder-only" or config.head != "none":
             framing["sequence_suffix"] = suffix
     return framing
 

@@ -4,9 +4,14 @@ HF GPT-2 keeps its linear layers as `Conv1D`, whose weight is [in, out] (the tra
 nn.Linear's [out, in]), and fuses the Q, K and V projections into one `c_attn` of width
 3 * d_model, columns ordered Q | K | V. Everything else maps one tensor to one tensor.
 
+Heads: GPT2ForSequenceClassification (`score`, no bias, on the last token that is not padding)
+and GPT2ForTokenClassification (`classifier`) load as a decoder-only model whose head is
+"classify" or "tag" in place of the LM head (see glassformer.models.heads).
+
 Framing: GPT-2's own tokenizer adds no special token around a text, so a prompt is the bare
 text (sequence_prefix []), as `transformers` feeds it; a whole training text ends with
-<|endoftext|> (sequence_suffix [eos]), the separator GPT-2 was trained with.
+<|endoftext|> (sequence_suffix [eos]), the separator GPT-2 was trained with. A classifier reads
+the bare text.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ import torch
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, label_settings, read_labels, require, setting
 
 MODEL_TYPE = "gpt2"
 BASE_PREFIX = "transformer."
-HEAD_PREFIXES = ("lm_head.",)  # names outside the base model
-ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+HEAD_PREFIXES = ("lm_head.", "score.", "classifier.")  # names outside the base model
+ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model", "GPT2ForSequenceClassification", "GPT2ForTokenClassification")
 # The causal-mask buffers that old GPT-2 checkpoints carry; transformers skips them too.
 IGNORED = (r"(^|\.)attn\.bias$", r"(^|\.)attn\.masked_bias$")
 DROPPED: tuple[str, ...] = ()
@@ -31,6 +36,10 @@ SPECIAL_TOKENS = {
     "end": ("eos_token", "eos_token_id", "<|endoftext|>"),
     "unk": ("unk_token", None, "<|endoftext|>"),
     "mask": ("mask_token", None, None),
+}
+_KIND_OF_ARCHITECTURE = {"GPT2ForSequenceClassification": "classify", "GPT2ForTokenClassification": "tag"}
+_ARCHITECTURE_OF_KIND = {
+    "lm": "GPT2LMHeadModel", "classify": "GPT2ForSequenceClassification", "tag": "GPT2ForTokenClassification",
 }
 
 
@@ -45,6 +54,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         raise UserError(f"gpt2 setting(s) not supported: {', '.join(unsupported)}")
     d_model = require(hf, "n_embd")
     vocab = require(hf, "vocab_size")
+    kind = _kind(hf, keys)
+    labels = read_labels(hf) if kind != "lm" else []
     config = ModelConfig(
         family="decoder-only", vocab_size=vocab, d_model=d_model, n_heads=require(hf, "n_head"),
         d_ff=hf.get("n_inner") or 4 * d_model, n_layers=require(hf, "n_layer"), max_len=require(hf, "n_positions"),
@@ -52,8 +63,18 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)), dropout=float(hf.get("resid_pdrop", 0.1)),
         attn_dropout=float(hf.get("attn_pdrop", 0.1)), scale_embeddings=False, bias=True, output_bias=False,
         tie_output=bool(hf.get("tie_word_embeddings", True)), pad_id=_pad_id(hf, vocab),
+        head="none" if kind == "lm" else kind, n_labels=len(labels),
     )
-    return config, "lm", []
+    return config, kind, labels
+
+
+def _kind(hf: dict, keys: set[str]) -> str:
+    for architecture in hf.get("architectures") or ():
+        if architecture in _KIND_OF_ARCHITECTURE:
+            return _KIND_OF_ARCHITECTURE[architecture]
+    if "score.weight" in keys:
+        return "classify"
+    return "tag" if "classifier.weight" in keys else "lm"
 
 
 def _pad_id(hf: dict, vocab: int) -> int:
@@ -71,7 +92,7 @@ def framing(ids: dict[str, int | None], hf: dict) -> dict:
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
     """Tensors a file may repeat under a second name (tied weights)."""
-    return {"lm_head.weight": "transformer.wte.weight"} if config.tie_output else {}
+    return {"lm_head.weight": "transformer.wte.weight"} if config.tie_output and config.head == "none" else {}
 
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
@@ -98,7 +119,11 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             (f"{ours}ffn.w_2.bias", f"{hf}mlp.c_proj.bias"),
         ]
     out += [("decoder.final_norm.weight", "transformer.ln_f.weight"), ("decoder.final_norm.bias", "transformer.ln_f.bias")]
-    if not config.tie_output:
+    if config.head == "classify":
+        out.append(("head.score.weight", "score.weight"))
+    elif config.head == "tag":
+        out += [("head.classifier.weight", "classifier.weight"), ("head.classifier.bias", "classifier.bias")]
+    elif not config.tie_output:
         out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
 
@@ -127,7 +152,9 @@ def _split_bias(b: torch.Tensor) -> tuple[torch.Tensor, ...]:
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a GPT-2 (empty when it is one)."""
-    problems = [] if kind == "lm" else [f"kind {kind!r} (GPT-2 exports a language model, kind 'lm')"]
+    problems = []
+    if kind not in _ARCHITECTURE_OF_KIND:
+        problems.append(f"kind {kind!r} (GPT-2 exports: {', '.join(_ARCHITECTURE_OF_KIND)})")
     if config.norm != "pre" or not config.use_final_norm:
         problems.append("GPT-2 is pre-norm with a final LayerNorm")
     if config.scale_embeddings:
@@ -149,9 +176,9 @@ def headless(kind: str) -> bool:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for GPT2LMHeadModel."""
-    return {
-        "model_type": MODEL_TYPE, "architectures": ["GPT2LMHeadModel"], "vocab_size": config.vocab_size,
+    """Our config -> HF config.json for the GPT-2 class of kind (GPT2LMHeadModel for "lm")."""
+    document = {
+        "model_type": MODEL_TYPE, "architectures": [_ARCHITECTURE_OF_KIND[kind]], "vocab_size": config.vocab_size,
         "n_embd": config.d_model, "n_head": config.n_heads, "n_layer": config.n_layers, "n_inner": config.d_ff,
         "n_positions": config.max_len, "activation_function": EXPORT_ACTIVATIONS[config.activation],
         "layer_norm_epsilon": config.norm_eps, "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
@@ -160,4 +187,7 @@ def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[st
         "bos_token_id": ids["start"], "eos_token_id": ids["end"], "pad_token_id": ids["pad"],
         "initializer_range": 0.02,
     }
+    if kind != "lm":
+        document.update(label_settings(labels, config.n_labels))
+    return document
 

@@ -7,22 +7,38 @@ so their modules (hf_qwen2, hf_mistral, hf_qwen3) reuse this one's table and set
 `read_llama_like` and `write_llama_like`. Every tensor maps one to one: transformers' q_proj is
 our w_q, gate_proj our w_gate, input_layernorm the norm before attention, and so on.
 
+Heads: LlamaForSequenceClassification (`score`, no bias, on the last token that is not padding)
+and LlamaForTokenClassification (`score` with a bias), and the same classes of Qwen2, Mistral and
+Qwen3, load as a decoder-only model whose head is "classify" or "tag" in place of the LM head.
+The question-answering classes keep their base model under another name ("transformer.") and
+are not read.
+
 Framing: a LLaMA tokenizer.json's post-processor puts <s> before every text, as transformers'
 tokenizer does; `glassformer.interop.hf_folder` reads that post-processor, so a prompt starts
-with <s> here too. A whole training text ends with </s>.
+with <s> here too. A whole training text ends with </s>; a classifier's text ends as the tokenizer
+leaves it.
 """
 
 from __future__ import annotations
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import ACTIVATIONS, label_settings, read_labels, require, setting
 
 MODEL_TYPE = "llama"
 BASE_PREFIX = "model."
-HEAD_PREFIXES = ("lm_head.",)
-# A bare LlamaModel has no LM head to load (its config unties one), so only the causal-LM class loads.
-ARCHITECTURES = ("LlamaForCausalLM",)
+HEAD_PREFIXES = ("lm_head.", "score.")
+# The class suffix of each run kind. A bare LlamaModel has no LM head to load (its config unties
+# one), so it does not load.
+CLASS_OF_KIND = {"lm": "ForCausalLM", "classify": "ForSequenceClassification", "tag": "ForTokenClassification"}
+
+
+def architectures(name: str) -> tuple[str, ...]:
+    """The classes of a LLaMA-like family that load, e.g. LlamaForCausalLM for name "Llama"."""
+    return tuple(name + suffix for suffix in CLASS_OF_KIND.values())
+
+
+ARCHITECTURES = architectures("Llama")
 # Old checkpoints stored each layer's rotary frequencies; they are recomputed from the config.
 IGNORED = (r"(^|\.)rotary_emb\.inv_freq$",)
 DROPPED: tuple[str, ...] = ()
@@ -82,11 +98,28 @@ def read_llama_like(
     )
 
 
+def with_head(config: ModelConfig, hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
+    """(config with the head the folder's class has, run kind, labels): the class named in
+    "architectures", else the head tensors the checkpoint holds (score with a bias: tagging)."""
+    kinds = {suffix: kind for kind, suffix in CLASS_OF_KIND.items()}
+    named = [kinds[s] for a in hf.get("architectures") or () for s in kinds if isinstance(a, str) and a.endswith(s)]
+    if named:
+        kind = named[0]
+    elif "score.weight" in keys:
+        kind = "tag" if "score.bias" in keys else "classify"
+    else:
+        kind = "lm"
+    if kind == "lm":
+        return config, kind, []
+    labels = read_labels(hf)
+    return config.replace(head=kind, n_labels=len(labels)), kind, labels
+
+
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
     attention_bias = bool(hf.get("attention_bias", False))
     config = read_llama_like(hf, qkv_bias=attention_bias, out_bias=attention_bias, ffn_bias=bool(hf.get("mlp_bias", False)))
-    return config, "lm", []
+    return with_head(config, hf, keys)
 
 
 def framing(ids: dict[str, int | None], hf: dict) -> dict:
@@ -96,7 +129,7 @@ def framing(ids: dict[str, int | None], hf: dict) -> dict:
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
     """Tensors a file may repeat under a second name (a tied LM head)."""
-    return {"lm_head.weight": "model.embed_tokens.weight"} if config.tie_output else {}
+    return {"lm_head.weight": "model.embed_tokens.weight"} if config.tie_output and config.head == "none" else {}
 
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
@@ -120,7 +153,11 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
         for x in ("gate", "up", "down"):
             out += linear(f"{ours}ffn.w_{x}", f"{hf}mlp.{x}_proj", config.use_ffn_bias)
     out.append(("decoder.final_norm.weight", "model.norm.weight"))
-    if not config.tie_output:
+    if config.head == "classify":
+        out.append(("head.score.weight", "score.weight"))
+    elif config.head == "tag":
+        out += [("head.classifier.weight", "score.weight"), ("head.classifier.bias", "score.bias")]
+    elif not config.tie_output:
         out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
 
@@ -128,7 +165,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
 # Export ------------------------------------------------------------------------------------------
 def llama_like_problems(config: ModelConfig, kind: str, name: str) -> list[str]:
     """What keeps config from being any LLaMA-like model (the switches each family differs in aside)."""
-    problems = [] if kind == "lm" else [f"kind {kind!r} ({name} exports a language model, kind 'lm')"]
+    problems = [] if kind in CLASS_OF_KIND else [f"kind {kind!r} ({name} exports: {', '.join(CLASS_OF_KIND)})"]
     if config.family != "decoder-only":
         problems.append(f"family {config.family!r} ({name} is decoder-only)")
     if config.positions != "rotary":
@@ -166,23 +203,27 @@ def headless(kind: str) -> bool:
     return False
 
 
-def write_llama_like(config: ModelConfig, ids: dict[str, int | None], model_type: str, architecture: str) -> dict:
-    """The config.json settings every LLaMA-like family shares."""
+def write_llama_like(
+    config: ModelConfig, ids: dict[str, int | None], model_type: str, name: str, kind: str, labels: list[str]
+) -> dict:
+    """The config.json settings every LLaMA-like family shares, for its class of kind (name "Llama":
+    LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification)."""
     rope = {"rope_theta": config.rope_theta, **(config.rope_scaling or {"rope_type": "default"})}
+    labelled = label_settings(labels, config.n_labels) if kind != "lm" else {}
     return {
-        "model_type": model_type, "architectures": [architecture], "vocab_size": config.vocab_size,
+        "model_type": model_type, "architectures": [name + CLASS_OF_KIND[kind]], "vocab_size": config.vocab_size,
         "hidden_size": config.d_model, "intermediate_size": config.d_ff, "num_hidden_layers": config.n_layers,
         "num_attention_heads": config.n_heads, "num_key_value_heads": config.kv_heads, "head_dim": config.d_head,
         "hidden_act": EXPORT_ACTIVATIONS[config.activation], "max_position_embeddings": config.max_len,
         "rms_norm_eps": config.norm_eps, "rope_parameters": rope, "rope_theta": config.rope_theta,
         "rope_scaling": config.rope_scaling, "attention_dropout": config.attention_dropout,
         "tie_word_embeddings": config.tie_output, "bos_token_id": ids["start"], "eos_token_id": ids["end"],
-        "pad_token_id": ids["pad"], "initializer_range": 0.02, "use_cache": True,
+        "pad_token_id": ids["pad"], "initializer_range": 0.02, "use_cache": True, **labelled,
     }
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for LlamaForCausalLM."""
-    document = write_llama_like(config, ids, MODEL_TYPE, "LlamaForCausalLM")
+    """Our config -> HF config.json for the LLaMA class of kind."""
+    document = write_llama_like(config, ids, MODEL_TYPE, "Llama", kind, labels)
     document.update(attention_bias=config.use_qkv_bias, mlp_bias=config.use_ffn_bias, pretraining_tp=1)
     return document

@@ -15,23 +15,25 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
     IGNORED,
     SPECIAL_TOKENS,
     aliases,
+    architectures,
     export_config,
     framing,
     headless,
     llama_like_problems,
     read_llama_like,
     rules,
+    with_head,
     write_llama_like,
 )
 
 MODEL_TYPE = "mistral"
-ARCHITECTURES = ("MistralForCausalLM",)
+ARCHITECTURES = architectures("Mistral")
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
-    """HF config.json -> (our config, run kind, labels)."""
+    """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
     window = hf.get("sliding_window")
-    return read_llama_like(hf, qkv_bias=False, out_bias=False, sliding_window=window), "lm", []
+    return with_head(read_llama_like(hf, qkv_bias=False, out_bias=False, sliding_window=window), hf, keys)
 
 
 def check_export(config: ModelConfig, kind: str) -> list[str]:
@@ -45,5 +47,5 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for MistralForCausalLM."""
-    return {**write_llama_like(config, ids, MODEL_TYPE, "MistralForCausalLM"), "sliding_window": config.sliding_window}
+    """Our config -> HF config.json for the Mistral class of kind."""
+    return {**write_llama_like(config, ids, MODEL_TYPE, "Mistral", kind, labels), "sliding_window": config.sliding_window}

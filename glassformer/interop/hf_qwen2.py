@@ -16,24 +16,26 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
     IGNORED,
     SPECIAL_TOKENS,
     aliases,
+    architectures,
     export_config,
     framing,
     headless,
     llama_like_problems,
     read_llama_like,
     rules,
+    with_head,
     write_llama_like,
 )
 
 MODEL_TYPE = "qwen2"
-ARCHITECTURES = ("Qwen2ForCausalLM",)
+ARCHITECTURES = architectures("Qwen2")
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
-    """HF config.json -> (our config, run kind, labels)."""
+    """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
     if hf.get("use_sliding_window"):
         raise UserError(f"{MODEL_TYPE} setting(s) not supported: {setting('use_sliding_window', True)}")
-    return read_llama_like(hf, qkv_bias=True, out_bias=False), "lm", []
+    return with_head(read_llama_like(hf, qkv_bias=True, out_bias=False), hf, keys)
 
 
 def check_export(config: ModelConfig, kind: str) -> list[str]:
@@ -47,5 +49,5 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for Qwen2ForCausalLM."""
-    return {**write_llama_like(config, ids, MODEL_TYPE, "Qwen2ForCausalLM"), "use_sliding_window": False}
+    """Our config -> HF config.json for the Qwen2 class of kind."""
+    return {**write_llama_like(config, ids, MODEL_TYPE, "Qwen2", kind, labels), "use_sliding_window": False}

@@ -16,25 +16,27 @@ from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface 
     IGNORED,
     SPECIAL_TOKENS,
     aliases,
+    architectures,
     export_config,
     framing,
     headless,
     llama_like_problems,
     read_llama_like,
     rules,
+    with_head,
     write_llama_like,
 )
 
 MODEL_TYPE = "qwen3"
-ARCHITECTURES = ("Qwen3ForCausalLM",)
+ARCHITECTURES = architectures("Qwen3")
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
-    """HF config.json -> (our config, run kind, labels)."""
+    """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
     if hf.get("use_sliding_window"):
         raise UserError(f"{MODEL_TYPE} setting(s) not supported: {setting('use_sliding_window', True)}")
     bias = bool(hf.get("attention_bias", False))
-    return read_llama_like(hf, qkv_bias=bias, out_bias=bias, qk_norm=True), "lm", []
+    return with_head(read_llama_like(hf, qkv_bias=bias, out_bias=bias, qk_norm=True), hf, keys)
 
 
 def check_export(config: ModelConfig, kind: str) -> list[str]:
@@ -50,6 +52,6 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for Qwen3ForCausalLM."""
-    document = write_llama_like(config, ids, MODEL_TYPE, "Qwen3ForCausalLM")
+    """Our config -> HF config.json for the Qwen3 class of kind."""
+    document = write_llama_like(config, ids, MODEL_TYPE, "Qwen3", kind, labels)
     return {**document, "attention_bias": config.use_qkv_bias, "use_sliding_window": False}

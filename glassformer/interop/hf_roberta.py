@@ -21,7 +21,7 @@ import torch
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.interop import hf_bert
-from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import ACTIVATIONS, read_labels, require, setting
 
 MODEL_TYPE = "roberta"
 BASE_PREFIX = "roberta."
@@ -59,7 +59,7 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     if unsupported:
         raise UserError(f"roberta setting(s) not supported: {', '.join(unsupported)}")
     kind = _kind(hf, keys)
-    labels = hf_bert._labels(hf) if kind in ("classify", "tag") else []
+    labels = read_labels(hf) if kind in ("classify", "tag") else []
     vocab = require(hf, "vocab_size")
     pad = hf.get("pad_token_id", 1)
     pad = pad if isinstance(pad, int) and 0 <= pad < vocab else 1

@@ -1,4 +1,5 @@
-"""A decoder-only Transformer language model (GPT): masked self-attention blocks and an LM head."""
+"""A decoder-only Transformer language model (GPT): masked self-attention blocks and an LM head
+(or, with config.head, a sequence or token classifier in its place)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import torch
 from torch import nn
 
 from glassformer.config import ModelConfig
+from glassformer.models.heads import LastTokenClassificationHead, TokenClassificationHead
 from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.kv_cache import DecoderCache
 from glassformer.nn.output import OutputProjection
 from glassformer.nn.rotary import RotaryEmbedding
 
+_HEADS = {"classify": LastTokenClassificationHead, "tag": TokenClassificationHead}
+
 
 class DecoderOnly(nn.Module):
-    """Next-token prediction over one stream of tokens."""
+    """Next-token prediction over one stream of tokens, or a label for the sequence ("classify")
+    or for each token ("tag") when config.head names a classifier (the model then has no LM head)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -22,9 +27,11 @@ class DecoderOnly(nn.Module):
         self.embed = Embeddings(config, config.vocab_size)
         self.rotary = RotaryEmbedding(config) if config.positions == "rotary" else None
         self.decoder = Decoder(config, config.n_layers, cross=False)
-        self.lm_head = OutputProjection(config.d_model, config.vocab_size, bias=config.output_bias)
-        if config.tie_output:
-            self.lm_head.proj.weight = self.embed.token.weight
+        self.head = _HEADS[config.head](config) if config.head != "none" else None
+        if self.head is None:
+            self.lm_head = OutputProjection(config.d_model, config.vocab_size, bias=config.output_bias)
+            if config.tie_output:
+                self.lm_head.proj.weight = self.embed.token.weight
 
     def forward(
         self,
@@ -35,7 +42,9 @@ class DecoderOnly(nn.Module):
         cache_pos: int = 0,
         last_only: bool = False,
     ) -> torch.Tensor:
-        """Token ids [B, T] -> next-token logits [B, T, V] ([B, 1, V] with last_only).
+        """Token ids [B, T] -> next-token logits [B, T, V] ([B, 1, V] with last_only); with a
+        classifier head, sequence logits [B, n_labels] ("classify": the last real token, as the
+        mask says) or token logits [B, T, n_labels] ("tag").
 
         Args:
             mask: key padding [B, 1, 1, cache_pos + T], True at real tokens, or None when there
@@ -45,16 +54,33 @@ class DecoderOnly(nn.Module):
             last_only: project only the last position onto the vocabulary (generation needs no
                 other, and a [B, T, V] product over a whole prompt is the largest one there is).
         """
+        hidden = self.hidden_states(ids, mask, positions, cache, cache_pos)
+        if isinstance(self.head, LastTokenClassificationHead):
+            real = None if mask is None else mask[:, 0, 0, -ids.size(1):]  # [B, T]
+            return self.head(hidden, real)
+        if self.head is not None:
+            return self.head(hidden)
+        if last_only:
+            hidden = hidden[:, -1:]
+        return self.lm_head(hidden)
+
+    def hidden_states(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """Token ids [B, T] -> the last layer's output [B, T, d_model] (after the final norm), which
+        the LM head or classifier reads; the arguments are forward's."""
         x = self.embed(ids, positions=positions, offset=cache_pos)
         rope = None
         if self.rotary is not None:
             if positions is None:
                 positions = torch.arange(cache_pos, cache_pos + ids.size(1), device=ids.device)[None]
             rope = self.rotary(positions)  # cos, sin [B|1, 1, T, D], shared by every layer
-        hidden = self.decoder(x, None, mask, None, cache, cache_pos, rope)
-        if last_only:
-            hidden = hidden[:, -1:]
-        return self.lm_head(hidden)
+        return self.decoder(x, None, mask, None, cache, cache_pos, rope)
 
     def new_cache(self, max_len: int | None = None) -> DecoderCache:
         """An empty KV cache for incremental decoding, up to max_len positions."""

@@ -1,4 +1,5 @@
-"""The paper's model (Figure 1): embeddings, an encoder stack, a decoder stack, the output projection."""
+"""The paper's model (Figure 1): embeddings, an encoder stack, a decoder stack, the output projection
+(or, with config.head "classify", BART's sequence classifier in its place)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from glassformer.config import ModelConfig
+from glassformer.models.heads import DecoderClassificationHead
 from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.encoder import Encoder
@@ -24,10 +26,12 @@ class EncoderDecoder(nn.Module):
         self.tgt_embed = Embeddings(config, config.target_vocab_size)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config, config.decoder_layers, cross=True)
-        scale = config.d_model**-0.5 if config.scale_output else 1.0
-        self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias, scale=scale)
-        if config.tie_output:
-            self.lm_head.proj.weight = self.tgt_embed.token.weight
+        self.head = DecoderClassificationHead(config) if config.head == "classify" else None
+        if self.head is None:
+            scale = config.d_model**-0.5 if config.scale_output else 1.0
+            self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias, scale=scale)
+            if config.tie_output:
+                self.lm_head.proj.weight = self.tgt_embed.token.weight
         if config.tie_embeddings:
             self.src_embed.token.weight = self.tgt_embed.token.weight
 
@@ -60,9 +64,20 @@ class EncoderDecoder(nn.Module):
             cache: KV cache from `new_cache` for incremental decoding; tgt then holds the
                 tokens at positions cache_pos ... cache_pos + T - 1 only.
         """
-        x = self.tgt_embed(tgt, offset=cache_pos)
-        hidden = self.decoder(x, memory, tgt_mask, src_mask, cache, cache_pos)
-        return self.lm_head(hidden)
+        return self.lm_head(self.decoder_states(tgt, memory, src_mask, tgt_mask, cache, cache_pos))
+
+    def decoder_states(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        tgt_mask: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        cache_pos: int = 0,
+    ) -> torch.Tensor:
+        """The decoder's last layer output [B, T, d_model], which the LM head or classifier reads;
+        the arguments are decode's."""
+        return self.decoder(self.tgt_embed(tgt, offset=cache_pos), memory, tgt_mask, src_mask, cache, cache_pos)
 
     def forward(
         self,
@@ -71,10 +86,17 @@ class EncoderDecoder(nn.Module):
         src_mask: torch.Tensor | None = None,
         tgt_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced logits [B, T, V] for source [B, S] and shifted target [B, T]."""
+        """Teacher-forced logits [B, T, V] for source [B, S] and shifted target [B, T]; with the
+        classify head, sequence logits [B, n_labels] from the decoder's state at the last position
+        tgt_mask marks real (the last one when None). BART classifies a text by feeding the
+        source shifted right as the target, with the source's padding as tgt_mask."""
         if src_mask is None:
             src_mask = padding_mask(src, self.config.pad_id)
-        return self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask)
+        memory = self.encode(src, src_mask)
+        if self.head is not None:
+            real = None if tgt_mask is None else tgt_mask[:, 0, 0, -tgt.size(1):]
+            return self.head(self.decoder_states(tgt, memory, src_mask, tgt_mask), real)
+        return self.decode(tgt, memory, src_mask, tgt_mask)
 
     def new_cache(self, max_len: int | None = None) -> DecoderCache:
         """An empty KV cache for incremental decoding, up to max_len target positions."""

@@ -1,4 +1,6 @@
-"""The encoder-only task heads: masked LM, sequence and token classification (BERT).
+"""The task heads: masked LM, sequence and token classification (BERT), and the decoder-only
+sequence classifiers that read the last real token (GPT-2's and LLaMA's; BART's, through its
+decoder).
 
 The decoders' pre-softmax projection is `glassformer.nn.output.OutputProjection`.
 """
@@ -63,3 +65,52 @@ class TokenClassificationHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """[B, T, d_model] -> logits [B, T, n_labels]."""
         return self.classifier(self.dropout(hidden))
+
+
+def last_real_position(real: torch.Tensor) -> torch.Tensor:
+    """The index of the rightmost real token of each row (0 for a row without any).
+
+    Args:
+        real: [B, T] bool, True at real tokens.
+    Returns:
+        [B] int64.
+    """
+    positions = torch.arange(real.size(-1), device=real.device)
+    return (positions * real.long()).argmax(-1)
+
+
+class LastTokenClassificationHead(nn.Module):
+    """Classifies a sequence from its last real token: under the causal mask only that position
+    has read the whole text. The layer is named `score` and has no bias, as in Hugging Face's
+    GPT2ForSequenceClassification and LlamaForSequenceClassification, which pool the rightmost
+    token that is not padding the same way."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.score = nn.Linear(config.d_model, config.n_labels, bias=False)
+
+    def forward(self, hidden: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [B, T, d_model], real [B, T] (True at real tokens; None: all) -> logits [B, n_labels]."""
+        if real is None:
+            last = torch.full((hidden.size(0),), hidden.size(1) - 1, device=hidden.device)
+        else:
+            last = last_real_position(real)
+        return self.score(hidden[torch.arange(hidden.size(0), device=hidden.device), last])
+
+
+class DecoderClassificationHead(nn.Module):
+    """BART's classification_head: the decoder's state at the last real position (the source's
+    closing </s> when the decoder reads the source shifted right), then dense + tanh + out_proj."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.dropout)
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.n_labels)
+
+    def forward(self, hidden: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [B, T, d_model], real [B, T] (True at real positions; None: all) -> logits [B, n_labels]."""
+        last = last_real_position(real) if real is not None else torch.full(
+            (hidden.size(0),), hidden.size(1) - 1, device=hidden.device)
+        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))

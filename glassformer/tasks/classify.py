@@ -7,7 +7,7 @@ import torch
 
 from glassformer.data import Labeled, read_labeled
 from glassformer.errors import DataError, UserError
-from glassformer.framing import sequence_ids
+from glassformer.framing import decoder_start, sequence_ids
 from glassformer.nn.masks import padding_mask
 from glassformer.tasks.kind import Kind
 from glassformer.train.batches import Batch, Encoded, pad
@@ -70,7 +70,13 @@ def classify_texts(run, texts: list[str], device="cpu", batch_size: int = 64) ->
     out = []
     for start in range(0, len(rows), batch_size):
         ids = pad(rows[start : start + batch_size], run.tokenizer.pad_id).to(device)
-        probs = torch.softmax(run.model(ids, padding_mask(ids, run.tokenizer.pad_id)).float(), dim=-1)
+        mask = padding_mask(ids, run.tokenizer.pad_id)
+        if run.config.family == "encoder-decoder":  # BART's decoder reads the text shifted right
+            first = ids.new_full((len(ids), 1), decoder_start(run.tokenizer, run.framing))
+            logits = run.model(ids, torch.cat([first, ids[:, :-1]], 1), mask, mask)
+        else:
+            logits = run.model(ids, mask)
+        probs = torch.softmax(logits.float(), dim=-1)
         for row in probs.tolist():
             ranked = sorted(zip(run.labels, row), key=lambda pair: -pair[1])
             out.append(dict(ranked))

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from glassformer.errors import UserError
-from glassformer.framing import sequence_ids
+from glassformer.framing import sequence_ids, source_ids
 from glassformer.tasks.kind import Kind
-
-# The kinds whose models are encoders, named in the message for a run that is not one.
-ENCODER_KINDS = ("encode", "mlm", "classify", "tag")
 
 
 class Encode(Kind):
@@ -24,15 +20,18 @@ class Encode(Kind):
 
 
 def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.Tensor:
-    """Unit-length embeddings [N, d_model] of texts, in order, from an encoder run.
+    """Unit-length embeddings [N, d_model] of texts, in order, from a run of any family.
 
     Args:
-        run: a Run of an encoder-only model (any head; the head is not used).
-        pooling: "mean" over the non-pad tokens, or "cls" for the first token.
+        run: a Run of any family (any head; the head is not used): an encoder-decoder's encoder
+            output is pooled, a decoder-only model's final hidden states.
+        pooling: "mean" over the non-pad tokens, "cls" for the first token, "last" for the last one.
     """
-    if run.config.family != "encoder-only":
-        raise UserError(f"{run.path}: embed needs an encoder (kind {'/'.join(ENCODER_KINDS)}), not kind {run.kind!r}")
-    rows = [sequence_ids(run.tokenizer, text, run.framing) for text in texts]
+    decoder = run.config.family == "decoder-only"
+    if run.config.family == "encoder-decoder":  # the encoder's output, the source framed as for translate
+        rows = [source_ids(run.tokenizer, text, run.framing) for text in texts]
+    else:
+        rows = [sequence_ids(run.tokenizer, text, run.framing, end=not decoder) for text in texts]
     device = next(run.model.parameters()).device
     ids = torch.full((len(rows), max(map(len, rows))), run.tokenizer.pad_id, dtype=torch.long, device=device)
     real = torch.zeros(ids.shape, dtype=torch.bool, device=device)
@@ -40,9 +39,12 @@ def sentence_embeddings(run, texts: list[str], pooling: str = "mean") -> torch.T
         ids[i, : len(row)] = torch.tensor(row)
         real[i, : len(row)] = True
     with torch.no_grad():
-        hidden = run.model.encode(ids, real[:, None, None, :])  # [N, T, d_model]
+        encode = run.model.hidden_states if decoder else run.model.encode
+        hidden = encode(ids, real[:, None, None, :])  # [N, T, d_model]
     if pooling == "cls":
         pooled = hidden[:, 0]
+    elif pooling == "last":
+        pooled = hidden[torch.arange(len(rows)), real.sum(1) - 1]
     else:
         weights = real.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1)

@@ -222,7 +222,8 @@ BAD_FOLDERS = {
                    "blenderbot, llama, qwen2, mistral, qwen3, t5"),
     # Beyond the four: other ways a folder can fall short.
     "architecture": (lambda f: _rewrite_config(f, architectures=["GPT2DoubleHeadsModel"]),
-                     "GPT2DoubleHeadsModel is not supported; gpt2 models load as: GPT2LMHeadModel, GPT2Model"),
+                     "GPT2DoubleHeadsModel is not supported; gpt2 models load as: GPT2LMHeadModel, GPT2Model, "
+                     "GPT2ForSequenceClassification, GPT2ForTokenClassification"),
     "no_weights": (lambda f: (f / "model.safetensors").unlink(),
                    "no weights (expected model.safetensors or pytorch_model.bin)"),
     "no_tokenizer": (lambda f: (f / "tokenizer.json").unlink(),
@@ -251,11 +252,22 @@ def test_unsupported_gpt2_setting_is_named(gpt2):
         load_model(folder)
 
 
-def test_embed_refuses_a_language_model(gpt2, capsys):
-    _, folder = gpt2
-    assert main(["embed", "--model", str(folder), "the cat"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "embed needs an encoder" in err
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_embed_pools_a_language_models_final_hidden_states(gpt2, pooling, capsys):
+    hf, folder = gpt2
+    texts = ["the cat sat on the mat", "a dog"]
+    capsys.readouterr()
+    assert main(["embed", "--model", str(folder), "--pooling", pooling, *texts]) == 0
+    printed = torch.tensor([[float(x) for x in line.split()] for line in capsys.readouterr().out.splitlines()])
+    tok = load_run(folder).tokenizer
+    expected = []
+    with torch.no_grad():
+        for text in texts:  # each prompt alone: the bare text, as transformers' tokenizer gives it
+            hidden = hf.transformer(torch.tensor([tok.encode(text)])).last_hidden_state[0]  # after ln_f
+            expected.append(hidden.mean(0) if pooling == "mean" else hidden[-1])
+    expected = torch.nn.functional.normalize(torch.stack(expected), dim=-1)
+    assert printed.shape == (2, 32)
+    assert (printed - expected).abs().max() < 1e-5  # printed with 6 decimals
 
 
 def test_export_command_writes_a_folder_transformers_loads(gpt2, tmp_path, capsys):
