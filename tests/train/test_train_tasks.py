@@ -80,21 +80,30 @@ def _patching_finds_the_cross_attention_heads_that_carry_the_copy(run, task):
 
 def test_sentiment_accuracy(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "toy-sentiment", 600, "--preset", "tiny-encoder")
-    assert metrics["accuracy"] >= 0.95  # measured 100.0%; word counting alone gets under 70%
+    # Measured 100.0% for seeds 0-1, native (AVX2) and ATEN_CPU_CAPABILITY=default kernels alike, on a
+    # 2-core AMD EPYC without AVX-512; word counting alone gets under 70%.
+    assert metrics["accuracy"] >= 0.95
 
 
 def test_masked_lm_beats_guessing_by_far(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "grammar-mlm", 600, "--preset", "tiny-encoder")
-    assert metrics["token_accuracy"] >= 0.30  # measured 34.4%
-    assert metrics["perplexity"] <= 8.0  # measured 6.87
+    # Measured on a 2-core AMD EPYC without AVX-512 (seeds 0/1; native AVX2 and ATEN_CPU_CAPABILITY=default):
+    # token accuracy 32.7/31.2% and 33.6/32.2%, perplexity 7.38/7.13 and 7.39/7.21; 34.4% and 6.87 on the
+    # AVX-512 machine. The bars sit below the worst of these with a margin.
+    assert metrics["token_accuracy"] >= 0.28
+    assert metrics["perplexity"] <= 8.0
 
 
 def test_language_model_perplexity_and_grammatical_samples(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "grammar-lm", 600, "--preset", "tiny-lm")
-    assert metrics["perplexity"] <= 8.0  # measured 7.40
+    # Measured on a 2-core AMD EPYC without AVX-512 (seeds 0/1; native AVX2 and ATEN_CPU_CAPABILITY=default):
+    # perplexity 7.439/7.444 and 7.430/7.434 (7.40 on the AVX-512 machine).
+    assert metrics["perplexity"] <= 8.0
     run = load_run(tmp_path / "grammar-lm")
     prompts = [sequence_ids(run.tokenizer, "", end=False)] * 100
     samples = generate_lm(run.model, prompts, sampling=Sampling(greedy=False, seed=0),
                           stopping=Stopping(end_id=run.tokenizer.end_id, max_new_tokens=40))
     grammatical = sum(is_grammatical(run.tokenizer.decode(s.tokens)) for s in samples)
-    assert grammatical >= 40  # measured 47 of 100 sampled at temperature 1
+    # Of 100 samples at temperature 1: 43/46 native and 45/49 under ATEN_CPU_CAPABILITY=default (seeds 0/1),
+    # 47 on the AVX-512 machine; 100 draws spread by about 5 either way, so the bar keeps a margin of 8.
+    assert grammatical >= 35
