@@ -55,9 +55,11 @@ def _seed_everything():
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
+    long = os.environ.get("GLASSFORMER_LONG_TESTS") == "1"
+    skip_long = pytest.mark.skip(reason="over a minute of training; run with GLASSFORMER_LONG_TESTS=1")
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if item.get_closest_marker("long") and not long:
+            item.add_marker(skip_long)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)

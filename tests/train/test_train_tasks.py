@@ -41,16 +41,16 @@ def _train(tmp_path, capsys, task, steps, *extra) -> dict[str, float]:
 def test_copy_and_reverse_exact_match(tmp_path, capsys, task, steps, bar):
     extra = ["--label-smoothing", "0"] if task == "reverse" else []
     assert _train(tmp_path, capsys, task, steps, *extra)["exact_match"] >= bar
-    if task == "reverse":  # on copy (400 steps) the last layer's cross heads restored 0.41 together, under the 0.5 bar
-        _patching_finds_the_cross_attention_heads_that_carry_the_copy(load_run(tmp_path / task), task)
+    _patching_finds_the_cross_attention_heads_that_carry_the_copy(load_run(tmp_path / task), task)
 
 
 def _patching_finds_the_cross_attention_heads_that_carry_the_copy(run, task):
     """8 sources of 8 letters; the corrupted ones change the letter at position 2. Teacher-forced
     up to the output position that copies it, the answer is the clean letter, the wrong one the
     corrupted letter. Patching the encoder's residual stream at position 2 restores it all (the
-    other positions nothing), and of all heads the cross-attention heads of the last decoder layer,
-    which read the letter from the encoder, restore the most."""
+    other positions nothing), and the cross-attention heads, which read the letter from the
+    encoder, restore far more than any self-attention head. Where they sit differs by task:
+    reversal fetches the letter in the last decoder layer, copying in both."""
     tok, g, k = run.tokenizer, torch.Generator().manual_seed(0), 2
     letters = [c for c in "abcdefghijklmnopqrstuvwxyz" if tok.token_to_id(c) != tok.unk_id]
     clean, corrupt, prefixes = [], [], []
@@ -72,29 +72,47 @@ def _patching_finds_the_cross_attention_heads_that_carry_the_copy(run, task):
     assert result.residual[:, k].min() > 0.9 and result.residual[:, [i for i in range(9) if i != k]].abs().max() < 0.05
     cross = result.heads["decoder.cross_attn"]
     others = torch.cat([result.heads["encoder.self_attn"].flatten(), result.heads["decoder.self_attn"].flatten()])
-    # Measured on a 400-step reverse run: the last layer's cross heads restore 0.12-0.31 each, 0.76
+    # Measured, reverse (400 steps): the last layer's cross heads restore 0.12-0.31 each, 0.76
     # together; no self-attention head more than 0.04 (this test's 700-step run passes the same bars).
-    assert int(cross.flatten().argmax()) >= cross.size(1)  # the best head is in the last layer
-    assert cross[-1].sum() > 0.5 and cross.max() > 3 * others.max()
+    # Copy (400 steps, seed 0, 2-core EPYC, AVX2): cross heads 0.05-0.11 in layer 0 (0.29 together)
+    # and 0.04-0.16 in layer 1 (0.41), 0.70 in all; no self-attention head more than 0.016. Patching
+    # the decoder's stream after its first layer at the last position restores 0.57 there: copying
+    # splits the fetch across both layers, so no last-layer bar of 0.5 holds for it (0.41). Copy passes
+    # these bars under ATEN_CPU_CAPABILITY=default as well.
+    assert cross.sum() > 0.5 and cross.max() > 3 * others.max()
+    if task == "reverse":
+        assert int(cross.flatten().argmax()) >= cross.size(1)  # the best head is in the last layer
+        assert cross[-1].sum() > 0.5
+    else:
+        assert cross.sum(dim=1).min() > 0.15  # each layer's cross heads take part
 
 
 def test_sentiment_accuracy(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "toy-sentiment", 600, "--preset", "tiny-encoder")
-    assert metrics["accuracy"] >= 0.95  # measured 100.0%; word counting alone gets under 70%
+    # Measured 100.0% for seeds 0-1, native (AVX2) and ATEN_CPU_CAPABILITY=default kernels alike, on a
+    # 2-core AMD EPYC without AVX-512; word counting alone gets under 70%.
+    assert metrics["accuracy"] >= 0.95
 
 
 def test_masked_lm_beats_guessing_by_far(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "grammar-mlm", 600, "--preset", "tiny-encoder")
-    assert metrics["token_accuracy"] >= 0.30  # measured 34.4%
-    assert metrics["perplexity"] <= 8.0  # measured 6.87
+    # Measured on a 2-core AMD EPYC without AVX-512 (seeds 0/1; native AVX2 and ATEN_CPU_CAPABILITY=default):
+    # token accuracy 32.7/31.2% and 33.6/32.2%, perplexity 7.38/7.13 and 7.39/7.21; 34.4% and 6.87 on the
+    # AVX-512 machine. The bars sit below the worst of these with a margin.
+    assert metrics["token_accuracy"] >= 0.28
+    assert metrics["perplexity"] <= 8.0
 
 
 def test_language_model_perplexity_and_grammatical_samples(tmp_path, capsys):
     metrics = _train(tmp_path, capsys, "grammar-lm", 600, "--preset", "tiny-lm")
-    assert metrics["perplexity"] <= 8.0  # measured 7.40
+    # Measured on a 2-core AMD EPYC without AVX-512 (seeds 0/1; native AVX2 and ATEN_CPU_CAPABILITY=default):
+    # perplexity 7.439/7.444 and 7.430/7.434 (7.40 on the AVX-512 machine).
+    assert metrics["perplexity"] <= 8.0
     run = load_run(tmp_path / "grammar-lm")
     prompts = [sequence_ids(run.tokenizer, "", Framing(), end=False)] * 100
     samples = generate_lm(run.model, prompts, sampling=Sampling(greedy=False, seed=0),
                           stopping=Stopping(end_id=run.tokenizer.end_id, max_new_tokens=40))
     grammatical = sum(is_grammatical(run.tokenizer.decode(s.tokens)) for s in samples)
-    assert grammatical >= 40  # measured 47 of 100 sampled at temperature 1
+    # Of 100 samples at temperature 1: 43/46 native and 45/49 under ATEN_CPU_CAPABILITY=default (seeds 0/1),
+    # 47 on the AVX-512 machine; 100 draws spread by about 5 either way, so the bar keeps a margin of 8.
+    assert grammatical >= 35
