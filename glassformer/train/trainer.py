@@ -21,6 +21,7 @@ from glassformer.folder_guard import check_output_folder
 from glassformer.models import build_model, count_parameters
 from glassformer.run_folder import WEIGHTS_FILE, Run, load_run, read_run_config, save_run, save_tensors, unique_state
 from glassformer.data import Splits
+from glassformer.train import budget
 from glassformer.train.batches import BatchOrder, Encoded, encode_examples, make_batch
 from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import TrainingState, latest_checkpoint, read_checkpoint, save_checkpoint
@@ -31,7 +32,6 @@ from glassformer.train.distributed import (
 from glassformer.train.evaluate import PRIMARY_METRIC, evaluate, is_better
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.precision import Precision, choose_precision, force_from_env
-from glassformer.train.schedule import learning_rate
 from glassformer.train.corpus import sample_positions, uses_prepared_data
 from glassformer.train.setup import load_prepared_corpus, load_splits, prepare
 from glassformer.train.signals import deferred_stop
@@ -39,7 +39,7 @@ from glassformer.train.signals import deferred_stop
 METRICS_FILE = "metrics.jsonl"
 # Settings a resumed run may change: they decide when to stop, evaluate, log and save, never what is computed.
 MAY_CHANGE_ON_RESUME = ("steps", "minutes", "eval_every", "eval_examples", "log_every", "checkpoint_every", "patience")
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = budget.DEFAULT_STEPS
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -214,6 +214,8 @@ class Trainer:
             self.state = checkpoint.state
             self.order.load_state(self.state.order)
             self.log(f"resumed from step {self.state.step}")
+        self.schedule = budget.schedule_for(self.config, self.run.config.d_model, self.state.schedule)
+        self.state.schedule = self.schedule.saved()
         per_rank = self.config.batch_size // self.world.size
         if self.world.distributed or self.config.accumulate > 1:
             self.log(
@@ -268,6 +270,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         init = self._init_run(config) if config.init else None
         prepared = self._prepare(config, init)
+        for choice in prepared.choices:
+            self.log(choice.line())
         self.config = config
         self.splits, self.corpus = prepared.splits, prepared.corpus
         model = build_model(prepared.model_config).to(self.device)  # the same on every process: same seed
@@ -334,8 +338,15 @@ class Trainer:
 
     # Training ------------------------------------------------------------------------------
     def _lr(self, step: int) -> float:
-        c = self.config
-        return learning_rate(step, c.schedule, self.run.config.d_model, c.warmup, c.lr, c.steps, c.min_lr)
+        return self.schedule.lr(step)
+
+    def _refit(self, time_budget: budget.TimeBudget) -> None:
+        """Fit the schedule to the steps the time left allows at the pace measured so far."""
+        estimate = time_budget.total_steps(self.state.step, self.state.elapsed)
+        if estimate is not None:
+            estimate = min(estimate, self.config.steps or estimate)
+            self.schedule = self.schedule.refit(estimate, self.state.step)
+            self.state.schedule = self.schedule.saved()
 
     @cached_property
     def precision(self) -> Precision:
@@ -473,6 +484,7 @@ class Trainer:
         start = time.perf_counter() - self.state.elapsed
         window_targets, window_start = 0, time.perf_counter()
         stopped_by, history = "steps", []
+        time_budget = budget.TimeBudget(c.minutes * 60, self.state.step, self.state.elapsed) if budget.refits(c) else None
         loss = float("nan")
         with deferred_stop() as stop:
             try:
@@ -488,6 +500,8 @@ class Trainer:
                     loss, n = self.train_step()
                     window_targets += n
                     self.state.elapsed = time.perf_counter() - start
+                    if time_budget is not None:
+                        self._refit(time_budget)
                     step = self.state.step
                     if step % c.log_every == 0 or step == 1:
                         rate = window_targets / max(time.perf_counter() - window_start, 1e-9)
