@@ -14,6 +14,7 @@ Both are scored on the same held-out test split (the CLI's own split of the file
     python3 benchmarks/own_data.py                  # 4 sets x 2 runs x 4 minutes
     python3 benchmarks/own_data.py --only reorder --minutes 4
     python3 benchmarks/own_data.py --quick          # small sets, seconds each: a smoke test
+    python3 benchmarks/own_data.py --write DIR      # only the data files, to train on by hand
 
 Targets (issue 18): flagless within 2 points of the baseline on every set, and >= 95%
 exact-match on the reordering set in 4 minutes on 2 cores.
@@ -167,7 +168,14 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SETS), help="one data set")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_EXAMPLES} examples a set and {QUICK_MINUTES} minutes a run: a smoke test")
+    parser.add_argument("--write", metavar="DIR", help="only write the data sets' files into DIR (NAME.txt)")
     args = parser.parse_args()
+    if args.write:
+        Path(args.write).mkdir(parents=True, exist_ok=True)
+        for name, (kind, make, n, _) in SETS.items():
+            (Path(args.write) / f"{name}.txt").write_text("\n".join(make(n)) + "\n", encoding="utf-8")
+            print(f"{args.write}/{name}.txt: {n:,} examples for --kind {kind}")
+        return
     minutes = QUICK_MINUTES if args.quick else args.minutes
     names = [args.only] if args.only else list(SETS)
     rows = []

@@ -123,3 +123,11 @@ def schedule_for(config, d_model: int, saved: dict | None = None) -> Schedule:
     if saved is not None and {"warmup", "decay"} & set(config.auto):
         schedule = replace(schedule, warmup=saved["warmup"], total=saved["total"])
     return schedule
+
+
+def extension_note(config, schedule: Schedule) -> str | None:
+    """What a resumed run asked to go past its fitted schedule's end should know (else None)."""
+    if "decay" not in config.auto or schedule.total is None or not config.steps or config.steps <= schedule.total:
+        return None
+    return (f"the schedule stays as fitted when the run started (decay to {schedule.floor:g} at step "
+            f"{schedule.total:,}): steps {schedule.total + 1:,}-{config.steps:,} train at {schedule.floor:g}")

@@ -216,6 +216,8 @@ class Trainer:
             self.log(f"resumed from step {self.state.step}")
         self.schedule = budget.schedule_for(self.config, self.run.config.d_model, self.state.schedule)
         self.state.schedule = self.schedule.saved()
+        if checkpoint is not None and budget.extension_note(self.config, self.schedule):
+            self.log(budget.extension_note(self.config, self.schedule))
         per_rank = self.config.batch_size // self.world.size
         if self.world.distributed or self.config.accumulate > 1:
             self.log(

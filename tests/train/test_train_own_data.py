@@ -87,7 +87,10 @@ def test_resume_keeps_the_fitted_schedule(tmp_path, monkeypatch, capsys):
     whole = load_file(str(latest_checkpoint(tmp_path / "whole") / "model.safetensors"))
     resumed = load_file(str(latest_checkpoint(parts) / "model.safetensors"))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    capsys.readouterr()
     assert main(["train", "--resume", "--out", str(parts), "--steps", "27", "--no-progress", "--examples", "0"]) == 0
+    assert "the schedule stays as fitted when the run started (decay to 0.0003 at step 24): steps 25-27 train at " \
+           "0.0003" in capsys.readouterr().out
     rates = {r["step"]: r["lr"] for r in map(json.loads, open(parts / "metrics.jsonl")) if "lr" in r}
     config = json.loads((parts / "config.json").read_text())["train"]
     assert (config["decay_steps"], config["warmup"], config["lr"]) == (24, 10, 3e-3)
