@@ -1,13 +1,13 @@
 """Settings chosen from the user's data, the flags that override them, and --paper."""
 
-import argparse
-
 import pytest
 
 from glassformer.cli.main import build_parser
 from glassformer.cli.train import config_from_args
 from glassformer.train import auto
 from glassformer.train.auto import DataSummary
+from glassformer.train.budget import schedule_for
+from glassformer.train.schedule import noam
 from glassformer.train.config import TrainConfig
 
 ALL = ["preset", "batch_size", "lr", "warmup", "decay"]
@@ -74,6 +74,10 @@ def test_paper_equals_its_explicit_flags_and_the_noam_schedule_behaves_as_before
     assert paper.to_dict() == explicit.to_dict()
     assert paper.auto == ["preset", "batch_size"]
     assert (paper.schedule, paper.warmup, paper.lr, paper.beta2, paper.eps) == ("noam", 4000, None, 0.98, 1e-9)
+    lines = _lines(explicit, DataSummary("seq2seq", 4000, 212, 4, 15))
+    assert lines[2:] == ["lr the paper's d_model^-0.5 scale: (given)", "schedule noam: the paper's, warm-up 4,000 steps (given)"]
+    schedule = schedule_for(explicit, 128)
+    assert [schedule.lr(s) for s in (1, 2676, 4000, 9000)] == [noam(s, 128, 4000) for s in (1, 2676, 4000, 9000)]
     # --paper on a built-in task replaces its tuned rate too; a flag beside it wins.
     task = _config("--task", "copy", "--paper", "--warmup", "100")
     assert (task.schedule, task.warmup, task.lr, task.auto) == ("noam", 100, None, [])
