@@ -17,14 +17,16 @@ _FLAGS = {
     "data": (str, "your training file: TSV source<TAB>target, plain text, or TSV label<TAB>text"),
     "valid_data": (str, "your held-out file (split in half for validation and test); default: split off --data"),
     "kind": (str, "how --data is read: seq2seq, lm, mlm, classify, tag (CoNLL token<TAB>tag) or qa (JSON lines)"),
-    "preset": (str, "model preset (see `glassformer describe`); default: the task's"),
+    "preset": (str, "model preset (see `glassformer describe`); default: the task's, or chosen from --data's size"),
     "steps": (COUNT, "optimiser steps in total (default: the task's)"),
     "minutes": (POSITIVE, "wall-clock budget in minutes; stops at whichever of --steps/--minutes comes first"),
-    "batch_size": (COUNT, "examples per optimiser step"),
+    "batch_size": (COUNT, "examples per optimiser step (default: the task's 64, or chosen from --data's size)"),
     "accumulate": (COUNT, "gradient accumulation steps per optimiser step"),
-    "lr": (POSITIVE, "peak learning rate (noam default: the paper's d_model^-0.5 scale)"),
-    "schedule": (str, f"learning-rate schedule: {', '.join(SCHEDULES)}"),
-    "warmup": (COUNT, "warm-up steps"),
+    "lr": (POSITIVE, "peak learning rate (default: the task's, or chosen for the model's width; noam without "
+                     "--lr: the paper's d_model^-0.5 scale)"),
+    "schedule": (str, f"learning-rate schedule: {', '.join(SCHEDULES)} (default: the task's noam, or for --data "
+                      "cosine with its warm-up and decay fitted to --steps or --minutes)"),
+    "warmup": (COUNT, "warm-up steps (default: the task's; 5%% of the run for --data; 4000 with noam)"),
     "optimizer": (str, f"{', '.join(OPTIMIZERS)}"),
     "beta1": (FRACTION, "Adam beta1"),
     "beta2": (FRACTION, "Adam beta2"),
@@ -51,6 +53,9 @@ _FLAGS = {
 
 # Settings the built-in tasks start from unless the user gives the flag.
 TASK_DEFAULTS = {"lr": 2e-3, "warmup": 200, "label_smoothing": 0.1, "eval_every": 250, "checkpoint_every": 250}
+# --paper: the optimiser settings of "Attention Is All You Need" (section 5.3-5.4), as the flags would give them.
+# lr None: the paper's d_model^-0.5 scale.
+PAPER = {"schedule": "noam", "warmup": 4000, "lr": None, "beta1": 0.9, "beta2": 0.98, "eps": 1e-9, "label_smoothing": 0.1}
 
 
 def register(subparsers) -> None:
@@ -61,8 +66,14 @@ def register(subparsers) -> None:
     defaults = TrainConfig()
     for name, (kind, text) in _FLAGS.items():
         default = getattr(defaults, name)
-        suffix = f" (default: {default})" if default is not None and name not in TASK_DEFAULTS else ""
+        shown = default is not None and name not in TASK_DEFAULTS and name not in ("batch_size", "schedule")
+        suffix = f" (default: {default})" if shown else ""
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + suffix)
+    parser.add_argument("--paper", action="store_true",
+                        help="the paper's optimiser settings: --schedule noam --warmup 4000 --beta1 0.9 --beta2 0.98 "
+                             "--eps 1e-9 --label-smoothing 0.1 at the d_model^-0.5 rate (flags given beside it win); "
+                             "without it, your own data gets a preset, batch size and rate chosen from the data and "
+                             "a warm-up and decay fitted to --steps or --minutes")
     parser.add_argument("--out", default=None, help="run folder to write (default: runs/TASK)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint; only --steps, --minutes, --eval-every, "
@@ -100,14 +111,28 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
     if args.clip == 0:
         given["clip"] = None
+    if args.paper:
+        given = {**PAPER, **given}
     values = {}
     if args.data is None:
         task = get_task(args.task or DEFAULT_TASK)
         values.update(TASK_DEFAULTS, task=task.name, steps=task.default_steps)
+    else:
+        values.update(auto=auto_settings(given), schedule="cosine")
     values.update(given)
     values.update(pack=args.pack, bf16=args.bf16, shared_vocab=not args.separate_vocab, lowercase=args.lowercase,
                   freeze_embeddings=args.freeze_embeddings)
     return TrainConfig(**values)
+
+
+def auto_settings(given: dict) -> list[str]:
+    """What a run on the user's own data chooses itself: each setting whose flag was not given;
+    none of the schedule's when it is the paper's (--schedule noam keeps warm-up 4000 and the
+    d_model^-0.5 rate unless --warmup/--lr say otherwise)."""
+    chosen = [name for name in ("preset", "batch_size", "lr", "warmup") if name not in given]
+    if given.get("schedule") == "noam":
+        return [name for name in chosen if name not in ("lr", "warmup")]
+    return chosen + ["decay"] * (given.get("schedule") != "constant")
 
 
 # Flags without a value that shape the run: (flag, TrainConfig field, the field's value when the flag is given).

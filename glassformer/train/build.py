@@ -30,7 +30,7 @@ from glassformer.train.distributed import World, barrier, check_batch, init_worl
 from glassformer.train.fine_tune import carry_over, check_same_body, freeze
 from glassformer.train.log import Logger
 from glassformer.train.optimizer import make_optimizer
-from glassformer.train.schedule import Schedule
+from glassformer.train import budget
 from glassformer.train.setup import load_prepared_corpus, load_splits, prepare
 from glassformer.train.trainer import Trainer
 
@@ -132,6 +132,8 @@ def start_run(config: TrainConfig, run_dir: Path, overwrite: bool, world: World,
             prepare(config, init, log.progress, log)
         barrier(world)
     prepared = prepare(config, init, log.progress, log)
+    for choice in prepared.choices:
+        log(choice.line())
     model = build_model(prepared.model_config).to(device)  # the same on every process: same seed
     if init is not None:
         same_head = init.kind == prepared.kind and init.labels == prepared.labels
@@ -240,9 +242,13 @@ def build_trainer(
         state = checkpoint.state
         data.order.load_state(state.order)
         logger(f"resumed from step {state.step}")
+    schedule = budget.schedule_for(config, run.config.d_model, state.schedule)
+    state.schedule = schedule.saved()
+    if checkpoint is not None and budget.extension_note(config, schedule):
+        logger(budget.extension_note(config, schedule))
     per_rank = config.batch_size // world.size
     if world.distributed or config.accumulate > 1:
         logger(f"global batch {config.batch_size} = {per_rank} per process x {world.size} processes "
                f"({per_rank // config.accumulate} per micro-batch x {config.accumulate} accumulation steps)")
-    return Trainer(config, run, data, model, optimizer, Schedule.of(config, run.config.d_model),
+    return Trainer(config, run, data, model, optimizer, schedule,
                    Checkpointer(run_dir, world), logger, world, device, state, fsdp)

@@ -45,6 +45,8 @@ class TrainingState:
     best_step: int | None = None
     elapsed: float = 0.0
     targets_seen: int = 0
+    schedule: dict | None = None
+    """A fitted schedule's warm-up and end as they stand (budget.Schedule.saved())."""
 
 
 def _optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from glassformer.errors import ConfigError
 
 SCHEDULES = ("noam", "cosine", "constant")
+AUTO_SETTINGS = ("preset", "batch_size", "lr", "warmup", "decay")
 OPTIMIZERS = ("adam", "adamw")
 TOKENIZERS = ("word", "char", "bpe", "wordpiece")
 
@@ -81,6 +82,12 @@ class TrainConfig:
     """The body's learning rate as a fraction of the head's (fine-tuning often uses 0.1-0.5)."""
     patience: int | None = None
     """Early stopping: stop after this many validations without a better primary metric."""
+    # Fitted to the data and the budget (glassformer/train/auto.py, budget.py) -----------------
+    auto: list[str] = dataclasses.field(default_factory=list)
+    """Settings chosen when the run starts, of AUTO_SETTINGS: "preset", "batch_size" and "lr" from
+    the data; "warmup" and "decay" fitted to the run's length (--steps, or --minutes as training goes)."""
+    decay_steps: int | None = None
+    """The step where the cosine decay reaches min_lr; None: `steps`."""
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -92,8 +99,12 @@ class TrainConfig:
         for name in ("batch_size", "accumulate", "eval_every", "log_every", "checkpoint_every", "warmup"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        unknown = sorted(set(self.auto) - set(AUTO_SETTINGS))
+        if unknown:
+            raise ConfigError(f"auto={unknown} is not among: {', '.join(AUTO_SETTINGS)}")
+        for name in ("steps", "decay_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.eval_sample < 0:
             raise ConfigError(f"eval_sample must be 0 (the whole split) or more, got {self.eval_sample}")
         if self.freeze_layers < 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 
 def noam(step: int, d_model: int, warmup: int, peak: float | None = None) -> float:
@@ -43,22 +42,3 @@ def learning_rate(step: int, schedule: str, d_model: int, warmup: int, lr: float
         return cosine(step, total or step, warmup, peak, floor)
     return constant(step, warmup, peak)
 
-
-@dataclass(frozen=True)
-class Schedule:
-    """A run's learning-rate schedule: `lr(step)` is the rate of optimiser step `step` (1-based)."""
-
-    name: str
-    d_model: int
-    warmup: int
-    peak: float | None
-    total: int | None
-    floor: float = 0.0
-
-    @classmethod
-    def of(cls, config, d_model: int) -> "Schedule":
-        """The schedule a training configuration asks for, for a model d_model wide."""
-        return cls(config.schedule, d_model, config.warmup, config.lr, config.steps, config.min_lr)
-
-    def lr(self, step: int) -> float:
-        return learning_rate(step, self.name, self.d_model, self.warmup, self.peak, self.total, self.floor)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from glassformer.config import ModelConfig, get_preset
 from glassformer.data import Labeled, Pair, Splits, Text, split_examples
@@ -12,6 +12,7 @@ from glassformer.framing import Framing
 from glassformer.run_folder import Run
 from glassformer.tasks import KINDS, TRAINABLE_KINDS
 from glassformer.text import Tokenizer, train_tokenizer
+from glassformer.train import auto
 from glassformer.train.config import TrainConfig
 from glassformer.train.corpus import Corpus, load_corpus, uses_prepared_data
 
@@ -28,6 +29,8 @@ class Prepared:
     model_config: ModelConfig
     corpus: "Corpus | None" = None
     """The prepared corpus that language-model and masked-LM text files are read from (splits then empty)."""
+    choices: list = field(default_factory=list)
+    """The settings chosen from the data (config.auto), each with its reason (auto.Choice)."""
 
 
 def load_splits(config: TrainConfig) -> tuple[str, Splits, str | None]:
@@ -131,20 +134,33 @@ def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = Fal
         corpus = load_prepared_corpus(config, init.framing if init is not None else Framing(),
                                       init.source_tokenizer if init is not None else None, progress, log)
         splits, kind, source = Splits([], [], []), config.kind, corpus.tokenizer
+        choices = choose_from_data(config, kind, [], source, source, init, corpus)
         if init is not None:
             return Prepared(kind, splits, source, init.target_tokenizer, [], fine_tune_config(init, kind, [], config),
-                            corpus)
-        return Prepared(kind, splits, source, source, [], model_config_for(config, kind, None, source, source, []), corpus)
+                            corpus, choices)
+        return Prepared(kind, splits, source, source, [], model_config_for(config, kind, None, source, source, []), corpus,
+                        choices)
     kind, splits, task_name = load_splits(config)
     labels = label_set(kind, splits)
     if init is not None:
+        choices = choose_from_data(config, kind, splits.train, init.source_tokenizer, init.target_tokenizer, init)
         return Prepared(kind, splits, init.source_tokenizer, init.target_tokenizer, labels,
-                        fine_tune_config(init, kind, labels, config))
+                        fine_tune_config(init, kind, labels, config), choices=choices)
     source, target = build_tokenizers(config, kind, splits)
+    choices = choose_from_data(config, kind, splits.train, source, target)
     task = get_task(task_name) if task_name else None
     task_preset = task.default_preset if task is not None and task.kind == kind else None
     model_config = model_config_for(config, kind, task_preset, source, target, labels)
-    return Prepared(kind, splits, source, target, labels, model_config)
+    return Prepared(kind, splits, source, target, labels, model_config, choices=choices)
+
+
+def choose_from_data(config: TrainConfig, kind: str, train: list, source: Tokenizer, target: Tokenizer,
+                     init: "Run | None" = None, corpus: "Corpus | None" = None) -> list:
+    """The settings named in config.auto, chosen from the data and written into config (none: [])."""
+    if not config.auto:
+        return []
+    data = auto.summarize(kind, train, source, target, corpus)
+    return auto.apply(config, data, init.config.d_model if init is not None else None)
 
 
 def fine_tune_config(init: "Run", kind: str, labels: list[str], config: TrainConfig) -> ModelConfig:

@@ -26,13 +26,13 @@ from glassformer.train.checkpoint import Checkpointer, TrainingState
 from glassformer.train.config import TrainConfig
 from glassformer.train.distributed import World, all_reduce_sum, barrier
 from glassformer.train.evaluate import evaluate, is_better
+from glassformer.train import budget
 from glassformer.train.log import Logger, bar_advance, format_metrics
 from glassformer.train.loss import cross_entropy, model_outputs
 from glassformer.train.precision import Precision, choose_precision, force_from_env
-from glassformer.train.schedule import Schedule
 from glassformer.train.signals import deferred_stop
 
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = budget.DEFAULT_STEPS
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run: Run, data, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 schedule: Schedule, checkpointer: Checkpointer, log: Logger, world: World, device: torch.device,
+                 schedule: budget.Schedule, checkpointer: Checkpointer, log: Logger, world: World, device: torch.device,
                  state: TrainingState, fsdp: bool = False):
         self.config, self.run, self.data = config, run, data
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
@@ -100,6 +100,14 @@ class Trainer:
     # Training ------------------------------------------------------------------------------
     def _lr(self, step: int) -> float:
         return self.schedule.lr(step)
+
+    def _refit(self, time_budget: budget.TimeBudget) -> None:
+        """Fit the schedule to the steps the time left allows at the pace measured so far."""
+        estimate = time_budget.total_steps(self.state.step, self.state.elapsed)
+        if estimate is not None:
+            estimate = min(estimate, self.config.steps or estimate)
+            self.schedule = self.schedule.refit(estimate, self.state.step)
+            self.state.schedule = self.schedule.saved()
 
     @cached_property
     def precision(self) -> Precision:
@@ -241,6 +249,7 @@ class Trainer:
         start = time.perf_counter() - self.state.elapsed
         window_targets, window_start = 0, time.perf_counter()
         stopped_by, history = "steps", []
+        time_budget = budget.TimeBudget(c.minutes * 60, self.state.step, self.state.elapsed) if budget.refits(c) else None
         loss = float("nan")
         with deferred_stop() as stop:
             try:
@@ -256,6 +265,8 @@ class Trainer:
                     loss, n = self.train_step()
                     window_targets += n
                     self.state.elapsed = time.perf_counter() - start
+                    if time_budget is not None:
+                        self._refit(time_budget)
                     step = self.state.step
                     if step % c.log_every == 0 or step == 1:
                         rate = window_targets / max(time.perf_counter() - window_start, 1e-9)

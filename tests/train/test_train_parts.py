@@ -7,7 +7,8 @@ from glassformer.train import build
 from glassformer.train.config import TrainConfig
 from glassformer.train.distributed import World
 from glassformer.train.log import METRICS_FILE, Logger
-from glassformer.train.schedule import Schedule, learning_rate
+from glassformer.train.budget import schedule_for
+from glassformer.train.schedule import learning_rate
 
 SENTENCES = ["good fun film", "great happy day", "bad sad film", "awful dull day", "fun great show",
              "dull bad show", "happy good song", "sad awful song"]
@@ -31,7 +32,7 @@ def test_the_logger_speaks_and_writes_only_on_the_first_process(tmp_path, capsys
 
 def test_the_schedule_object_is_the_named_schedule():
     config = TrainConfig(schedule="cosine", warmup=10, lr=3e-3, steps=100, min_lr=1e-4)
-    schedule = Schedule.of(config, d_model=64)
+    schedule = schedule_for(config, d_model=64)
     assert [schedule.lr(s) for s in (1, 10, 55, 100)] == [learning_rate(s, "cosine", 64, 10, 3e-3, 100, 1e-4)
                                                          for s in (1, 10, 55, 100)]
     assert schedule.lr(10) == pytest.approx(3e-3) and schedule.lr(100) == pytest.approx(1e-4)
