@@ -259,7 +259,7 @@ def test_embed_pools_a_language_models_final_hidden_states(gpt2, pooling, capsys
     capsys.readouterr()
     assert main(["embed", "--model", str(folder), "--pooling", pooling, *texts]) == 0
     printed = torch.tensor([[float(x) for x in line.split()] for line in capsys.readouterr().out.splitlines()])
-    tok = load_run(folder).tokenizer
+    tok = load_model(folder).tokenizer
     expected = []
     with torch.no_grad():
         for text in texts:  # each prompt alone: the bare text, as transformers' tokenizer gives it
