@@ -1,23 +1,28 @@
 """Direct logit attribution: how much each part of the model writes, directly, into one token's logit.
 
-In a pre-norm model (GPT-2, the tiny and small presets) the decoder's residual stream is a sum:
-the token embeddings, the positions, every head's output through its slice of Wo, every
-feed-forward output, and the biases of Wo and W2. The final LayerNorm is not linear, but with
-its scale 1 / sqrt(var + eps) frozen at the value this input gave it, it is: it centres each part
-and multiplies it by gamma / scale, and adds beta. So every part gets one number, its dot product
-with the token's row of the output projection, and the numbers of the parts and of the bias
-terms (Wo, W2, LayerNorm and output biases) add up to the logit.
+In a pre-norm model (GPT-2, LLaMA, T5, the tiny and small presets) the decoder's residual stream
+is a sum: the token embeddings, the positions where they are added (not rotary or relative ones:
+those act inside attention's scores and write nothing to the stream), every head's output through
+its slice of Wo, every feed-forward output, and the biases of Wo and of the feed-forward's last
+matrix. The final norm is not linear, but with its scale frozen at the value this input gave it,
+it is: a LayerNorm centres each part and multiplies it by gamma / sqrt(var + eps), and adds beta;
+an RMSNorm (LLaMA, T5) only multiplies it by gamma / rms, with no centring and no bias. The output
+projection's own factor (T5 v1.0 scales the decoder output by d_model**-0.5) is linear too. So
+every part gets one number, its dot product with the token's row of the output projection, and
+the numbers of the parts and of the bias terms (Wo, feed-forward, LayerNorm and output biases)
+add up to the logit.
 
 A post-norm model (the paper, BERT) has no single residual stream: every sublayer ends in a
-LayerNorm that rescales all that came before. The same freezing still makes it linear, so the
-same decomposition is computed, with each part carried through every LayerNorm after it (each
-centring it and multiplying it by gamma over its frozen scale) and each LayerNorm's beta counted as
-a bias term. The sum is exact there too, but "direct" then means through every later LayerNorm
-as this input scaled it: a part written early is multiplied by the scales of all later sublayers.
+norm that rescales all that came before. The same freezing still makes it linear, so the
+same decomposition is computed, with each part carried through every norm after it (each
+scaling it by gamma over its frozen scale, a LayerNorm also centring it) and each LayerNorm's beta
+counted as a bias term. The sum is exact there too, but "direct" then means through every later
+norm as this input scaled it: a part written early is multiplied by the scales of all later sublayers.
 
 The decoder side is decomposed (a decoder-only LM, or an encoder-decoder's decoder, whose
 cross-attention heads then carry what the encoder contributes). An encoder's masked-LM head
-passes through an activation before its projection, so its logits are no sum of parts.
+passes through an activation before its projection, and a classifier's head reads a pooled
+or last token through its own layers, so their outputs are no sum of parts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from torch import nn
 
 from glassformer.errors import UserError
 from glassformer.inspect.recorder import record
+from glassformer.nn.gated_feedforward import GatedFeedForward
+from glassformer.nn.rms_norm import RMSNorm
 
 
 @dataclass
@@ -73,9 +80,13 @@ class _Stream:
         self.parts.append(part)
         self.is_bias.append(bias)
 
-    def frozen_norm(self, norm: nn.LayerNorm, name: str) -> None:
-        """Pass every part through norm with the scale that the whole stream gets."""
+    def frozen_norm(self, norm: nn.Module, name: str) -> None:
+        """Pass every part through norm (a LayerNorm or an RMSNorm) with the scale the whole stream gets."""
         stream = torch.stack(self.parts).sum(0)
+        if isinstance(norm, RMSNorm):  # x / rms(x) * g: no centring, no bias
+            scale = torch.rsqrt(stream.pow(2).mean(dim=-1, keepdim=True) + norm.eps)  # [B, T, 1]
+            self.parts = [p * scale * norm.weight for p in self.parts]
+            return
         scale = torch.rsqrt(stream.var(dim=-1, unbiased=False, keepdim=True) + norm.eps)  # [B, T, 1]
         weight = norm.weight if norm.weight is not None else 1.0
         self.parts = [(p - p.mean(dim=-1, keepdim=True)) * scale * weight for p in self.parts]
@@ -84,12 +95,19 @@ class _Stream:
 
 
 def _readout(model: nn.Module):
+    """(the decoder's embeddings' name, the decoder, its output projection [an OutputProjection])."""
     family = model.config.family
-    if family == "encoder-only":
+    if family == "encoder-only" or getattr(model, "lm_head", None) is None:
         raise UserError("direct logit attribution needs a linear readout after the residual stream: an LM or a "
-                        "seq2seq decoder (an encoder's masked-LM head passes through an activation first)")
+                        "seq2seq decoder (an encoder's masked-LM head passes through an activation first, "
+                        f"a classifier's head through its own layers; this model's head is {model.config.head!r})")
     embed = "embed" if family == "decoder-only" else "tgt_embed"
-    return embed, model.decoder, model.lm_head.proj
+    return embed, model.decoder, model.lm_head
+
+
+def _ffn_last(ffn: nn.Module) -> str:
+    """The name of the feed-forward network's last matrix: W2, or a gated network's W_down."""
+    return "w_down" if isinstance(ffn, GatedFeedForward) else "w_2"
 
 
 def _heads(context: torch.Tensor, w_o: nn.Linear) -> torch.Tensor:
@@ -106,7 +124,7 @@ def direct_logit_attribution(model: nn.Module, *inputs: torch.Tensor, token: int
         inputs: what model(*inputs) takes: ids [B, T], or source [B, S] and target [B, T].
         token: a token id, or ids [B, T] (one per position, e.g. the next token).
     """
-    embed_name, stack, proj = _readout(model)
+    embed_name, stack, head = _readout(model)
     stack_name = "decoder"
     if model.training:
         raise UserError("direct logit attribution needs the model in eval mode (dropout off): call model.eval()")
@@ -116,9 +134,12 @@ def direct_logit_attribution(model: nn.Module, *inputs: torch.Tensor, token: int
     value = lambda name: rec.value(name, step=0)  # noqa: E731
     embed = model.get_submodule(embed_name)
     stream = _Stream()
-    tokens, positions = value(f"{embed_name}.hook_tokens"), value(f"{embed_name}.hook_positions")
+    tokens = value(f"{embed_name}.hook_tokens")
     stream.add(f"{embed_name}.tokens", tokens)
-    stream.add(f"{embed_name}.positions", positions)
+    positions = 0.0
+    if embed.position is not None:  # rotary and relative positions are not added to the stream
+        positions = value(f"{embed_name}.hook_positions")
+        stream.add(f"{embed_name}.positions", positions)
     if embed.segment is not None:
         stream.add(f"{embed_name}.segments", value(f"{embed_name}.hook_sum") - tokens - positions)
     if embed.norm is not None:
@@ -132,10 +153,11 @@ def direct_logit_attribution(model: nn.Module, *inputs: torch.Tensor, token: int
                 continue
             if sub == "ffn":
                 out = value(f"{prefix}.ffn.hook_out")
-                bias = module.w_2.bias
+                last = _ffn_last(module)
+                bias = getattr(module, last).bias
                 stream.add(f"{prefix}.ffn", out if bias is None else out - bias)
                 if bias is not None:
-                    stream.add(f"{prefix}.ffn.w_2.bias", bias.expand_as(out), bias=True)
+                    stream.add(f"{prefix}.ffn.{last}.bias", bias.expand_as(out), bias=True)
             else:
                 for h, part in enumerate(_heads(value(f"{prefix}.{sub}.hook_context"), module.w_o)):
                     stream.add(f"{prefix}.{sub}.head.{h}", part)
@@ -147,7 +169,8 @@ def direct_logit_attribution(model: nn.Module, *inputs: torch.Tensor, token: int
         stream.frozen_norm(stack.final_norm, f"{stack_name}.final_norm")
     b, t = logits.shape[:2]
     token = torch.as_tensor(token).expand(b, t)
-    unembed = proj.weight[token]  # [B, T, d_model]: the token's row of the output projection
+    proj = head.proj
+    unembed = proj.weight[token] * head.scale  # [B, T, d_model]: the token's row of the output projection
     read = [(part * unembed).sum(-1) for part in stream.parts]  # [B, T] each
     names, is_bias = list(stream.names), list(stream.is_bias)
     if proj.bias is not None:
