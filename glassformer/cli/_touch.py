@@ -1,9 +1,9 @@
 """What `ablate`, `patch` and `lens` share: a run folder's model fed one text, and the answer read from it.
 
 A `Case` is a text turned into the model's inputs the way the run was trained, with the position
-where the answer is read: the next token after a prompt (lm), the next target token after a
-target prefix (seq2seq: the text is the source), the token at <mask> (mlm), or the label of the
-whole text (classify).
+where the answer is read. The run's task kind (`glassformer.tasks`) decides both: the next token
+after a prompt (lm), the next target token after a target prefix (seq2seq: the text is the
+source), the token at <mask> (mlm), or the label of the whole text (classify).
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ from dataclasses import dataclass
 import torch
 
 from glassformer.errors import UserError
-from glassformer.framing import Framing, decoder_start, sequence_ids, source_ids, target_ids
+from glassformer.framing import decoder_start
 from glassformer.inspect.subject import token_labels
 from glassformer.load import load_model
 from glassformer.run_folder import Run
+from glassformer.tasks import KINDS, Kind
 from glassformer.text import Tokenizer
 
-KINDS = ("lm", "seq2seq", "mlm", "classify")
+
+def kinds_where(has) -> str:
+    """The names of the kinds for which has(kind) holds, for messages."""
+    return ", ".join(name for name, kind in KINDS.items() if has(kind))
 
 
 @dataclass
@@ -29,8 +33,8 @@ class Case:
 
     Args:
         inputs: what run.model(*inputs) takes.
-        position: where the answer is read in the output's T dimension (unused for classify).
-        tokens: the labels of the positions of the side read (the target's for seq2seq).
+        position: where the answer is read in the output's T dimension (unused for a label).
+        tokens: the labels of the positions of the side read (an encoder-decoder's decoder side).
         source_tokens: the labels of an encoder-decoder's source positions, else None.
     """
 
@@ -39,6 +43,10 @@ class Case:
     tokens: list[str]
     source_tokens: list[str] | None = None
 
+    def labels(self, side: str) -> list[str]:
+        """The labels of the positions of one stack, "encoder" or "decoder"."""
+        return self.source_tokens if side == "encoder" and self.source_tokens is not None else self.tokens
+
 
 def model_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
@@ -46,17 +54,21 @@ def model_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+def kind_of(run: Run) -> Kind:
+    return KINDS[run.kind]
+
+
 def open_run(path: str) -> Run:
     """The run folder's model in eval mode; UserError for kinds these commands do not read."""
     run = load_model(path)
-    if run.kind not in KINDS:
-        raise UserError(f"{path} is a {run.kind!r} run; this command reads {', '.join(KINDS)} runs")
+    if kind_of(run).answer is None:
+        raise UserError(f"{path} is a {run.kind!r} run; this command reads {kinds_where(lambda k: k.answer)} runs")
     run.model.eval()
     return run
 
 
 def output_tokenizer(run: Run) -> Tokenizer:
-    return run.target_tokenizer if run.kind == "seq2seq" else run.source_tokenizer
+    return run.target_tokenizer  # the source one unless an encoder-decoder has its own target vocabulary
 
 
 def make_case(run: Run, text: str, target: str | None = None, what: str = "the text", read: bool = True) -> Case:
@@ -67,30 +79,15 @@ def make_case(run: Run, text: str, target: str | None = None, what: str = "the t
     """
     if not text or not text.strip():
         raise UserError(f"{what} is empty")
-    if target is not None and run.kind != "seq2seq":
-        raise UserError("--target is for seq2seq runs (the decoder's prefix)")
-    framing = Framing.from_meta(run.meta)
-    tok = run.source_tokenizer
-    if run.kind == "seq2seq":
-        src = source_ids(tok, text, framing)
-        tgt = target_ids(run.target_tokenizer, target or "", framing)[0]
-        _check_length(run, max(len(src), len(tgt)), what)
-        return Case((torch.tensor([src]), torch.tensor([tgt])), len(tgt) - 1,
-                    token_labels(run.target_tokenizer, tgt), token_labels(tok, src))
-    ids = sequence_ids(tok, text, framing, end=run.kind != "lm")
-    _check_length(run, len(ids), what)
-    position = len(ids) - 1
-    if run.kind == "mlm" and read:
-        masks = [i for i, x in enumerate(ids) if x == tok.mask_id]
-        if len(masks) != 1:
-            raise UserError(f"{what} needs exactly one <mask> to read the answer at; it has {len(masks)}")
-        position = masks[0]
-    elif run.kind == "classify":
-        position = 0
-        if run.config.family == "encoder-decoder":  # BART's decoder reads the text shifted right
-            shifted = [decoder_start(tok, framing), *ids[:-1]]
-            return Case((torch.tensor([ids]), torch.tensor([shifted])), position, token_labels(tok, ids))
-    return Case((torch.tensor([ids]),), position, token_labels(tok, ids))
+    kind = kind_of(run)
+    if target is not None and not kind.target_prefix:
+        raise UserError(f"--target is for {kinds_where(lambda k: k.target_prefix)} runs (the decoder's prefix)")
+    rows = kind.text_inputs(run, text, target)
+    _check_length(run, max(map(len, rows)), what)
+    position = kind.answer_position(run, rows, what) if read else len(rows[-1]) - 1
+    source = token_labels(run.source_tokenizer, rows[0]) if len(rows) > 1 else None
+    return Case(tuple(torch.tensor([row]) for row in rows), position, token_labels(output_tokenizer(run), rows[-1]),
+                source)
 
 
 def _check_length(run: Run, length: int, what: str) -> None:
@@ -100,7 +97,7 @@ def _check_length(run: Run, length: int, what: str) -> None:
 
 def answer_id(run: Run, text: str, flag: str) -> int:
     """The id of one output token (or label, for classify) the user named."""
-    if run.kind == "classify":
+    if kind_of(run).predicts is None:
         if text not in run.labels:
             raise UserError(f"{flag} {text!r} is not a label of this model; its labels: {', '.join(run.labels)}")
         return run.labels.index(text)
@@ -116,7 +113,7 @@ def answer_id(run: Run, text: str, flag: str) -> int:
 
 
 def answer_label(run: Run, i: int) -> str:
-    return run.labels[i] if run.kind == "classify" else token_labels(output_tokenizer(run), [i])[0]
+    return run.labels[i] if kind_of(run).predicts is None else token_labels(output_tokenizer(run), [i])[0]
 
 
 def read_logits(run: Run, output: torch.Tensor, case: Case) -> torch.Tensor:
@@ -130,7 +127,6 @@ def greedy_output(run: Run, case: Case, max_steps: int) -> str:
     from glassformer.inspect.subject import decoded_text
 
     tok = run.target_tokenizer
-    start = int(case.inputs[1][0, 0]) if run.kind == "seq2seq" else tok.start_id
-    steps = decode_steps(run.model, case.inputs[0], start, tok.end_id, max_steps)
+    steps = decode_steps(run.model, case.inputs[0], decoder_start(tok, run.framing), tok.end_id, max_steps)
     chosen = [s.chosen for s in steps if s.chosen != tok.end_id]
     return decoded_text(tok, chosen)

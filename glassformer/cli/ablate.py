@@ -9,11 +9,9 @@ from contextlib import ExitStack
 import torch
 
 from glassformer.cli._touch import (
-    Case, answer_id, answer_label, greedy_output, make_case, model_flag, open_run, read_logits,
+    Case, answer_id, answer_label, greedy_output, kind_of, make_case, model_flag, open_run, read_logits,
 )
 from glassformer.errors import UserError
-
-STACK_OF_KIND = {"lm": "decoder", "seq2seq": "decoder", "mlm": "encoder", "classify": "encoder"}
 
 
 def register(subparsers) -> None:
@@ -42,19 +40,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=ablate_command)
 
 
-def parse_part(model, kind: str, spec: str, what: str):
+def parse_part(model, spec: str, what: str):
     """(label, Part) for one --head / --ffn / --layer value."""
     from glassformer.inspect.ablate import feedforward, head, layer
+    from glassformer.inspect.patch import default_side
 
     flag = f"--{what}"
     first, _, rest = spec.partition(".")
-    side, rest = (first, rest) if first in ("encoder", "decoder", "cross") else (STACK_OF_KIND[kind], spec)
+    side, rest = (first, rest) if first in ("encoder", "decoder", "cross") else (default_side(model), spec)
     if side == "cross" and what != "head":
         raise UserError(f"{flag} {spec}: 'cross.' names a cross-attention head; use decoder.L for the layer")
     attention = "cross_attn" if side == "cross" else "self_attn"
     stack_name = "decoder" if side == "cross" else side
     stack = getattr(model, stack_name, None)
-    if stack is None or (side == "cross" and kind != "seq2seq"):
+    if stack is None or getattr(stack.layers[0], attention, None) is None:
         raise UserError(f"{flag} {spec}: this {model.config.family} model has no {side} side")
     numbers = rest.split(".")
     expected = 2 if what == "head" else 1
@@ -100,7 +99,7 @@ def ablate_command(args: argparse.Namespace) -> int:
     specs = [(s, "head") for s in args.head] + [(s, "ffn") for s in args.ffn] + [(s, "layer") for s in args.layer]
     if not specs:
         raise UserError("name at least one part to ablate: --head L.H, --ffn L or --layer L")
-    parts = [parse_part(model, run.kind, spec, what) for spec, what in specs]
+    parts = [parse_part(model, spec, what) for spec, what in specs]
     reference = None
     if args.how != "zero":
         if not args.reference:
@@ -120,7 +119,8 @@ def ablate_command(args: argparse.Namespace) -> int:
     wrong = answer_id(run, args.wrong, "--wrong") if args.wrong else (order[1] if order[0] == answer else order[0])
     if answer == wrong:
         raise UserError("--answer and --wrong name the same token")
-    decodes = run.kind in ("lm", "seq2seq")
+    kind = kind_of(run)
+    decodes = kind.decodes
     before_text = greedy_output(run, case, args.max_new_tokens) if decodes else None
     with ExitStack() as stack, torch.no_grad():
         for _, part in parts:
@@ -138,8 +138,7 @@ def ablate_command(args: argparse.Namespace) -> int:
         }, indent=2, ensure_ascii=False))
         return 0
     a, w = answer_label(run, answer), answer_label(run, wrong)
-    where = {"lm": "next token", "seq2seq": "next target token", "mlm": "token at <mask>", "classify": "label"}
-    print(f"{args.model}: {run.kind}, {run.config.family}; reading the {where[run.kind]}")
+    print(f"{args.model}: {run.kind}, {run.config.family}; reading the {kind.answer}")
     print(f"ablated ({args.how}): {', '.join(names)}")
     rows = [("", "before", "after"),
             (f"p({a})", f"{before['p_answer']:.4f}", f"{after['p_answer']:.4f}"),

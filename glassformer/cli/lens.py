@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from glassformer.cli._touch import greedy_output, make_case, model_flag, open_run, output_tokenizer
+from glassformer.cli._touch import kinds_where, greedy_output, kind_of, make_case, model_flag, open_run, output_tokenizer
 from glassformer.errors import UserError
 from glassformer.inspect.subject import token_labels
 
@@ -31,15 +31,16 @@ def lens_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.lens import logit_lens
 
     run = open_run(args.model)
-    if run.kind == "classify":
-        raise UserError("the logit lens reads a vocabulary; a classify run's head has labels "
-                        "(use an lm, seq2seq or mlm run)")
+    kind = kind_of(run)
+    if kind.predicts is None:
+        raise UserError(f"the logit lens reads a vocabulary; a {run.kind} run's head has labels "
+                        f"(it reads runs of kind {kinds_where(lambda k: k.predicts)})")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     target = args.target
-    if run.kind == "seq2seq" and target is None:
-        target = greedy_output(run, make_case(run, args.text, ""), 20)
-    case = make_case(run, args.text, target) if run.kind == "seq2seq" else _unmasked_case(run, args.text)
+    if kind.target_prefix and target is None:
+        target = greedy_output(run, make_case(run, args.text, "", read=False), 20)
+    case = make_case(run, args.text, target, read=False)  # every position is read: a <mask> is optional
     probs = torch.softmax(logit_lens(run.model, *case.inputs)[:, 0].float(), dim=-1)  # [L + 1, T, V]
     top = probs.topk(min(args.top, probs.size(-1)), dim=-1)
     tok = output_tokenizer(run)
@@ -53,8 +54,7 @@ def lens_command(args: argparse.Namespace) -> int:
                      for name, row in zip(rows, cells)],
         }, indent=2, ensure_ascii=False))
         return 0
-    what = {"lm": "next token", "seq2seq": "next target token", "mlm": "token"}[run.kind]
-    print(f"{args.model}: {run.kind}; the {what} read after each layer (columns: input positions)")
+    print(f"{args.model}: {run.kind}; the {kind.predicts} read after each layer (columns: input positions)")
     text = [[(f"{cell[0][0]} {cell[0][1]:.2f}" if args.top == 1 else "/".join(t for t, _ in cell)) for cell in row]
             for row in cells]
     width = [max(len(case.tokens[c]), *(len(row[c]) for row in text)) for c in range(len(case.tokens))]
@@ -64,15 +64,3 @@ def lens_command(args: argparse.Namespace) -> int:
         print(name.ljust(first) + "  " + "  ".join(c.ljust(w) for c, w in zip(row, width)).rstrip())
     return 0
 
-
-def _unmasked_case(run, text: str):
-    """An lm prompt or an mlm text; the lens reads every position, so a <mask> is optional."""
-    from glassformer.cli._touch import Case
-    from glassformer.framing import Framing, sequence_ids
-
-    if not text.strip():
-        raise UserError("the text is empty")
-    ids = sequence_ids(run.source_tokenizer, text, Framing.from_meta(run.meta), end=run.kind != "lm")
-    if len(ids) > run.config.max_len:
-        raise UserError(f"the text is {len(ids)} tokens long, past the model's maximum of {run.config.max_len}")
-    return Case((torch.tensor([ids]),), len(ids) - 1, token_labels(run.source_tokenizer, ids))

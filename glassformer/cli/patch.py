@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from glassformer.cli._touch import answer_id, answer_label, make_case, model_flag, open_run, read_logits
+from glassformer.cli._touch import answer_id, answer_label, kind_of, make_case, model_flag, open_run, read_logits
 from glassformer.errors import UserError
 
 
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                    help="the wrong answer; default: the model's choice on --corrupt (else its second on --clean)")
     p.add_argument("--target", help="seq2seq: the translation so far; the answer is the token after it (default: none)")
     p.add_argument("--side", choices=("encoder", "decoder"),
-                   help="seq2seq: whose residual stream to patch (default: encoder, where the texts differ)")
+                   help="an encoder-decoder: whose residual stream to patch (default: seq2seq's encoder, where the "
+                   "texts differ; a classifier's decoder, whose output it reads)")
     p.add_argument("--estimate", action="store_true",
                    help="attribution patching: estimate every patch from gradients (one backward pass) instead")
     p.set_defaults(func=patch_command)
@@ -48,12 +49,12 @@ def _grid(title: str, rows: list[str], cols: list[str], values: torch.Tensor) ->
 
 def patch_command(args: argparse.Namespace) -> int:
     from glassformer.inspect.gradients import attribution_patching
-    from glassformer.inspect.patch import activation_patching, logit_difference
+    from glassformer.inspect.patch import activation_patching, default_side, logit_difference
 
     run = open_run(args.model)
     model = run.model
-    if args.side and run.kind != "seq2seq":
-        raise UserError("--side is for seq2seq runs (an encoder-decoder has two residual streams)")
+    if args.side and run.config.family != "encoder-decoder":
+        raise UserError("--side is for seq2seq runs and other encoder-decoder models (they have two residual streams)")
     clean = make_case(run, args.clean, args.target, what="--clean")
     corrupt = make_case(run, args.corrupt, args.target, what="--corrupt")
     lengths = clean.inputs[0].size(1), corrupt.inputs[0].size(1)
@@ -73,11 +74,10 @@ def patch_command(args: argparse.Namespace) -> int:
             wrong = int(clean_logits.argsort(descending=True)[1])
     if answer == wrong:
         raise UserError("--answer and --wrong name the same token")
-    side = args.side or ("encoder" if run.kind == "seq2seq" else None)
+    side = args.side or ("encoder" if kind_of(run).target_prefix else default_side(model))
     patching = attribution_patching if args.estimate else activation_patching
     result = patching(model, clean.inputs, corrupt.inputs, logit_difference(answer, wrong, clean.position), side)
-    on_source = run.kind == "seq2seq" and side == "encoder"
-    cols = _labels(*(c.source_tokens if on_source else c.tokens for c in (clean, corrupt)))
+    cols = _labels(clean.labels(side), corrupt.labels(side))
     layer_rows = ["embeddings"] + [f"layer {i}" for i in range(len(result.points) - 1)]
     a, w = answer_label(run, answer), answer_label(run, wrong)
     if args.json:
@@ -85,7 +85,7 @@ def patch_command(args: argparse.Namespace) -> int:
             "model": str(args.model), "kind": run.kind, "answer": a, "wrong": w,
             "method": "attribution patching" if args.estimate else "activation patching",
             "clean_logit_difference": result.clean, "corrupt_logit_difference": result.corrupt,
-            "side": side or ("encoder" if run.kind in ("mlm", "classify") else "decoder"),
+            "side": side,
             "positions": cols, "points": result.points, "residual": result.residual.tolist(),
             "heads": {kind: grid.tolist() for kind, grid in result.heads.items()},
         }, indent=2, ensure_ascii=False))
@@ -93,8 +93,7 @@ def patch_command(args: argparse.Namespace) -> int:
     method = "estimated from gradients (attribution patching)" if args.estimate else "activation patching"
     print(f"{args.model}: {run.kind}; logit {a} - {w}: clean {result.clean:.3f}, corrupt {result.corrupt:.3f}")
     print(f"fraction of it restored by each patch, {method}\n")
-    stream = "encoder" if on_source or run.kind in ("mlm", "classify") else "decoder"
-    print(_grid(f"residual stream ({stream}), rows: after each layer, columns: positions", layer_rows, cols,
+    print(_grid(f"residual stream ({side}), rows: after each layer, columns: positions", layer_rows, cols,
                 result.residual))
     for kind, grid in result.heads.items():
         heads = [f"head {h}" for h in range(grid.size(1))]

@@ -74,7 +74,7 @@ def _matrix(value: torch.Tensor, dims: tuple[str, ...], cols: int) -> tuple[np.n
 def _streams(name: str, tokens: list[str], targets: list[str]) -> tuple[list[str], list[str]]:
     """(query tokens, key tokens) of the stream a hook point sits in: an encoder-decoder's decoder
     reads the target tokens, and its cross-attention's keys are the source tokens."""
-    if targets and name.startswith(("tgt_embed", "decoder")):
+    if targets and name.startswith(("tgt_embed", "decoder", "lm_head", "head.")):
         return targets, tokens if ".cross_attn." in name else targets
     return tokens, tokens
 

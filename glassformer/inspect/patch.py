@@ -52,6 +52,16 @@ def default_side(model: nn.Module) -> str:
     return "encoder" if model.config.family == "encoder-only" else "decoder"
 
 
+def embeddings_output(embed: nn.Module, name: str) -> str:
+    """The hook point an `Embeddings` module named name hands on: its norm's, else the sum with positions or
+    segments, else (rotary and relative positions add nothing) the token embeddings'."""
+    if embed.norm is not None:
+        return f"{name}.hook_norm"
+    if embed.position is not None or embed.segment is not None:
+        return f"{name}.hook_sum"
+    return f"{name}.hook_tokens"
+
+
 def residual_points(model: nn.Module, side: str | None = None) -> list[str]:
     """The hook points the residual stream of one stack passes between layers.
 
@@ -65,7 +75,7 @@ def residual_points(model: nn.Module, side: str | None = None) -> list[str]:
         raise UserError(f"a {family} model has no {side!r} side to patch; it has: {default_side(model)}"
                         if family != "encoder-decoder" else f"side must be 'encoder' or 'decoder', got {side!r}")
     embed = "embed" if family != "encoder-decoder" else ("src_embed" if side == "encoder" else "tgt_embed")
-    first = f"{embed}.hook_norm" if model.get_submodule(embed).norm is not None else f"{embed}.hook_sum"
+    first = embeddings_output(model.get_submodule(embed), embed)
     last = "hook_sum" if model.config.norm == "pre" else "hook_norm"
     layers = model.get_submodule(side).layers
     return [first] + [f"{side}.layers.{i}.ffn_residual.{last}" for i in range(len(layers))]

@@ -49,6 +49,17 @@ class Classify(Kind):
         labels = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)
         return Batch({"ids": ids}, labels, len(indices))
 
+    answer = "label"
+
+    def text_inputs(self, run, text, target=None):
+        ids = sequence_ids(run.source_tokenizer, text, run.framing)
+        if run.config.family == "encoder-decoder":  # BART's decoder reads the text shifted right
+            return [ids, [decoder_start(run.source_tokenizer, run.framing), *ids[:-1]]]
+        return [ids]
+
+    def answer_position(self, run, rows, what):
+        return 0  # unused: the label is read from the whole text
+
     def example_lines(self, run, examples, device):
         lines = []
         for e, probs in zip(examples, classify_texts(run, [e.text for e in examples], device)):

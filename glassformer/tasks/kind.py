@@ -83,3 +83,25 @@ class Kind:
     def example_lines(self, run, examples: list, device) -> list[str]:
         """A few held-out examples with the model's output beside the reference, as printed lines."""
         return []
+
+    # One text read closely (`ablate`, `patch`, `lens`) --------------------------------------------
+    answer: str | None = None
+    """Where the answer to one text is read, in words ("next token"); None: those commands do not read the kind."""
+    predicts: str | None = None
+    """What the output at each position is a distribution over, in words ("next token"); None: the run's labels."""
+    decodes = False
+    """The model's output on a text is decoded token by token (a continuation, a translation)."""
+    target_prefix = False
+    """The text is an encoder-decoder's source, and the answer is read after a target prefix (--target)."""
+
+    def text_inputs(self, run, text: str, target: str | None = None) -> list[list[int]]:
+        """One text framed as in training, as the rows of ids the model takes: run.model(*rows) reads it.
+
+        Args:
+            target: the target prefix, for kinds with one (else None).
+        """
+        raise NotImplementedError(f"kind {self.name!r} is not read one text at a time")
+
+    def answer_position(self, run, rows: list[list[int]], what: str) -> int:
+        """Where the answer is read in the positions of the last row; UserError naming `what` when a text has none."""
+        return len(rows[-1]) - 1

@@ -28,6 +28,12 @@ class LanguageModel(Kind):
             inputs.append(ids)
         return Encoded(self.name, inputs, None, skipped)
 
+    answer = predicts = "next token"
+    decodes = True
+
+    def text_inputs(self, run, text, target=None):
+        return [sequence_ids(run.source_tokenizer, text, run.framing, end=False)]  # a prompt: no <end>
+
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         rows = [encoded.inputs[i] for i in indices]
         ids = pad([r[:-1] for r in rows], source.pad_id)

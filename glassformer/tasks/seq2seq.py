@@ -40,6 +40,13 @@ class Seq2Seq(Kind):
         tgt_out = pad([[*encoded.targets[i], target.end_id] for i in indices], IGNORE)
         return Batch({"src": src, "tgt": tgt_in}, tgt_out, int((tgt_out != IGNORE).sum()))
 
+    answer = predicts = "next target token"
+    decodes = target_prefix = True
+
+    def text_inputs(self, run, text, target=None):
+        return [source_ids(run.source_tokenizer, text, run.framing),
+                target_ids(run.target_tokenizer, target or "", run.framing)[0]]
+
     def predicted_metrics(self, run, encoded, examples, batch_size, device, limit, world):
         return decoded_metrics(run, encoded, batch_size, limit, world)
 
