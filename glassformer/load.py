@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from glassformer.run_folder import CONFIG_FILE, RUN_FORMAT, Run, load_run
+from glassformer.tasks import KINDS
 
 
 def folder_format(path: str | Path) -> str:
@@ -39,4 +40,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", weights: bo
         from glassformer.interop import load_foreign_folder  # imported late: optional heavy mapping code
 
         return load_foreign_folder(Path(path), device=device, dtype=dtype)
-    return load_run(path, device=device, weights=weights)
+    return load_run(path, device=device, weights=weights, kinds=KINDS)

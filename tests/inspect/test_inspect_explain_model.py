@@ -1,7 +1,7 @@
 """`glassformer explain --model`: the walk-through of an imported model at its real size prints
 the very tensors transformers computes (hidden states, attention, next-token probabilities),
-with the shapes trace names, for a decoder (LLaMA: grouped-query heads, RoPE) and an
-encoder-decoder (BART: cross-attention rows are target tokens, columns source tokens)."""
+with the shapes trace names, for a decoder (LLaMA: grouped-query heads, RoPE) and encoder-decoders
+(BART and T5: cross-attention rows are target tokens, columns source tokens)."""
 
 import io
 import re
@@ -134,3 +134,32 @@ def test_toy_flags_do_not_go_with_model(llama, capsys):
     assert main(["explain", "--model", str(folder), "--train", "3", TEXT]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--train builds the toy model; not for --model" in err
+
+
+def test_t5_walkthrough_prints_transformers_encoder_output_and_cross_attention(tmp_path):
+    from tests.interop.test_hf_t5 import save_t5
+
+    # ReLU, the tied head scaled by d_model**-0.5, a decoder deeper than the encoder; read back with
+    # eager attention, so that transformers returns its attention probabilities.
+    save_t5(tmp_path / "t5", "v1.0")
+    model = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "t5", attn_implementation="eager").eval()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "t5" / "tokenizer.json"))
+    text = run("--model", str(tmp_path / "t5"), "--cols", "4", "--layers", "all", TEXT)
+    ids = tok(TEXT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model(ids, decoder_input_ids=torch.tensor([[0]]), output_attentions=True)
+    printed = blocks(text)
+    source = [t.replace(" ", "·") for t in tok.convert_ids_to_tokens(ids[0])]
+    _, rows, _, hidden = printed["encoder.hook_out"]
+    n = len(rows)  # the first rows are printed
+    assert n >= 8 and rows == source[:n]
+    assert np.abs(hidden - out.encoder_last_hidden_state[0, :n, :4].numpy()).max() <= HALF + 1e-6
+    for layer in (0, 1, 2):
+        title, rows, cols, values = printed[f"decoder.layers.{layer}.cross_attn.hook_probs"]
+        assert (rows, cols) == (["<pad>"], source[: len(cols)])  # T5's decoder starts at <pad>
+        assert np.abs(values - out.cross_attentions[layer][0, 0, :, : len(cols)].numpy()).max() <= HALF + 1e-6
+    _, rows, _, logits = printed["lm_head.hook_logits"]
+    assert rows == ["<pad>"] and np.abs(logits - out.logits[0, :, :4].numpy()).max() <= HALF + 1e-6
+    probs = torch.softmax(out.logits[0, -1], -1)
+    listed = re.findall(r"id (\d+)  logit \S+  probability (\S+)", text.split("═══ the first target token")[1])
+    assert [int(i) for i, _ in listed] == probs.topk(5).indices.tolist()
