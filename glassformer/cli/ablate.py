@@ -120,7 +120,7 @@ def ablate_command(args: argparse.Namespace) -> int:
     if answer == wrong:
         raise UserError("--answer and --wrong name the same token")
     kind = kind_of(run)
-    decodes = kind.decodes
+    decodes = kind.decodes  # a continuation or translation is shown before and after
     before_text = greedy_output(run, case, args.max_new_tokens) if decodes else None
     with ExitStack() as stack, torch.no_grad():
         for _, part in parts:

@@ -7,7 +7,9 @@ import json
 
 import torch
 
-from glassformer.cli._touch import kinds_where, greedy_output, kind_of, make_case, model_flag, open_run, output_tokenizer
+from glassformer.cli._touch import (
+    greedy_output, kind_of, kinds_where, make_case, model_flag, open_run, output_tokenizer,
+)
 from glassformer.errors import UserError
 from glassformer.inspect.subject import token_labels
 

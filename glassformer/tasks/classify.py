@@ -16,6 +16,7 @@ from glassformer.train.batches import Batch, Encoded, pad
 class Classify(Kind):
     name, family, head = "classify", "encoder-only", "classify"
     primary_metric = accuracy_name = "accuracy"
+    answer = "label"
 
     def read(self, path):
         return read_labeled(path)
@@ -49,7 +50,13 @@ class Classify(Kind):
         labels = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)
         return Batch({"ids": ids}, labels, len(indices))
 
-    answer = "label"
+    def example_lines(self, run, examples, device):
+        lines = []
+        for e, probs in zip(examples, classify_texts(run, [e.text for e in examples], device)):
+            label, p = next(iter(probs.items()))
+            mark = "ok " if label == e.label else "   "
+            lines.append(f"{mark} {e.text!r}: reference {e.label}, predicted {label} ({p:.2f})")
+        return lines
 
     def text_inputs(self, run, text, target=None):
         ids = sequence_ids(run.source_tokenizer, text, run.framing)
@@ -59,14 +66,6 @@ class Classify(Kind):
 
     def answer_position(self, run, rows, what):
         return 0  # unused: the label is read from the whole text
-
-    def example_lines(self, run, examples, device):
-        lines = []
-        for e, probs in zip(examples, classify_texts(run, [e.text for e in examples], device)):
-            label, p = next(iter(probs.items()))
-            mark = "ok " if label == e.label else "   "
-            lines.append(f"{mark} {e.text!r}: reference {e.label}, predicted {label} ({p:.2f})")
-        return lines
 
 
 @torch.no_grad()

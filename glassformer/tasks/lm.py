@@ -14,6 +14,8 @@ class LanguageModel(Kind):
     pretrains_on_any_text = True
     prepared_text = True
     extra_tokens = 1  # a row of max_len + 1 ids gives max_len inputs and max_len shifted targets
+    answer = predicts = "next token"
+    decodes = True
 
     def read(self, path):
         return read_text(path)
@@ -28,14 +30,11 @@ class LanguageModel(Kind):
             inputs.append(ids)
         return Encoded(self.name, inputs, None, skipped)
 
-    answer = predicts = "next token"
-    decodes = True
-
-    def text_inputs(self, run, text, target=None):
-        return [sequence_ids(run.source_tokenizer, text, run.framing, end=False)]  # a prompt: no <end>
-
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         rows = [encoded.inputs[i] for i in indices]
         ids = pad([r[:-1] for r in rows], source.pad_id)
         out = pad([r[1:] for r in rows], IGNORE)
         return Batch({"ids": ids}, out, int((out != IGNORE).sum()))
+
+    def text_inputs(self, run, text, target=None):
+        return [sequence_ids(run.source_tokenizer, text, run.framing, end=False)]  # a prompt: no <end>

@@ -14,6 +14,8 @@ class Seq2Seq(Kind):
     primary_metric = "exact_match"
     perplexity = True
     two_vocabularies = True
+    answer = predicts = "next target token"
+    decodes = target_prefix = True
 
     def read(self, path):
         return read_pairs(path)
@@ -40,13 +42,6 @@ class Seq2Seq(Kind):
         tgt_out = pad([[*encoded.targets[i], target.end_id] for i in indices], IGNORE)
         return Batch({"src": src, "tgt": tgt_in}, tgt_out, int((tgt_out != IGNORE).sum()))
 
-    answer = predicts = "next target token"
-    decodes = target_prefix = True
-
-    def text_inputs(self, run, text, target=None):
-        return [source_ids(run.source_tokenizer, text, run.framing),
-                target_ids(run.target_tokenizer, target or "", run.framing)[0]]
-
     def predicted_metrics(self, run, encoded, examples, batch_size, device, limit, world):
         return decoded_metrics(run, encoded, batch_size, limit, world)
 
@@ -59,6 +54,10 @@ class Seq2Seq(Kind):
             mark = "ok " if out == e.target else "   "
             lines.append(f"{mark} source:    {e.source}\n    reference: {e.target}\n    output:    {out}")
         return lines
+
+    def text_inputs(self, run, text, target=None):
+        return [source_ids(run.source_tokenizer, text, run.framing),
+                target_ids(run.target_tokenizer, target or "", run.framing)[0]]
 
 
 def translations(run, sources: list[list[int]], batch_size: int) -> list[list[int]]:

@@ -106,7 +106,8 @@ def test_patch_reads_llama_and_t5_residual_streams(runs):
     assert list(out["heads"]) == ["encoder.self_attn", "decoder.self_attn", "decoder.cross_attn"]
     out = patch("t5", *texts, "--side", "decoder", "--target", "a")
     assert out["positions"] == ["<start>", "a"] and out["points"][0] == "tgt_embed.hook_tokens"
-    assert out["residual"][0] == pytest.approx([0, 0], abs=1e-6) and out["residual"][2] == pytest.approx([0, 1], abs=1e-5)
+    assert out["residual"][0] == pytest.approx([0, 0], abs=1e-6)
+    assert out["residual"][2] == pytest.approx([0, 1], abs=1e-5)
     # The gradient estimate is exactly 0 where the clean and corrupted embeddings agree.
     out = patch("t5", *texts, "--estimate")
     assert [out["residual"][0][i] for i in (0, 2, 3)] == [0, 0, 0] and out["residual"][0][1] != 0
