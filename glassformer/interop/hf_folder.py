@@ -233,7 +233,7 @@ def resolve_dtype(dtype: str | torch.dtype, state: dict[str, torch.Tensor]) -> t
     return DTYPES[dtype]
 
 
-def _declared_tokens(path: Path) -> dict[str, str]:
+def declared_tokens(path: Path) -> dict[str, str]:
     """The special tokens named in tokenizer_config.json / special_tokens_map.json."""
     declared = {}
     for name in TOKENIZER_SETTINGS:
@@ -245,23 +245,35 @@ def _declared_tokens(path: Path) -> dict[str, str]:
     return declared
 
 
-def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer:
-    """tokenizer.json wrapped as a SubwordTokenizer, with the family's special roles.
-
-    A role takes the token tokenizer_config.json names, else the token of config.json's id,
-    else the family's usual token (BERT's [CLS]), whichever the vocabulary has first.
+def read_tokenizers(path: Path, hf: dict, family: ModuleType) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """The folder's (source, target) tokenizers: tokenizer.json for both, or the family's own files
+    when it has no tokenizer.json (`raw_tokenizers`: Marian's SentencePiece models), each with the
+    family's special roles. A role takes the token tokenizer_config.json names, else the token of
+    config.json's id, else the family's usual token (BERT's [CLS]), whichever the vocabulary has first.
     """
+    file = path / TOKENIZER_FILE
+    if file.is_file():
+        try:
+            raw = HFTokenizer.from_file(str(file))
+        except Exception as error:  # the tokenizers library raises plain Exception
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UserError(f"{TOKENIZER_FILE} is not a readable tokenizer ({reason})") from None
+        tokenizer = _with_roles(raw, TOKENIZER_FILE, path, hf, family)
+        return tokenizer, tokenizer
+    own = family.raw_tokenizers(path) if hasattr(family, "raw_tokenizers") else None
+    if own is None:
+        raise UserError(f"no {TOKENIZER_FILE} (the tokenizer is read from the `tokenizers` library's JSON file)")
+    (source_file, source), (target_file, target) = own
+    source_tokenizer = _with_roles(source, source_file, path, hf, family)
+    if target is source:
+        return source_tokenizer, source_tokenizer
+    return source_tokenizer, _with_roles(target, target_file, path, hf, family)
+
+
+def _with_roles(raw: HFTokenizer, file: str, path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer:
     from glassformer.text import SubwordTokenizer
 
-    file = path / TOKENIZER_FILE
-    if not file.is_file():
-        raise UserError(f"no {TOKENIZER_FILE} (the tokenizer is read from the `tokenizers` library's JSON file)")
-    try:
-        raw = HFTokenizer.from_file(str(file))
-    except Exception as error:  # the tokenizers library raises plain Exception
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{TOKENIZER_FILE} is not a readable tokenizer ({reason})") from None
-    declared = _declared_tokens(path)
+    declared = declared_tokens(path)
     specials = {}
     for role, (token_key, id_key, default) in family.SPECIAL_TOKENS.items():
         candidates = [declared.get(token_key)]
@@ -272,7 +284,7 @@ def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer
     try:
         return SubwordTokenizer(raw, specials)
     except UserError as error:
-        raise UserError(f"{TOKENIZER_FILE}: {error}") from None
+        raise UserError(f"{file}: {error}") from None
 
 
 def template_framing(raw: HFTokenizer) -> tuple[list[int], list[int]] | None:
@@ -436,11 +448,10 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     state, dropped = match_weights(family, expected, state, family.aliases(config, kind), prefixed)
     ours = to_our_state(table, state)
     _load_state(model, ours)
-    tokenizer = read_tokenizer(path, hf, family)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise UserError(
-            f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
-        )
+    tokenizer, target_tokenizer = read_tokenizers(path, hf, family)
+    if max(tokenizer.vocab_size, target_tokenizer.vocab_size) > config.vocab_size:
+        size = max(tokenizer.vocab_size, target_tokenizer.vocab_size)
+        raise UserError(f"the tokenizer has {size} tokens, more than the model's vocabulary of {config.vocab_size}")
     meta = {
         "framing": framing_of(family, config, tokenizer, settings),
         "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
@@ -451,7 +462,7 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     if dropped:
         meta["hf_dropped"] = dropped
     model.to(device).eval()
-    return Run(path, model, config, kind, tokenizer, tokenizer, labels, meta)
+    return Run(path, model, config, kind, tokenizer, target_tokenizer, labels, meta)
 
 
 def _load_state(model: torch.nn.Module, ours: dict[str, torch.Tensor]) -> None:

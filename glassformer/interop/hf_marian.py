@@ -16,15 +16,29 @@ sinusoidal positions and no embedding norm exports as Marian (the paper's own se
 
 Framing: source text </s> (Marian adds no start token); the decoder starts with
 decoder_start_token_id, which is <pad> in opus-mt.
+
+Tokenizer: a folder without tokenizer.json (the opus-mt folders) holds source.spm and target.spm,
+SentencePiece models of each language, and vocab.json, the ids of their pieces joined. Each model
+becomes a `tokenizers` tokenizer numbered by vocab.json (glassformer.text.sentencepiece_file), the
+source one for source text, the target one for target text, each ending a text with </s>, as
+transformers' MarianTokenizer does; the `sentencepiece` library is not needed. Text holding a run of
+two or more characters its model lacks can differ: MarianTokenizer looks such a run up in
+vocab.json as one piece, here each character the joint vocabulary has keeps its own id.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import torch
+from tokenizers import AddedToken, processors
+from tokenizers import Tokenizer as HFTokenizer
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, declared_tokens, require, setting
 from glassformer.interop.hf_seq2seq import (
     Basis,
     check_sides,
@@ -49,6 +63,47 @@ SPECIAL_TOKENS = {
     "unk": ("unk_token", None, "<unk>"),
     "mask": ("mask_token", None, None),
 }
+
+
+SOURCE_SPM, TARGET_SPM, VOCAB_FILE = "source.spm", "target.spm", "vocab.json"
+LANGUAGE_CODE = re.compile(r"^>>.+<<$")  # >>fra<< picks the target language of a multilingual model
+
+
+def raw_tokenizers(path: Path) -> tuple[tuple[str, HFTokenizer], tuple[str, HFTokenizer]] | None:
+    """((file, source tokenizer), (file, target tokenizer)) from source.spm, target.spm and
+    vocab.json (one object for both when the two models are the same file); None without them."""
+    from glassformer.text.sentencepiece_file import read_sentencepiece, sentencepiece_tokenizer
+
+    if not (path / SOURCE_SPM).is_file():
+        return None
+    for name in (TARGET_SPM, VOCAB_FILE):
+        if not (path / name).is_file():
+            raise UserError(f"{SOURCE_SPM} without {name} (a Marian folder without tokenizer.json needs both)")
+    if (path / "target_vocab.json").is_file():
+        raise UserError("separate source and target vocabularies (target_vocab.json) are not supported")
+    try:
+        vocab = json.loads((path / VOCAB_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{VOCAB_FILE} is not valid JSON ({error})") from None
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        raise UserError(f"{VOCAB_FILE} is not an object of piece -> id")
+    eos = declared_tokens(path).get("eos_token", "</s>")
+    if eos not in vocab:
+        raise UserError(f"{VOCAB_FILE} lacks the end token {eos!r}")
+
+    def build(name: str) -> tuple[str, HFTokenizer]:
+        hf = sentencepiece_tokenizer(read_sentencepiece(path / name), vocab, name)
+        specials = [t for t in (eos, "<pad>", "<unk>") if t in vocab]
+        hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+        hf.add_tokens([AddedToken(t, normalized=False) for t in vocab if LANGUAGE_CODE.match(t)])
+        hf.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 $B:0 {eos}:0", special_tokens=[(eos, vocab[eos])],
+        )
+        return name, hf
+
+    source = build(SOURCE_SPM)
+    same = (path / SOURCE_SPM).read_bytes() == (path / TARGET_SPM).read_bytes()
+    return source, source if same else build(TARGET_SPM)
 
 
 def paper_order(d_model: int) -> torch.Tensor:
