@@ -11,12 +11,15 @@ treats as non-weights (old causal-mask buffers, position_ids) are skipped, and t
 one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
 
 A family module defines: MODEL_TYPE; BASE_PREFIX and HEAD_PREFIXES (how names sit inside the
-head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads; IGNORED and DROPPED name
+head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads, and optionally REFUSED
+(class -> why glassformer cannot hold it, said in the one-line refusal); IGNORED and DROPPED name
 patterns; SPECIAL_TOKENS (role -> tokenizer_config key, config.json id key, usual token);
 read_config, framing, aliases and rules for import; check_export, export_config, headless and
 write_config for export. A rule is (ours, hf) for a tensor that only changes name, or
 (ours, hf, to_hf, to_ours) when it changes form; ours and hf are a name or a tuple of names
 (GPT-2's fused c_attn is three of ours). One table serves both directions, so they cannot drift.
+A module that names BASED_ON (Qwen2, Mistral and Qwen3 name hf_llama) takes from that module
+every definition it does not give itself.
 """
 
 from __future__ import annotations
@@ -100,11 +103,43 @@ def label_settings(labels: list[str], n_labels: int) -> dict:
     }
 
 
+def linear(ours: str, hf: str) -> list[tuple[str, str]]:
+    """The rules of one linear layer with a bias whose two tensors only change name."""
+    return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
+
+
+def offset_position_rule(ours: str, hf: str, offset: int, extra: dict) -> tuple:
+    """A position table whose HF form has `offset` rows first that no position reads (BART's 2,
+    RoBERTa's pad_token_id + 1). Import slices them off and keeps their values in extra (plain
+    JSON numbers, exact for float32), so that an export writes the very same tensor; without them
+    (a model trained here) the export writes zeros there."""
+    def to_hf(table: torch.Tensor) -> torch.Tensor:
+        rows = extra.get(hf)
+        head = table.new_zeros(offset, table.size(1))
+        if rows is not None and tuple(torch.tensor(rows).shape) == tuple(head.shape):
+            head = torch.tensor(rows, dtype=table.dtype).to(table.device)
+        return torch.cat([head, table])  # [offset + max_len, d_model]
+
+    def to_ours(table: torch.Tensor) -> torch.Tensor:
+        extra[hf] = table[:offset].tolist()
+        return table[offset:]
+
+    return (ours, hf, to_hf, to_ours)
+
+
 def family_module(model_type: object) -> ModuleType:
-    """The mapping module of model_type, or a UserError listing the supported ones."""
+    """The mapping module of model_type (completed from its BASED_ON module), or a UserError
+    listing the supported ones."""
     if model_type not in FAMILIES:
         raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    return importlib.import_module(f"glassformer.interop.{FAMILIES[model_type]}")
+    module = importlib.import_module(f"glassformer.interop.{FAMILIES[model_type]}")
+    base = getattr(module, "BASED_ON", None)
+    if base is None:
+        return module
+    merged = ModuleType(module.__name__, module.__doc__)
+    for source in (base, module):
+        merged.__dict__.update({name: value for name, value in vars(source).items() if not name.startswith("__")})
+    return merged
 
 
 # Rules ------------------------------------------------------------------------------------------
@@ -431,7 +466,9 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     unknown = [a for a in architectures if a not in family.ARCHITECTURES]
     if unknown:
         supported = ", ".join(family.ARCHITECTURES)
-        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
+        reason = getattr(family, "REFUSED", {}).get(unknown[0])
+        why = f"; {reason}" if reason else ""
+        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}{why}")
     settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
     state, prefixed = _canonical(family, read_weights(path))
     dtype = resolve_dtype(dtype, state)

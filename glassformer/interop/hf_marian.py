@@ -38,15 +38,16 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, declared_tokens, require, setting
+from glassformer.interop.hf_folder import declared_tokens, require, setting
 from glassformer.interop.hf_seq2seq import (
     Basis,
-    check_sides,
     common_problems,
     layer_rules,
     output_bias_rule,
     read_seq2seq_config,
+    seq2seq_framing,
     shared_aliases,
+    write_seq2seq_config,
 )
 
 MODEL_TYPE = "marian"
@@ -113,7 +114,7 @@ def paper_order(d_model: int) -> torch.Tensor:
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = check_sides(hf, MODEL_TYPE)
+    unsupported = []
     vocab = require(hf, "vocab_size")
     if hf.get("decoder_vocab_size") not in (None, vocab):
         unsupported.append(setting("decoder_vocab_size", hf["decoder_vocab_size"]))
@@ -122,22 +123,15 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     d_model = require(hf, "d_model")
     if d_model % 2:
         unsupported.append(setting("d_model", d_model) + " (odd)")
-    if unsupported:
-        raise UserError(f"marian setting(s) not supported: {', '.join(unsupported)}")
-    pad = hf.get("pad_token_id")
     config = read_seq2seq_config(
-        hf, keys, vocab, pad, d_model=d_model, positions="sinusoidal", norm="post", final_norm=False,
+        hf, keys, MODEL_TYPE, None, unsupported, d_model=d_model, positions="sinusoidal", norm="post", final_norm=False,
         embedding_norm=False,
     )
     return config, "seq2seq", []
 
 
 def framing(ids: dict[str, int | None], hf: dict) -> dict:
-    start = hf.get("decoder_start_token_id")
-    return {
-        "source_prefix": [], "source_suffix": [ids["end"]],
-        "decoder_start": start if isinstance(start, int) else ids["pad"],
-    }
+    return seq2seq_framing(ids, hf, [], ids["pad"])
 
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
@@ -179,17 +173,5 @@ def headless(kind: str) -> bool:
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
     """Our config -> HF config.json for MarianMTModel."""
-    return {
-        "model_type": MODEL_TYPE, "architectures": ["MarianMTModel"], "vocab_size": config.vocab_size,
-        "decoder_vocab_size": config.vocab_size, "share_encoder_decoder_embeddings": True,
-        "d_model": config.d_model, "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
-        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
-        "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
-        "activation_function": EXPORT_ACTIVATIONS[config.activation], "dropout": config.dropout,
-        "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
-        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
-        "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
-        "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
-        "pad_token_id": ids["pad"], "bos_token_id": None, "eos_token_id": ids["end"],
-        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
-    }
+    document = write_seq2seq_config(config, ids, MODEL_TYPE, "MarianMTModel")
+    return {**document, "decoder_vocab_size": config.vocab_size, "share_encoder_decoder_embeddings": True, "bos_token_id": None}
