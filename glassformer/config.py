@@ -53,8 +53,8 @@ class ModelConfig:
     max_len: int = 512
     """Longest sequence the positions cover."""
     positions: str = "sinusoidal"
-    """"sinusoidal" (the paper), "learned" (GPT-2, BERT), "rotary" (LLaMA) or "relative" (T5: a learned
-    bias per head and bucket of key-query distance, added to the attention scores)."""
+    """"sinusoidal" (the paper), "learned" (GPT-2, BERT), "rotary" (LLaMA) or "relative" (T5 and its
+    encoder alone: a learned bias per head and bucket of key-query distance, added to the attention scores)."""
     activation: str = "relu"
     norm: str = "post"
     """"post": LayerNorm(x + sublayer(x)) as in the paper and BERT; "pre": x + sublayer(LayerNorm(x)) as GPT-2."""
@@ -218,8 +218,10 @@ class ModelConfig:
             raise ConfigError(f"pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
 
     def _validate_relative(self) -> None:
-        if self.positions == "relative" and self.family != "encoder-decoder":
-            raise ConfigError(f"positions='relative' is built for the encoder-decoder family (T5), not {self.family}")
+        if self.positions == "relative" and self.family == "decoder-only":
+            raise ConfigError(
+                f"positions='relative' is built for the encoder-decoder family (T5) and its encoder alone, not {self.family}"
+            )
         if self.relative_buckets < 4:
             raise ConfigError(f"relative_buckets must be at least 4 (two directions, exact and logarithmic), got {self.relative_buckets}")
         if self.relative_max_distance <= self.relative_buckets // 2:

@@ -3,7 +3,7 @@ random model built by `transformers` (nothing is downloaded) is imported, compar
 `transformers` on a padded batch, exported and read back by `transformers`, and every command is
 run on its folder. Prints the table as Markdown.
 
-    python scripts/architecture_table.py            # all families, about a minute
+    python scripts/architecture_table.py            # all families (t5-encoder: T5EncoderModel), about a minute
     python scripts/architecture_table.py gpt2 bart  # some
 
 A cell is "✓" when the command exited 0, else its exit status and message (a random model may
@@ -39,6 +39,10 @@ SEQ2SEQ = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention
                init_std=0.2)
 ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                max_position_embeddings=66, initializer_range=0.2)
+# T5 v1.0 (tied head, scaled): transformers 5 builds no untied T5 from a config alone.
+T5 = dict(d_model=32, d_kv=8, d_ff=40, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+          relative_attention_max_distance=20, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+T5_SPECIALS = (["<pad>", "</s>", "<unk>"], "$A </s>")
 BERT_SPECIALS = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "[CLS] $A [SEP]")
 ROBERTA_SPECIALS = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>")
 # family -> (config class, model class, settings, (specials, template), run kind)
@@ -67,9 +71,11 @@ FAMILIES = {
     "blenderbot": ("BlenderbotConfig", "BlenderbotForConditionalGeneration",
                    {**SEQ2SEQ, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 1,
                     "scale_embedding": True}, (["<pad>", "<s>", "</s>", "<unk>", "<mask>"], "$A </s>"), "seq2seq"),
+    "t5": ("T5Config", "T5ForConditionalGeneration", T5, T5_SPECIALS, "seq2seq"),
+    "t5-encoder": ("T5Config", "T5EncoderModel", {**T5, "feed_forward_proj": "gated-gelu"}, T5_SPECIALS, "encode"),
 }
 COMMANDS = ("trace", "explain --model", "attention", "report", "use", "embed", "train --init")
-USE = {"lm": "generate", "seq2seq": "translate", "mlm": "fill-mask"}
+USE = {"lm": "generate", "seq2seq": "translate", "mlm": "fill-mask", "encode": "embed"}
 
 
 def make_folder(root: Path, family: str):
@@ -78,7 +84,7 @@ def make_folder(root: Path, family: str):
     config_name, model_name, settings, (specials, template), _ = FAMILIES[family]
     folder = root / family
     folder.mkdir()
-    unk = specials[-1 if family == "gpt2" else 1]
+    unk = next((t for t in specials if "unk" in t.lower()), specials[-1])
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens(specials)
@@ -110,7 +116,8 @@ def logits_of(model, kind: str, ids, mask, hf: bool, start: int = 0):
     target = torch.tensor([[start, 5, 6, 7]] * ids.size(0))
     if hf:
         extra = {"decoder_input_ids": target} if kind == "seq2seq" else {}
-        return model(input_ids=ids, attention_mask=mask, **extra).logits
+        out = model(input_ids=ids, attention_mask=mask, **extra)
+        return out.last_hidden_state if kind == "encode" else out.logits  # a bare encoder: its hidden states
     if kind == "seq2seq":
         return model(ids, target, mask.bool()[:, None, None, :])
     return model(ids, mask.bool()[:, None, None, :])
@@ -149,9 +156,7 @@ def measure(root: Path, family: str) -> dict:
            "import": gap(ours, logits_of(hf, kind, ids, mask, hf=True, start=start), kind, mask)}
     out = root / f"{family}-export"
     export_hf(run, out)
-    auto = {"lm": transformers.AutoModelForCausalLM, "mlm": transformers.AutoModelForMaskedLM,
-            "seq2seq": transformers.AutoModelForSeq2SeqLM}[kind]
-    again = auto.from_pretrained(out).eval()
+    again = getattr(transformers, FAMILIES[family][1]).from_pretrained(out).eval()
     row["export"] = gap(ours, logits_of(again, kind, ids, mask, hf=True, start=start), kind, mask)
     back = load_hf_folder(out).model.state_dict()
     first = run.model.state_dict()
@@ -162,7 +167,8 @@ def measure(root: Path, family: str) -> dict:
     data.write_text("\n".join([line] * 40) + "\n")
     use = {"lm": ["generate", "--model", f, "--prompt", "the cat", "--max-new-tokens", "4"],
            "seq2seq": ["translate", "--model", f, "--max-new-tokens", "4", text],
-           "mlm": ["fill-mask", "--model", f, "the cat <mask> on the mat"]}[kind]
+           "mlm": ["fill-mask", "--model", f, "the cat <mask> on the mat"],
+           "encode": ["embed", "--model", f, "--pooling", "mean", text]}[kind]
     runs = {
         "trace": ["trace", "--model", f, text],
         "explain --model": ["explain", "--model", f, text],
@@ -173,7 +179,10 @@ def measure(root: Path, family: str) -> dict:
         "train --init": ["train", "--data", str(data), "--kind", kind, "--init", f, "--out", str(root / f"{family}-ft"),
                          "--steps", "2", "--eval-every", "2", "--warmup", "1", "--no-progress", "--examples", "0"],
     }
+    if kind == "encode":  # no training kind reads a bare encoder without a head
+        runs.pop("train --init")
     row.update({name: command(args) for name, args in runs.items()})
+    row.setdefault("train --init", "not run (no head to train)")
     row["use"] = f"{USE[kind]} {row['use']}"
     return row
 

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 if [[ "${1:-}" == "--test" ]]; then
+    # The test extra includes sentencepiece: the opus-mt tests train tiny SentencePiece models and
+    # compare with transformers' MarianTokenizer, which needs it (glassformer itself does not).
     python3 -m pip install -q --disable-pip-version-check -e ".[test]"
     # The report tests drive the HTML page in a real headless browser: Debian's chromium through
     # its chromedriver and Selenium (test extra). Nothing downloads a browser; without them the

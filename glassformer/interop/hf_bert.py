@@ -21,8 +21,16 @@ from __future__ import annotations
 import math
 
 from glassformer.config import ModelConfig
-from glassformer.errors import UserError
-from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, label_settings, read_labels, require, setting
+from glassformer.interop.hf_encoder import (  # noqa: F401  (framing: the family interface hf_folder reads)
+    HeadNames,
+    encoder_problems,
+    framing,
+    head_rules,
+    kind_of,
+    mlm_aliases,
+    read_activation,
+)
+from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, label_settings, linear, read_labels, require
 
 MODEL_TYPE = "bert"
 BASE_PREFIX = "bert."
@@ -49,48 +57,34 @@ _ARCHITECTURE_OF_KIND = {
     "encode": "BertModel", "mlm": "BertForMaskedLM",
     "classify": "BertForSequenceClassification", "tag": "BertForTokenClassification", "qa": "BertForQuestionAnswering",
 }
-_HEAD_OF_KIND = {"encode": "none", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
+# Only the sequence classifier sits on the pooler.
+_CLUES = ((("cls.predictions.",), "mlm"), (("qa_outputs.",), "qa"), (("classifier.", "bert.pooler."), "classify"),
+          (("classifier.",), "tag"))
+HEADS = HeadNames(
+    mlm_dense="cls.predictions.transform.dense", mlm_norm="cls.predictions.transform.LayerNorm",
+    mlm_bias="cls.predictions.bias", mlm_decoder="cls.predictions.decoder", pooler="bert.pooler.dense",
+    classify=("bert.pooler.dense", "classifier"),
+)
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = [setting(name, hf[name]) for name in ("is_decoder", "add_cross_attention") if hf.get(name)]
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        unsupported.append(setting("position_embedding_type", hf["position_embedding_type"]))
-    activation = hf.get("hidden_act", "gelu")
-    if activation not in ACTIVATIONS:
-        unsupported.append(setting("hidden_act", activation))
-    if unsupported:
-        raise UserError(f"bert setting(s) not supported: {', '.join(unsupported)}")
-    kind = _kind(hf, keys)
+    activation = read_activation(hf, MODEL_TYPE)
+    kind = kind_of(hf, keys, _KIND_OF_ARCHITECTURE, _CLUES)
     labels = read_labels(hf) if kind in ("classify", "tag") else []
     vocab = require(hf, "vocab_size")
     config = ModelConfig(
         family="encoder-only", vocab_size=vocab, d_model=require(hf, "hidden_size"),
         n_heads=require(hf, "num_attention_heads"), d_ff=require(hf, "intermediate_size"),
         n_layers=require(hf, "num_hidden_layers"), max_len=hf.get("max_position_embeddings", 512),
-        positions="learned", activation=ACTIVATIONS[activation], norm="post", final_norm=False,
+        positions="learned", activation=activation, norm="post", final_norm=False,
         norm_eps=float(hf.get("layer_norm_eps", 1e-12)), dropout=float(hf.get("hidden_dropout_prob", 0.1)),
         attn_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)), scale_embeddings=False, bias=True,
         tie_output=bool(hf.get("tie_word_embeddings", True)), n_segments=hf.get("type_vocab_size", 2),
         embedding_norm=True, pooler=kind == "classify" or "bert.pooler.dense.weight" in keys,
-        head=_HEAD_OF_KIND[kind], n_labels=len(labels), pad_id=_pad_id(hf, vocab),
+        head=kind if kind != "encode" else "none", n_labels=len(labels), pad_id=_pad_id(hf, vocab),
     )
     return config, kind, labels
-
-
-def _kind(hf: dict, keys: set[str]) -> str:
-    for architecture in hf.get("architectures") or ():
-        if architecture in _KIND_OF_ARCHITECTURE:
-            return _KIND_OF_ARCHITECTURE[architecture]
-    if any(k.startswith("cls.predictions.") for k in keys):
-        return "mlm"
-    if "qa_outputs.weight" in keys:
-        return "qa"
-    if "classifier.weight" in keys:
-        # Only the sequence classifier sits on the pooler.
-        return "classify" if "bert.pooler.dense.weight" in keys else "tag"
-    return "encode"
 
 
 def _pad_id(hf: dict, vocab: int) -> int:
@@ -98,22 +92,9 @@ def _pad_id(hf: dict, vocab: int) -> int:
     return value if isinstance(value, int) and 0 <= value < vocab else 0
 
 
-def framing(ids: dict[str, int | None], hf: dict) -> dict:
-    return {"sequence_prefix": [ids["start"]], "sequence_suffix": [ids["end"]]}
-
-
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
     """Tensors a file may repeat under a second name (tied weights)."""
-    if kind != "mlm":
-        return {}
-    tied = {"cls.predictions.decoder.bias": "cls.predictions.bias"}
-    if config.tie_output:
-        tied["cls.predictions.decoder.weight"] = "bert.embeddings.word_embeddings.weight"
-    return tied
-
-
-def _linear(ours: str, hf: str) -> list[tuple[str, str]]:
-    return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
+    return mlm_aliases(config, kind, HEADS, "bert.embeddings.word_embeddings.weight")
 
 
 def token_rule(config: ModelConfig, hf: str) -> tuple:
@@ -131,56 +112,34 @@ def layer_rules(config: ModelConfig, base: str) -> list[tuple]:
     for i in range(config.n_layers):
         ours, hf = f"encoder.layers.{i}.", f"{base}encoder.layer.{i}."
         out += [
-            *_linear(f"{ours}self_attn.w_q", f"{hf}attention.self.query"),
-            *_linear(f"{ours}self_attn.w_k", f"{hf}attention.self.key"),
-            *_linear(f"{ours}self_attn.w_v", f"{hf}attention.self.value"),
-            *_linear(f"{ours}self_attn.w_o", f"{hf}attention.output.dense"),
-            *_linear(f"{ours}self_attn_residual.norm", f"{hf}attention.output.LayerNorm"),
-            *_linear(f"{ours}ffn.w_1", f"{hf}intermediate.dense"),
-            *_linear(f"{ours}ffn.w_2", f"{hf}output.dense"),
-            *_linear(f"{ours}ffn_residual.norm", f"{hf}output.LayerNorm"),
+            *linear(f"{ours}self_attn.w_q", f"{hf}attention.self.query"),
+            *linear(f"{ours}self_attn.w_k", f"{hf}attention.self.key"),
+            *linear(f"{ours}self_attn.w_v", f"{hf}attention.self.value"),
+            *linear(f"{ours}self_attn.w_o", f"{hf}attention.output.dense"),
+            *linear(f"{ours}self_attn_residual.norm", f"{hf}attention.output.LayerNorm"),
+            *linear(f"{ours}ffn.w_1", f"{hf}intermediate.dense"),
+            *linear(f"{ours}ffn.w_2", f"{hf}output.dense"),
+            *linear(f"{ours}ffn_residual.norm", f"{hf}output.LayerNorm"),
         ]
     return out
 
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
     """Our name(s) <-> HF name(s); every BERT tensor maps one to one."""
-    out = [
+    return [
         token_rule(config, "bert.embeddings.word_embeddings.weight"),
         ("embed.position.weight", "bert.embeddings.position_embeddings.weight"),
         ("embed.segment.weight", "bert.embeddings.token_type_embeddings.weight"),
-        *_linear("embed.norm", "bert.embeddings.LayerNorm"),
+        *linear("embed.norm", "bert.embeddings.LayerNorm"),
         *layer_rules(config, BASE_PREFIX),
+        *head_rules(config, HEADS),
     ]
-    if config.pooler:
-        out += _linear("pooler.dense", "bert.pooler.dense")
-    if config.head == "mlm":
-        out += [
-            *_linear("head.dense", "cls.predictions.transform.dense"),
-            *_linear("head.norm", "cls.predictions.transform.LayerNorm"),
-            ("head.decoder.bias", "cls.predictions.bias"),
-        ]
-        if not config.tie_output:
-            out.append(("head.decoder.weight", "cls.predictions.decoder.weight"))
-    elif config.head in ("classify", "tag"):
-        out += _linear("head.classifier", "classifier")
-    elif config.head == "qa":
-        out += _linear("head.qa_outputs", "qa_outputs")
-    return out
 
 
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a BERT (empty when it is one)."""
-    problems = []
-    if kind not in _ARCHITECTURE_OF_KIND:
-        problems.append(f"kind {kind!r} (BERT exports: {', '.join(_ARCHITECTURE_OF_KIND)})")
-    if config.norm != "post" or config.use_final_norm:
-        problems.append("BERT is post-norm without a final LayerNorm")
-    if not config.embedding_norm:
-        problems.append("embedding_norm=false (BERT has a LayerNorm on the embeddings)")
-    if config.scale_embeddings and config.head == "mlm" and config.tie_output:
-        problems.append("scale_embeddings=true with the masked-LM head tied to the token table (BERT does not scale)")
+    problems = encoder_problems(config, kind, "BERT", _ARCHITECTURE_OF_KIND)
     if kind == "classify" and not config.pooler:
         problems.append("a classify head without the pooler (BertForSequenceClassification classifies the pooled token)")
     return problems

@@ -13,17 +13,17 @@ Framing: source text </s>; the decoder starts with decoder_start_token_id.
 from __future__ import annotations
 
 from glassformer.config import ModelConfig
-from glassformer.errors import UserError
-from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require
 from glassformer.interop.hf_seq2seq import (
     SIDES,
+    FAIRSEQ_TOKENS,
     Basis,
-    check_sides,
     common_problems,
     layer_rules,
     output_bias_rule,
     read_seq2seq_config,
+    seq2seq_framing,
     shared_aliases,
+    write_seq2seq_config,
 )
 
 MODEL_TYPE = "blenderbot"
@@ -32,34 +32,17 @@ HEAD_PREFIXES = ("lm_head.", "final_logits_bias")
 ARCHITECTURES = ("BlenderbotForConditionalGeneration", "BlenderbotModel")
 IGNORED = (r"(^|\.)(encoder|decoder)\.version$",)
 DROPPED: tuple[str, ...] = ()
-SPECIAL_TOKENS = {
-    "pad": ("pad_token", "pad_token_id", "<pad>"),
-    "start": ("bos_token", "bos_token_id", "<s>"),
-    "end": ("eos_token", "eos_token_id", "</s>"),
-    "unk": ("unk_token", None, "<unk>"),
-    "mask": ("mask_token", None, "<mask>"),
-}
+SPECIAL_TOKENS = FAIRSEQ_TOKENS
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = check_sides(hf, MODEL_TYPE)
-    if unsupported:
-        raise UserError(f"blenderbot setting(s) not supported: {', '.join(unsupported)}")
-    vocab = require(hf, "vocab_size")
-    pad = hf.get("pad_token_id", 0)
-    config = read_seq2seq_config(
-        hf, keys, vocab, pad, positions="learned", norm="pre", final_norm=True, embedding_norm=False,
-    )
+    config = read_seq2seq_config(hf, keys, MODEL_TYPE, 0, positions="learned", norm="pre", final_norm=True, embedding_norm=False)
     return config, "seq2seq", []
 
 
 def framing(ids: dict[str, int | None], hf: dict) -> dict:
-    start = hf.get("decoder_start_token_id")
-    return {
-        "source_prefix": [], "source_suffix": [ids["end"]],
-        "decoder_start": start if isinstance(start, int) else ids["start"],
-    }
+    return seq2seq_framing(ids, hf, [], ids["start"])
 
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
@@ -103,18 +86,5 @@ def headless(kind: str) -> bool:
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
     """Our config -> HF config.json for BlenderbotForConditionalGeneration."""
-    return {
-        "model_type": MODEL_TYPE, "architectures": ["BlenderbotForConditionalGeneration"],
-        "vocab_size": config.vocab_size, "d_model": config.d_model,
-        "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
-        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
-        "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
-        "activation_function": EXPORT_ACTIVATIONS[config.activation], "dropout": config.dropout,
-        "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
-        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
-        "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
-        "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
-        "pad_token_id": ids["pad"], "bos_token_id": ids["start"], "eos_token_id": ids["end"],
-        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
-        "encoder_no_repeat_ngram_size": 0, "no_repeat_ngram_size": 0,
-    }
+    document = write_seq2seq_config(config, ids, MODEL_TYPE, "BlenderbotForConditionalGeneration")
+    return {**document, "encoder_no_repeat_ngram_size": 0, "no_repeat_ngram_size": 0}

@@ -11,12 +11,15 @@ treats as non-weights (old causal-mask buffers, position_ids) are skipped, and t
 one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
 
 A family module defines: MODEL_TYPE; BASE_PREFIX and HEAD_PREFIXES (how names sit inside the
-head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads; IGNORED and DROPPED name
+head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads, and optionally REFUSED
+(class -> why glassformer cannot hold it, said in the one-line refusal); IGNORED and DROPPED name
 patterns; SPECIAL_TOKENS (role -> tokenizer_config key, config.json id key, usual token);
 read_config, framing, aliases and rules for import; check_export, export_config, headless and
 write_config for export. A rule is (ours, hf) for a tensor that only changes name, or
 (ours, hf, to_hf, to_ours) when it changes form; ours and hf are a name or a tuple of names
 (GPT-2's fused c_attn is three of ours). One table serves both directions, so they cannot drift.
+A module that names BASED_ON (Qwen2, Mistral and Qwen3 name hf_llama) takes from that module
+every definition it does not give itself.
 """
 
 from __future__ import annotations
@@ -100,11 +103,43 @@ def label_settings(labels: list[str], n_labels: int) -> dict:
     }
 
 
+def linear(ours: str, hf: str) -> list[tuple[str, str]]:
+    """The rules of one linear layer with a bias whose two tensors only change name."""
+    return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
+
+
+def offset_position_rule(ours: str, hf: str, offset: int, extra: dict) -> tuple:
+    """A position table whose HF form has `offset` rows first that no position reads (BART's 2,
+    RoBERTa's pad_token_id + 1). Import slices them off and keeps their values in extra (plain
+    JSON numbers, exact for float32), so that an export writes the very same tensor; without them
+    (a model trained here) the export writes zeros there."""
+    def to_hf(table: torch.Tensor) -> torch.Tensor:
+        rows = extra.get(hf)
+        head = table.new_zeros(offset, table.size(1))
+        if rows is not None and tuple(torch.tensor(rows).shape) == tuple(head.shape):
+            head = torch.tensor(rows, dtype=table.dtype).to(table.device)
+        return torch.cat([head, table])  # [offset + max_len, d_model]
+
+    def to_ours(table: torch.Tensor) -> torch.Tensor:
+        extra[hf] = table[:offset].tolist()
+        return table[offset:]
+
+    return (ours, hf, to_hf, to_ours)
+
+
 def family_module(model_type: object) -> ModuleType:
-    """The mapping module of model_type, or a UserError listing the supported ones."""
+    """The mapping module of model_type (completed from its BASED_ON module), or a UserError
+    listing the supported ones."""
     if model_type not in FAMILIES:
         raise UserError(f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    return importlib.import_module(f"glassformer.interop.{FAMILIES[model_type]}")
+    module = importlib.import_module(f"glassformer.interop.{FAMILIES[model_type]}")
+    base = getattr(module, "BASED_ON", None)
+    if base is None:
+        return module
+    merged = ModuleType(module.__name__, module.__doc__)
+    for source in (base, module):
+        merged.__dict__.update({name: value for name, value in vars(source).items() if not name.startswith("__")})
+    return merged
 
 
 # Rules ------------------------------------------------------------------------------------------
@@ -233,7 +268,7 @@ def resolve_dtype(dtype: str | torch.dtype, state: dict[str, torch.Tensor]) -> t
     return DTYPES[dtype]
 
 
-def _declared_tokens(path: Path) -> dict[str, str]:
+def declared_tokens(path: Path) -> dict[str, str]:
     """The special tokens named in tokenizer_config.json / special_tokens_map.json."""
     declared = {}
     for name in TOKENIZER_SETTINGS:
@@ -245,23 +280,35 @@ def _declared_tokens(path: Path) -> dict[str, str]:
     return declared
 
 
-def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer:
-    """tokenizer.json wrapped as a SubwordTokenizer, with the family's special roles.
-
-    A role takes the token tokenizer_config.json names, else the token of config.json's id,
-    else the family's usual token (BERT's [CLS]), whichever the vocabulary has first.
+def read_tokenizers(path: Path, hf: dict, family: ModuleType) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """The folder's (source, target) tokenizers: tokenizer.json for both, or the family's own files
+    when it has no tokenizer.json (`raw_tokenizers`: Marian's SentencePiece models), each with the
+    family's special roles. A role takes the token tokenizer_config.json names, else the token of
+    config.json's id, else the family's usual token (BERT's [CLS]), whichever the vocabulary has first.
     """
+    file = path / TOKENIZER_FILE
+    if file.is_file():
+        try:
+            raw = HFTokenizer.from_file(str(file))
+        except Exception as error:  # the tokenizers library raises plain Exception
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UserError(f"{TOKENIZER_FILE} is not a readable tokenizer ({reason})") from None
+        tokenizer = _with_roles(raw, TOKENIZER_FILE, path, hf, family)
+        return tokenizer, tokenizer
+    own = family.raw_tokenizers(path) if hasattr(family, "raw_tokenizers") else None
+    if own is None:
+        raise UserError(f"no {TOKENIZER_FILE} (the tokenizer is read from the `tokenizers` library's JSON file)")
+    (source_file, source), (target_file, target) = own
+    source_tokenizer = _with_roles(source, source_file, path, hf, family)
+    if target is source:
+        return source_tokenizer, source_tokenizer
+    return source_tokenizer, _with_roles(target, target_file, path, hf, family)
+
+
+def _with_roles(raw: HFTokenizer, file: str, path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer:
     from glassformer.text import SubwordTokenizer
 
-    file = path / TOKENIZER_FILE
-    if not file.is_file():
-        raise UserError(f"no {TOKENIZER_FILE} (the tokenizer is read from the `tokenizers` library's JSON file)")
-    try:
-        raw = HFTokenizer.from_file(str(file))
-    except Exception as error:  # the tokenizers library raises plain Exception
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{TOKENIZER_FILE} is not a readable tokenizer ({reason})") from None
-    declared = _declared_tokens(path)
+    declared = declared_tokens(path)
     specials = {}
     for role, (token_key, id_key, default) in family.SPECIAL_TOKENS.items():
         candidates = [declared.get(token_key)]
@@ -272,7 +319,7 @@ def read_tokenizer(path: Path, hf: dict, family: ModuleType) -> SubwordTokenizer
     try:
         return SubwordTokenizer(raw, specials)
     except UserError as error:
-        raise UserError(f"{TOKENIZER_FILE}: {error}") from None
+        raise UserError(f"{file}: {error}") from None
 
 
 def template_framing(raw: HFTokenizer) -> tuple[list[int], list[int]] | None:
@@ -419,7 +466,9 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     unknown = [a for a in architectures if a not in family.ARCHITECTURES]
     if unknown:
         supported = ", ".join(family.ARCHITECTURES)
-        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
+        reason = getattr(family, "REFUSED", {}).get(unknown[0])
+        why = f"; {reason}" if reason else ""
+        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}{why}")
     settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
     state, prefixed = _canonical(family, read_weights(path))
     dtype = resolve_dtype(dtype, state)
@@ -436,11 +485,10 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     state, dropped = match_weights(family, expected, state, family.aliases(config, kind), prefixed)
     ours = to_our_state(table, state)
     _load_state(model, ours)
-    tokenizer = read_tokenizer(path, hf, family)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise UserError(
-            f"{TOKENIZER_FILE} has {tokenizer.vocab_size} tokens, more than the model's vocabulary of {config.vocab_size}"
-        )
+    tokenizer, target_tokenizer = read_tokenizers(path, hf, family)
+    if max(tokenizer.vocab_size, target_tokenizer.vocab_size) > config.vocab_size:
+        size = max(tokenizer.vocab_size, target_tokenizer.vocab_size)
+        raise UserError(f"the tokenizer has {size} tokens, more than the model's vocabulary of {config.vocab_size}")
     meta = {
         "framing": framing_of(family, config, tokenizer, settings),
         "hf": {"model_type": family.MODEL_TYPE, "architectures": architectures},
@@ -451,7 +499,7 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     if dropped:
         meta["hf_dropped"] = dropped
     model.to(device).eval()
-    return Run(path, model, config, kind, tokenizer, tokenizer, labels, meta)
+    return Run(path, model, config, kind, tokenizer, target_tokenizer, labels, meta)
 
 
 def _load_state(model: torch.nn.Module, ours: dict[str, torch.Tensor]) -> None:

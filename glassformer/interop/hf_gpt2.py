@@ -6,7 +6,8 @@ nn.Linear's [out, in]), and fuses the Q, K and V projections into one `c_attn` o
 
 Heads: GPT2ForSequenceClassification (`score`, no bias, on the last token that is not padding)
 and GPT2ForTokenClassification (`classifier`) load as a decoder-only model whose head is
-"classify" or "tag" in place of the LM head (see glassformer.models.heads).
+"classify" or "tag" in place of the LM head (see glassformer.models.heads). GPT2ForQuestionAnswering
+is refused in one line: glassformer's decoder-only family has no span head.
 
 Framing: GPT-2's own tokenizer adds no special token around a text, so a prompt is the bare
 text (sequence_prefix []), as `transformers` feeds it; a whole training text ends with
@@ -26,6 +27,7 @@ MODEL_TYPE = "gpt2"
 BASE_PREFIX = "transformer."
 HEAD_PREFIXES = ("lm_head.", "score.", "classifier.")  # names outside the base model
 ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model", "GPT2ForSequenceClassification", "GPT2ForTokenClassification")
+REFUSED = {"GPT2ForQuestionAnswering": "glassformer's decoder-only family has no question-answering (span) head"}
 # The causal-mask buffers that old GPT-2 checkpoints carry; transformers skips them too.
 IGNORED = (r"(^|\.)attn\.bias$", r"(^|\.)attn\.masked_bias$")
 DROPPED: tuple[str, ...] = ()

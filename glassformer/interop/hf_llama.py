@@ -10,8 +10,8 @@ our w_q, gate_proj our w_gate, input_layernorm the norm before attention, and so
 Heads: LlamaForSequenceClassification (`score`, no bias, on the last token that is not padding)
 and LlamaForTokenClassification (`score` with a bias), and the same classes of Qwen2, Mistral and
 Qwen3, load as a decoder-only model whose head is "classify" or "tag" in place of the LM head.
-The question-answering classes keep their base model under another name ("transformer.") and
-are not read.
+The question-answering classes (LlamaForQuestionAnswering, ...) are refused in one line:
+glassformer's decoder-only family has no span head.
 
 Framing: a LLaMA tokenizer.json's post-processor puts <s> before every text, as transformers'
 tokenizer does; `glassformer.interop.hf_folder` reads that post-processor, so a prompt starts
@@ -38,7 +38,16 @@ def architectures(name: str) -> tuple[str, ...]:
     return tuple(name + suffix for suffix in CLASS_OF_KIND.values())
 
 
+# The classes a decoder-only glassformer model cannot hold, and why.
+NO_SPAN_HEAD = "glassformer's decoder-only family has no question-answering (span) head"
+
+
+def refused(name: str) -> dict[str, str]:
+    return {f"{name}ForQuestionAnswering": NO_SPAN_HEAD}
+
+
 ARCHITECTURES = architectures("Llama")
+REFUSED = refused("Llama")
 # Old checkpoints stored each layer's rotary frequencies; they are recomputed from the config.
 IGNORED = (r"(^|\.)rotary_emb\.inv_freq$",)
 DROPPED: tuple[str, ...] = ()

@@ -16,23 +16,38 @@ sinusoidal positions and no embedding norm exports as Marian (the paper's own se
 
 Framing: source text </s> (Marian adds no start token); the decoder starts with
 decoder_start_token_id, which is <pad> in opus-mt.
+
+Tokenizer: a folder without tokenizer.json (the opus-mt folders) holds source.spm and target.spm,
+SentencePiece models of each language, and vocab.json, the ids of their pieces joined. Each model
+becomes a `tokenizers` tokenizer numbered by vocab.json (glassformer.text.sentencepiece_file), the
+source one for source text, the target one for target text, each ending a text with </s>, as
+transformers' MarianTokenizer does; the `sentencepiece` library is not needed. Text holding a run of
+two or more characters its model lacks can differ: MarianTokenizer looks such a run up in
+vocab.json as one piece, here each character the joint vocabulary has keeps its own id.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import torch
+from tokenizers import AddedToken, processors
+from tokenizers import Tokenizer as HFTokenizer
 
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
-from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, require, setting
+from glassformer.interop.hf_folder import declared_tokens, require, setting
 from glassformer.interop.hf_seq2seq import (
     Basis,
-    check_sides,
     common_problems,
     layer_rules,
     output_bias_rule,
     read_seq2seq_config,
+    seq2seq_framing,
     shared_aliases,
+    write_seq2seq_config,
 )
 
 MODEL_TYPE = "marian"
@@ -51,6 +66,47 @@ SPECIAL_TOKENS = {
 }
 
 
+SOURCE_SPM, TARGET_SPM, VOCAB_FILE = "source.spm", "target.spm", "vocab.json"
+LANGUAGE_CODE = re.compile(r"^>>.+<<$")  # >>fra<< picks the target language of a multilingual model
+
+
+def raw_tokenizers(path: Path) -> tuple[tuple[str, HFTokenizer], tuple[str, HFTokenizer]] | None:
+    """((file, source tokenizer), (file, target tokenizer)) from source.spm, target.spm and
+    vocab.json (one object for both when the two models are the same file); None without them."""
+    from glassformer.text.sentencepiece_file import read_sentencepiece, sentencepiece_tokenizer
+
+    if not (path / SOURCE_SPM).is_file():
+        return None
+    for name in (TARGET_SPM, VOCAB_FILE):
+        if not (path / name).is_file():
+            raise UserError(f"{SOURCE_SPM} without {name} (a Marian folder without tokenizer.json needs both)")
+    if (path / "target_vocab.json").is_file():
+        raise UserError("separate source and target vocabularies (target_vocab.json) are not supported")
+    try:
+        vocab = json.loads((path / VOCAB_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{VOCAB_FILE} is not valid JSON ({error})") from None
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        raise UserError(f"{VOCAB_FILE} is not an object of piece -> id")
+    eos = declared_tokens(path).get("eos_token", "</s>")
+    if eos not in vocab:
+        raise UserError(f"{VOCAB_FILE} lacks the end token {eos!r}")
+
+    def build(name: str) -> tuple[str, HFTokenizer]:
+        hf = sentencepiece_tokenizer(read_sentencepiece(path / name), vocab, name)
+        specials = [t for t in (eos, "<pad>", "<unk>") if t in vocab]
+        hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+        hf.add_tokens([AddedToken(t, normalized=False) for t in vocab if LANGUAGE_CODE.match(t)])
+        hf.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 $B:0 {eos}:0", special_tokens=[(eos, vocab[eos])],
+        )
+        return name, hf
+
+    source = build(SOURCE_SPM)
+    same = (path / SOURCE_SPM).read_bytes() == (path / TARGET_SPM).read_bytes()
+    return source, source if same else build(TARGET_SPM)
+
+
 def paper_order(d_model: int) -> torch.Tensor:
     """For each of Marian's coordinates, the paper's: [0, 2, 4, ..., 1, 3, 5, ...]."""
     return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
@@ -58,7 +114,7 @@ def paper_order(d_model: int) -> torch.Tensor:
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = check_sides(hf, MODEL_TYPE)
+    unsupported = []
     vocab = require(hf, "vocab_size")
     if hf.get("decoder_vocab_size") not in (None, vocab):
         unsupported.append(setting("decoder_vocab_size", hf["decoder_vocab_size"]))
@@ -67,22 +123,15 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     d_model = require(hf, "d_model")
     if d_model % 2:
         unsupported.append(setting("d_model", d_model) + " (odd)")
-    if unsupported:
-        raise UserError(f"marian setting(s) not supported: {', '.join(unsupported)}")
-    pad = hf.get("pad_token_id")
     config = read_seq2seq_config(
-        hf, keys, vocab, pad, d_model=d_model, positions="sinusoidal", norm="post", final_norm=False,
+        hf, keys, MODEL_TYPE, None, unsupported, d_model=d_model, positions="sinusoidal", norm="post", final_norm=False,
         embedding_norm=False,
     )
     return config, "seq2seq", []
 
 
 def framing(ids: dict[str, int | None], hf: dict) -> dict:
-    start = hf.get("decoder_start_token_id")
-    return {
-        "source_prefix": [], "source_suffix": [ids["end"]],
-        "decoder_start": start if isinstance(start, int) else ids["pad"],
-    }
+    return seq2seq_framing(ids, hf, [], ids["pad"])
 
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
@@ -124,17 +173,5 @@ def headless(kind: str) -> bool:
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
     """Our config -> HF config.json for MarianMTModel."""
-    return {
-        "model_type": MODEL_TYPE, "architectures": ["MarianMTModel"], "vocab_size": config.vocab_size,
-        "decoder_vocab_size": config.vocab_size, "share_encoder_decoder_embeddings": True,
-        "d_model": config.d_model, "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
-        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
-        "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
-        "activation_function": EXPORT_ACTIVATIONS[config.activation], "dropout": config.dropout,
-        "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
-        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
-        "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
-        "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
-        "pad_token_id": ids["pad"], "bos_token_id": None, "eos_token_id": ids["end"],
-        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
-    }
+    document = write_seq2seq_config(config, ids, MODEL_TYPE, "MarianMTModel")
+    return {**document, "decoder_vocab_size": config.vocab_size, "share_encoder_decoder_embeddings": True, "bos_token_id": None}

@@ -8,26 +8,13 @@ are LLaMA's (see hf_llama).
 from __future__ import annotations
 
 from glassformer.config import ModelConfig
-from glassformer.interop.hf_llama import (  # noqa: F401  (the family interface hf_folder reads)
-    BASE_PREFIX,
-    DROPPED,
-    HEAD_PREFIXES,
-    IGNORED,
-    SPECIAL_TOKENS,
-    aliases,
-    architectures,
-    export_config,
-    framing,
-    headless,
-    llama_like_problems,
-    read_llama_like,
-    rules,
-    with_head,
-    write_llama_like,
-)
+from glassformer.interop import hf_llama
+from glassformer.interop.hf_llama import llama_like_problems, read_llama_like, with_head, write_llama_like
 
 MODEL_TYPE = "mistral"
-ARCHITECTURES = architectures("Mistral")
+BASED_ON = hf_llama  # the rest of the family interface
+ARCHITECTURES = hf_llama.architectures("Mistral")
+REFUSED = hf_llama.refused("Mistral")
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:

@@ -16,12 +16,18 @@ Framing: <s> text </s>, as RoBERTa's tokenizer adds them.
 
 from __future__ import annotations
 
-import torch
-
 from glassformer.config import ModelConfig
 from glassformer.errors import UserError
 from glassformer.interop import hf_bert
-from glassformer.interop.hf_folder import ACTIVATIONS, read_labels, require, setting
+from glassformer.interop.hf_encoder import (  # noqa: F401  (framing: the family interface hf_folder reads)
+    HeadNames,
+    framing,
+    head_rules,
+    kind_of,
+    mlm_aliases,
+    read_activation,
+)
+from glassformer.interop.hf_folder import linear, offset_position_rule, read_labels, require
 
 MODEL_TYPE = "roberta"
 BASE_PREFIX = "roberta."
@@ -44,21 +50,17 @@ _KIND_OF_ARCHITECTURE = {
     "RobertaForTokenClassification": "tag", "RobertaForQuestionAnswering": "qa",
 }
 _ARCHITECTURE_OF_KIND = {"encode": "RobertaModel", **{k: a for a, k in _KIND_OF_ARCHITECTURE.items()}}
-_HEAD_OF_KIND = {"encode": "none", "mlm": "mlm", "classify": "classify", "tag": "tag", "qa": "qa"}
-_POSITIONS = "roberta.embeddings.position_embeddings.weight"
+_CLUES = ((("lm_head.",), "mlm"), (("classifier.out_proj.",), "classify"), (("classifier.",), "tag"), (("qa_outputs.",), "qa"))
+HEADS = HeadNames(
+    mlm_dense="lm_head.dense", mlm_norm="lm_head.layer_norm", mlm_bias="lm_head.bias", mlm_decoder="lm_head.decoder",
+    pooler="roberta.pooler.dense", classify=("classifier.dense", "classifier.out_proj"),
+)
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    unsupported = [setting(name, hf[name]) for name in ("is_decoder", "add_cross_attention") if hf.get(name)]
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        unsupported.append(setting("position_embedding_type", hf["position_embedding_type"]))
-    activation = hf.get("hidden_act", "gelu")
-    if activation not in ACTIVATIONS:
-        unsupported.append(setting("hidden_act", activation))
-    if unsupported:
-        raise UserError(f"roberta setting(s) not supported: {', '.join(unsupported)}")
-    kind = _kind(hf, keys)
+    activation = read_activation(hf, MODEL_TYPE)
+    kind = kind_of(hf, keys, _KIND_OF_ARCHITECTURE, _CLUES)
     labels = read_labels(hf) if kind in ("classify", "tag") else []
     vocab = require(hf, "vocab_size")
     pad = hf.get("pad_token_id", 1)
@@ -70,89 +72,31 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         family="encoder-only", vocab_size=vocab, d_model=require(hf, "hidden_size"),
         n_heads=require(hf, "num_attention_heads"), d_ff=require(hf, "intermediate_size"),
         n_layers=require(hf, "num_hidden_layers"), max_len=max_len, positions="learned",
-        activation=ACTIVATIONS[activation], norm="post", final_norm=False,
+        activation=activation, norm="post", final_norm=False,
         norm_eps=float(hf.get("layer_norm_eps", 1e-5)), dropout=float(hf.get("hidden_dropout_prob", 0.1)),
         attn_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)), scale_embeddings=False, bias=True,
         tie_output=bool(hf.get("tie_word_embeddings", True)), n_segments=hf.get("type_vocab_size", 1),
         embedding_norm=True, pooler=kind == "classify" or "roberta.pooler.dense.weight" in keys,
-        head=_HEAD_OF_KIND[kind], n_labels=len(labels), pad_id=pad,
+        head=kind if kind != "encode" else "none", n_labels=len(labels), pad_id=pad,
     )
     return config, kind, labels
 
 
-def _kind(hf: dict, keys: set[str]) -> str:
-    for architecture in hf.get("architectures") or ():
-        if architecture in _KIND_OF_ARCHITECTURE:
-            return _KIND_OF_ARCHITECTURE[architecture]
-    if any(k.startswith("lm_head.") for k in keys):
-        return "mlm"
-    if "classifier.out_proj.weight" in keys:
-        return "classify"
-    if "classifier.weight" in keys:
-        return "tag"
-    return "qa" if "qa_outputs.weight" in keys else "encode"
-
-
-def framing(ids: dict[str, int | None], hf: dict) -> dict:
-    return {"sequence_prefix": [ids["start"]], "sequence_suffix": [ids["end"]]}
-
-
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
-    if kind != "mlm":
-        return {}
-    tied = {"lm_head.decoder.bias": "lm_head.bias"}
-    if config.tie_output:
-        tied["lm_head.decoder.weight"] = "roberta.embeddings.word_embeddings.weight"
-    return tied
-
-
-def _linear(ours: str, hf: str) -> list[tuple[str, str]]:
-    return [(f"{ours}.weight", f"{hf}.weight"), (f"{ours}.bias", f"{hf}.bias")]
-
-
-def _positions(config: ModelConfig, extra: dict) -> tuple:
-    """The position table, keeping the pad_id + 1 rows RoBERTa never reads in extra."""
-    offset = config.pad_id + 1
-
-    def to_hf(table: torch.Tensor) -> torch.Tensor:
-        rows = extra.get(_POSITIONS)
-        head = table.new_zeros(offset, table.size(1))
-        if rows is not None and tuple(torch.tensor(rows).shape) == tuple(head.shape):
-            head = torch.tensor(rows, dtype=table.dtype).to(table.device)
-        return torch.cat([head, table])  # [pad_id + 1 + max_len, d_model]
-
-    def to_ours(table: torch.Tensor) -> torch.Tensor:
-        extra[_POSITIONS] = table[:offset].tolist()
-        return table[offset:]
-
-    return ("embed.position.weight", _POSITIONS, to_hf, to_ours)
+    return mlm_aliases(config, kind, HEADS, "roberta.embeddings.word_embeddings.weight")
 
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
     """Our name(s) <-> HF name(s) (see the module docstring for positions and the classifier)."""
-    out = [
+    positions = "roberta.embeddings.position_embeddings.weight"
+    return [
         hf_bert.token_rule(config, "roberta.embeddings.word_embeddings.weight"),
-        _positions(config, extra),
+        offset_position_rule("embed.position.weight", positions, config.pad_id + 1, extra),
         ("embed.segment.weight", "roberta.embeddings.token_type_embeddings.weight"),
-        *_linear("embed.norm", "roberta.embeddings.LayerNorm"),
+        *linear("embed.norm", "roberta.embeddings.LayerNorm"),
         *hf_bert.layer_rules(config, BASE_PREFIX),
+        *head_rules(config, HEADS),
     ]
-    if config.head == "classify":
-        out += [*_linear("pooler.dense", "classifier.dense"), *_linear("head.classifier", "classifier.out_proj")]
-    elif config.pooler:
-        out += _linear("pooler.dense", "roberta.pooler.dense")
-    if config.head == "mlm":
-        out += [
-            *_linear("head.dense", "lm_head.dense"), *_linear("head.norm", "lm_head.layer_norm"),
-            ("head.decoder.bias", "lm_head.bias"),
-        ]
-        if not config.tie_output:
-            out.append(("head.decoder.weight", "lm_head.decoder.weight"))
-    elif config.head == "tag":
-        out += _linear("head.classifier", "classifier")
-    elif config.head == "qa":
-        out += _linear("head.qa_outputs", "qa_outputs")
-    return out
 
 
 # Export ------------------------------------------------------------------------------------------

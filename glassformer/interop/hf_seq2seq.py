@@ -16,9 +16,18 @@ from __future__ import annotations
 import torch
 
 from glassformer.config import ModelConfig
-from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
+from glassformer.errors import UserError
+from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, require, setting
 
 SIDES = {"encoder": "src_embed", "decoder": "tgt_embed"}
+# BART's and Blenderbot's special tokens (role -> tokenizer_config key, config.json id key, usual token).
+FAIRSEQ_TOKENS = {
+    "pad": ("pad_token", "pad_token_id", "<pad>"),
+    "start": ("bos_token", "bos_token_id", "<s>"),
+    "end": ("eos_token", "eos_token_id", "</s>"),
+    "unk": ("unk_token", None, "<unk>"),
+    "mask": ("mask_token", None, "<mask>"),
+}
 
 
 class Basis:
@@ -107,7 +116,7 @@ def common_problems(config: ModelConfig, kind: str, name: str) -> list[str]:
     return problems
 
 
-def check_sides(hf: dict, family: str) -> list[str]:
+def check_sides(hf: dict) -> list[str]:
     """Settings one ModelConfig cannot hold: different head counts or widths per stack, untied
     embeddings, an activation we do not have."""
     unsupported = []
@@ -122,9 +131,15 @@ def check_sides(hf: dict, family: str) -> list[str]:
     return unsupported
 
 
-def read_seq2seq_config(hf: dict, keys: set[str], vocab: int, pad: object, **layout) -> ModelConfig:
+def read_seq2seq_config(hf: dict, keys: set[str], family: str, pad: int, unsupported: list[str] = (), **layout) -> ModelConfig:
     """The ModelConfig of a fairseq-style config.json (BART, Marian, Blenderbot), the family
-    giving what its names do not say: positions, d_model, where the norms sit (layout)."""
+    giving what its names do not say: positions, d_model, where the norms sit (layout), its usual
+    pad id, and settings of its own it cannot hold (unsupported, refused with check_sides's)."""
+    unsupported = check_sides(hf) + list(unsupported)
+    if unsupported:
+        raise UserError(f"{family} setting(s) not supported: {', '.join(unsupported)}")
+    vocab = require(hf, "vocab_size")
+    pad = hf.get("pad_token_id", pad)
     return ModelConfig(
         family="encoder-decoder", vocab_size=vocab, d_model=layout.pop("d_model", None) or require(hf, "d_model"),
         n_heads=require(hf, "encoder_attention_heads"), d_ff=require(hf, "encoder_ffn_dim"),
@@ -135,3 +150,26 @@ def read_seq2seq_config(hf: dict, keys: set[str], vocab: int, pad: object, **lay
         output_bias="final_logits_bias" in keys, tie_embeddings=True, tie_output=True,
         pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0, **layout,
     )
+
+
+def seq2seq_framing(ids: dict[str, int | None], hf: dict, prefix: list[int], start: int | None) -> dict:
+    """source prefix + text </s>; the decoder starts with decoder_start_token_id, else start."""
+    given = hf.get("decoder_start_token_id")
+    return {"source_prefix": prefix, "source_suffix": [ids["end"]], "decoder_start": given if isinstance(given, int) else start}
+
+
+def write_seq2seq_config(config: ModelConfig, ids: dict[str, int | None], model_type: str, architecture: str) -> dict:
+    """The config.json settings a fairseq-style class of model_type shares with the others."""
+    return {
+        "model_type": model_type, "architectures": [architecture], "vocab_size": config.vocab_size,
+        "d_model": config.d_model, "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
+        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
+        "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
+        "activation_function": EXPORT_ACTIVATIONS[config.activation], "dropout": config.dropout,
+        "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
+        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
+        "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
+        "is_encoder_decoder": True, "tie_word_embeddings": True, "init_std": 0.02,
+        "pad_token_id": ids["pad"], "bos_token_id": ids["start"], "eos_token_id": ids["end"],
+        "decoder_start_token_id": ids["decoder_start"], "forced_eos_token_id": None,
+    }

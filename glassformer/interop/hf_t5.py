@@ -16,6 +16,10 @@ when the file holds a different lm_head.weight; so here the head is untied exact
 holds an lm_head.weight, and the scaling follows `scale_decoder_outputs`, else
 `tie_word_embeddings`.
 
+T5EncoderModel (the encoder stack alone, as sentence embedders use it) loads as glassformer's
+encoder-only model with the same parts and no head (run kind "encode"), and an encoder-only model
+with relative positions exports as it.
+
 Framing: source text </s>, as T5's tokenizer.json post-processor adds it; the decoder starts
 with decoder_start_token_id, the pad token <pad> (0) in T5.
 """
@@ -29,7 +33,8 @@ from glassformer.interop.hf_folder import ACTIVATIONS, require, setting
 MODEL_TYPE = "t5"
 BASE_PREFIX = ""  # T5ForConditionalGeneration keeps shared, encoder and decoder at the top level
 HEAD_PREFIXES = ("lm_head.",)
-ARCHITECTURES = ("T5ForConditionalGeneration",)
+ARCHITECTURES = ("T5ForConditionalGeneration", "T5EncoderModel")
+ENCODER = "T5EncoderModel"
 # Old files carry a relative bias in the first cross-attention, which transformers never reads.
 IGNORED = (r"EncDecAttention\.relative_attention_bias\.weight$",)
 DROPPED: tuple[str, ...] = ()
@@ -61,7 +66,8 @@ def feed_forward(hf: dict) -> tuple[bool, str]:
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    if hf.get("is_encoder_decoder") is False:
+    encoder_only = ENCODER in (hf.get("architectures") or ()) or not any(k.startswith("decoder.") for k in keys)
+    if hf.get("is_encoder_decoder") is False and not encoder_only:
         raise UserError(f"t5 setting not supported: {setting('is_encoder_decoder', False)}")
     gated, activation = feed_forward(hf)
     d_model, n_heads = require(hf, "d_model"), require(hf, "num_heads")
@@ -70,7 +76,7 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     scale = hf.get("scale_decoder_outputs")
     pad = hf.get("pad_token_id", 0)
     n_layers = require(hf, "num_layers")
-    return ModelConfig(
+    config = ModelConfig(
         family="encoder-decoder", vocab_size=vocab, d_model=d_model, n_heads=n_heads,
         d_attn=n_heads * (hf.get("d_kv") or d_model // n_heads), d_ff=require(hf, "d_ff"),
         n_layers=n_layers, n_decoder_layers=hf.get("num_decoder_layers") or n_layers,
@@ -83,21 +89,26 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         tie_embeddings=True, tie_output="lm_head.weight" not in keys,
         scale_output=bool(tied_flag if scale is None else scale),
         pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0,
-    ), "seq2seq", []
+    )
+    if encoder_only:
+        return config.replace(family="encoder-only", n_decoder_layers=None, tie_output=True, scale_output=False), "encode", []
+    return config, "seq2seq", []
 
 
 def framing(ids: dict[str, int | None], hf: dict) -> dict:
     start = hf.get("decoder_start_token_id")
     return {
-        "source_prefix": [], "source_suffix": [ids["end"]],
+        "sequence_prefix": [], "sequence_suffix": [ids["end"]], "source_prefix": [], "source_suffix": [ids["end"]],
         "decoder_start": start if isinstance(start, int) else ids["pad"],
     }
 
 
 def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
     """The shared token table a file may repeat under the stacks' (and a tied head's) names."""
-    copies = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
-    if config.tie_output:
+    copies = ["encoder.embed_tokens.weight"]
+    if config.family == "encoder-decoder":
+        copies.append("decoder.embed_tokens.weight")
+    if config.tie_output and config.family == "encoder-decoder":
         copies.append("lm_head.weight")
     return {name: "shared.weight" for name in copies}
 
@@ -116,8 +127,10 @@ def _attention(ours: str, hf: str) -> list[tuple[str, str]]:
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
     """Our name(s) <-> HF name(s); every tensor keeps its form."""
-    out: list[tuple] = [("src_embed.token.weight", "shared.weight")]
-    for side, layers in (("encoder", config.n_layers), ("decoder", config.decoder_layers)):
+    encoder_only = config.family == "encoder-only"
+    out: list[tuple] = [("embed.token.weight" if encoder_only else "src_embed.token.weight", "shared.weight")]
+    stacks = (("encoder", config.n_layers),) if encoder_only else (("encoder", config.n_layers), ("decoder", config.decoder_layers))
+    for side, layers in stacks:
         bias = f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
         out.append((f"{side}.position_bias.buckets.weight", bias))
         for i in range(layers):
@@ -132,7 +145,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
             out += [(f"{ours}.ffn_residual.norm.weight", f"{hf}.{ffn}.layer_norm.weight")]
             out += _feed_forward(config, ours, f"{hf}.{ffn}")
         out.append((f"{side}.final_norm.weight", f"{side}.final_layer_norm.weight"))
-    if not config.tie_output:
+    if not config.tie_output and not encoder_only:
         out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
 
@@ -140,7 +153,8 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a T5 (empty when it is one)."""
-    problems = [] if kind == "seq2seq" else [f"kind {kind!r} (T5 exports a sequence-to-sequence model)"]
+    expected = "encode" if config.family == "encoder-only" else "seq2seq"
+    problems = [] if kind == expected else [f"kind {kind!r} (T5 exports a sequence-to-sequence model or its encoder alone)"]
     if config.positions != "relative":
         problems.append(f"positions={config.positions!r} (T5's positions are a relative bias)")
     if config.norm != "pre" or not config.use_final_norm or config.norm_type != "rmsnorm":
@@ -167,19 +181,30 @@ def headless(kind: str) -> bool:
 
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
-    """Our config -> HF config.json for T5ForConditionalGeneration."""
+    """Our config -> HF config.json for T5ForConditionalGeneration (T5EncoderModel for kind "encode")."""
+    if kind == "encode":
+        return {
+            **_settings(config), "architectures": [ENCODER], "is_encoder_decoder": False, "use_cache": False,
+            "tie_word_embeddings": True, "pad_token_id": ids["pad"], "eos_token_id": ids["end"],
+        }
+    return {
+        **_settings(config), "architectures": ["T5ForConditionalGeneration"], "num_decoder_layers": config.decoder_layers,
+        "is_encoder_decoder": True, "tie_word_embeddings": config.tie_output, "scale_decoder_outputs": config.scale_output,
+        "use_cache": True, "pad_token_id": ids["pad"], "eos_token_id": ids["end"], "decoder_start_token_id": ids["decoder_start"],
+    }
+
+
+def _settings(config: ModelConfig) -> dict:
+    """The config.json settings of T5's stacks."""
     activation = EXPORT_ACTIVATIONS[config.activation]
     if config.gated_ffn:
         activation = {"gelu_new": "gelu", "gelu": "gelu_python"}.get(activation, activation)
     proj = f"gated-{activation}" if config.gated_ffn else activation
     return {
-        "model_type": MODEL_TYPE, "architectures": ["T5ForConditionalGeneration"], "vocab_size": config.vocab_size,
+        "model_type": MODEL_TYPE, "vocab_size": config.vocab_size,
         "d_model": config.d_model, "d_kv": config.d_head, "d_ff": config.d_ff, "num_heads": config.n_heads,
-        "num_layers": config.n_layers, "num_decoder_layers": config.decoder_layers,
-        "relative_attention_num_buckets": config.relative_buckets,
+        "num_layers": config.n_layers, "relative_attention_num_buckets": config.relative_buckets,
         "relative_attention_max_distance": config.relative_max_distance, "feed_forward_proj": proj,
         "dropout_rate": config.dropout, "layer_norm_epsilon": config.norm_eps, "n_positions": config.max_len,
-        "is_encoder_decoder": True, "tie_word_embeddings": config.tie_output, "scale_decoder_outputs": config.scale_output,
-        "initializer_factor": 1.0, "use_cache": True, "pad_token_id": ids["pad"], "eos_token_id": ids["end"],
-        "decoder_start_token_id": ids["decoder_start"],
+        "initializer_factor": 1.0,
     }

@@ -246,3 +246,21 @@ def test_classify_command_on_a_bart_classifier(bart_classifier, capsys):
         assert all(abs(printed[name] - p) <= 0.0005 + 1e-6 for name, p in zip(LABELS, row.tolist()))
     for command in (["trace"], ["explain"], ["attention"], ["report", "--out", str(folder / "r.html")]):
         assert main([*command, "--model", str(folder), "the cat sat"]) == 0, command
+
+
+@pytest.mark.parametrize("model_type, architecture, family", [
+    ("gpt2", "GPT2ForQuestionAnswering", "decoder-only"),
+    ("llama", "LlamaForQuestionAnswering", "decoder-only"),
+    ("qwen2", "Qwen2ForQuestionAnswering", "decoder-only"),
+    ("qwen3", "Qwen3ForQuestionAnswering", "decoder-only"),
+    ("mistral", "MistralForQuestionAnswering", "decoder-only"),
+    ("bart", "BartForQuestionAnswering", "encoder-decoder"),
+])
+def test_question_answering_classes_are_refused_with_the_reason(tmp_path, capsys, model_type, architecture, family):
+    # The class is checked before any weight is read: config.json alone decides.
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [architecture]}))
+    assert main(["trace", "--model", str(tmp_path), "the cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{architecture} is not supported; {model_type} models load as: " in err
+    assert err.rstrip().endswith(f"glassformer's {family} family has no question-answering (span) head")

@@ -118,3 +118,5 @@ def test_distilbert_sequence_classifier_is_refused_in_one_line(tmp_path):
     save(tmp_path / "hf", "distilbert", "DistilBertForSequenceClassification")
     with pytest.raises(UserError, match="DistilBertForSequenceClassification is not supported"):
         load_hf_folder(tmp_path / "hf")
+    with pytest.raises(UserError, match=r"pre_classifier \+ ReLU is not glassformer's pooler"):
+        load_hf_folder(tmp_path / "hf")

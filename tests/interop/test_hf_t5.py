@@ -270,3 +270,37 @@ def test_train_init_from_a_t5_folder_then_export_to_transformers(folders, tmp_pa
     with torch.no_grad():
         expected = hf(src, attention_mask=src_mask, decoder_input_ids=tgt).logits
         assert (run.model(src, tgt, key_mask(src_mask)) - expected).abs().max() < 1e-4
+
+
+# T5EncoderModel -------------------------------------------------------------------------------------
+def test_t5_encoder_model_loads_as_an_encoder_and_exports_back(tmp_path):
+    from transformers import T5EncoderModel
+
+    from glassformer.cli import main
+
+    folder = tmp_path / "t5-encoder"
+    torch.manual_seed(0)
+    tok = t5_tokenizer()
+    hf = T5EncoderModel(T5Config(vocab_size=tok.get_vocab_size(), **TINY, **VERSIONS["v1.1"])).eval()
+    with torch.no_grad():
+        hf.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight.normal_(std=1.0)
+    hf.save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    run = load_hf_folder(folder)
+    c = run.config
+    assert (run.kind, c.family, c.positions, c.head, c.gated_ffn, c.attn_scale) == (
+        "encode", "encoder-only", "relative", "none", True, False)
+    src, mask = source_batch(tok.get_vocab_size())
+    with torch.no_grad():
+        expected = hf(src, attention_mask=mask).last_hidden_state
+        ours = run.model(src, key_mask(mask))
+    assert (ours - expected)[mask.bool()].abs().max() < 1e-4
+    assert source_ids(run.tokenizer, "the cat", Framing.from_meta(run.meta)) == tok.encode("the cat").ids  # text </s>
+    out = export_hf(run, tmp_path / "exported")
+    original, written = load_file(str(folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert written.keys() == original.keys() and all(torch.equal(written[k], original[k]) for k in original)
+    again = T5EncoderModel.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(again(src, attention_mask=mask).last_hidden_state, expected)
+    # embed mean-pools the encoder output over the text, as sentence-T5 does.
+    assert main(["embed", "--model", str(folder), "--pooling", "mean", "the cat"]) == 0
