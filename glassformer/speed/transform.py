@@ -11,6 +11,8 @@ What it does, by device:
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
+- a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
+  operations without a module call per part, whenever no hook watches the model.
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
   (`glassformer.hardware`).
 - `weights="bf16"`: the weights of the linear layers stored in bf16 and multiplied in bf16, the
