@@ -71,15 +71,19 @@ class _DecoderOnlyStepper:
         # Every key fed later is real, so only left padding of the prompts ever needs a mask.
         self.padded = not bool(valid.all())
         self.next_position = valid.long().sum(dim=-1, keepdim=True)  # [B, 1]
+        self.length = ids.size(1)  # columns fed so far
         self.cache = model.new_cache(capacity) if use_cache else None
 
     def prefill(self) -> torch.Tensor:
         return prefill(self.model, self.ids, self.valid, self.cache, self.padded)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        cache_pos = self.ids.size(1)
-        self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
-        self.valid = torch.cat([self.valid, torch.ones_like(self.valid[:, :1])], dim=1)
+        cache_pos = self.length
+        self.length += 1
+        if self.cache is None:  # the whole prefix is fed again
+            self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
+        if self.padded or self.cache is None:  # without padding, no step needs the mask
+            self.valid = torch.cat([self.valid, torch.ones_like(self.valid[:, :1])], dim=1)
         # Rows that stopped early keep being fed (their outputs are ignored); the clamp keeps
         # their positions inside the table once they pass the model's maximum.
         position = self.next_position.clamp(max=self.model.config.max_len - 1)

@@ -3,6 +3,7 @@ fast inference on its device. Nothing in `glassformer.nn` or `glassformer.models
 
     transform.py    optimize_for_inference, Optimized (what was applied)
     fused_qkv.py    Q, K and V of self-attention from one product, set up once
+    decode_step.py  FlatDecode: a decoder-only LM's one-token step without a module call per part
     small_batch.py  SmallBatchLinear: a few rows through the kernel measured fastest
     kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm, gemv)
     choice.py       measuring them once per machine and shape, and remembering the winner

@@ -35,8 +35,9 @@ def mixed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """
     if kernel == "upcast":
         return F.linear(x, weight.to(x.dtype), bias)
-    y = KERNELS[kernel](x.to(weight.dtype), weight, None).to(x.dtype)
-    return y if bias is None else y.add_(bias)
+    y = KERNELS[kernel](x.to(weight.dtype), weight, None)  # bf16
+    # The sum promotes y to the bias's fp32 (exactly) in the same operation: one pass, not two.
+    return y.to(x.dtype) if bias is None else torch.add(bias, y)
 
 
 @lru_cache(maxsize=8)

@@ -11,6 +11,8 @@ What it does, by device:
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
+- a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
+  operations without a module call per part, whenever no hook watches the model.
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
   (`glassformer.hardware`).
 - `weights="bf16"`: the weights of the linear layers stored in bf16 and multiplied in bf16, the
@@ -35,6 +37,7 @@ from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.speed.bf16_weights import widen_bf16_embeddings
 from glassformer.speed.choice import WEIGHTS, Choice
+from glassformer.speed.decode_step import install_flat_decode
 from glassformer.speed.fused_qkv import FusedSelfAttention, fuse_qkv
 from glassformer.speed.lookups import cache_submodule_lookups
 from glassformer.speed.small_batch import use_small_batch_kernels
@@ -52,6 +55,7 @@ class Optimized:
         bf16_products: products (linear layers, fused Q/K/V counted once) whose weight is now bf16.
         products: all products the transform chose for (the same counting).
         lookups: whether submodules are found as plain attributes.
+        flat_decode: whether one-token decoding steps run as one flat function (`decode_step`).
         compiled: whether the entry points are wrapped in torch.compile.
     """
 
@@ -62,6 +66,7 @@ class Optimized:
     bf16_products: int = 0
     products: int = 0
     lookups: bool = False
+    flat_decode: bool = False
     compiled: bool = False
 
     def summary(self) -> str:
@@ -74,6 +79,8 @@ class Optimized:
             parts.append(f"small-batch kernels measured on this CPU ({used})")
         if self.lookups:
             parts.append("submodules as plain attributes")
+        if self.flat_decode:
+            parts.append("one flat function per decoding step")
         if self.bf16_products:
             parts.append(f"bf16 weights in {self.bf16_products} of {self.products} products, fp32 elsewhere")
         if self.dtype != torch.float32:
@@ -97,6 +104,7 @@ def optimize_for_inference(
     bf16: bool | None = None,
     compile: bool = False,
     weights: str | None = None,
+    flat_decode: bool = True,
 ) -> Optimized:
     """Prepare model, in place, for inference on its device, and put it in eval mode.
 
@@ -113,6 +121,8 @@ def optimize_for_inference(
         weights: "bf16": only the linear layers' weights in bf16, where their products measure
             faster in bf16 (CPU) or everywhere (GPU), activations in fp32; "fp32": no bf16 at
             all; None: as `bf16` says. Either string overrides `bf16`.
+        flat_decode: one-token decoding steps of a decoder-only LM as one flat function, while no
+            hook watches the model (`glassformer.speed.decode_step`); not with compile.
     """
     if weights not in (None, *WEIGHTS):
         raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
@@ -154,6 +164,8 @@ def optimize_for_inference(
     if lookups:
         cache_submodule_lookups(model)
         done.lookups = True
+    if flat_decode and not compile:
+        done.flat_decode = install_flat_decode(model)
     if compile:
         for name in ("forward", "encode", "decode"):
             if hasattr(model, name):

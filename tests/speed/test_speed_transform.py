@@ -112,8 +112,9 @@ def test_hook_points_of_the_transformed_model_still_fire_and_change_values():
 
 def test_switches_turn_each_part_off_and_cpu_keeps_fp32():
     _, fast = _pair("tiny-lm")
-    done = optimize_for_inference(fast, fused_qkv=False, small_batch=False, lookups=False)
+    done = optimize_for_inference(fast, fused_qkv=False, small_batch=False, lookups=False, flat_decode=False)
     assert done.fused_qkv == 0 and not done.kernels and not done.lookups and done.dtype == torch.float32
+    assert not done.flat_decode and "forward" not in vars(fast)
     assert not any(isinstance(m, (FusedSelfAttention, SmallBatchLinear)) for m in fast.modules())
     assert "self_attn" not in vars(fast.decoder.layers[0])
     assert done.summary() == "inference speed-ups on cpu: none apply"
