@@ -89,6 +89,7 @@ def training_data(config: TrainConfig, run: Run, splits: Splits, corpus: Corpus 
         encoded = {"train": corpus.encoded("train", max_len),
                    "valid": corpus.encoded("valid", max_len, cap, config.seed),
                    "test": corpus.encoded("test", max_len, cap, config.seed + 1)}
+        splits = corpus.held_out(cap, config.seed)
     else:
         held_out_sizes = {name: len(getattr(splits, name)) for name in ("valid", "test")}
         splits = sample_splits(splits, cap, config.seed)
@@ -104,7 +105,9 @@ def training_data(config: TrainConfig, run: Run, splits: Splits, corpus: Corpus 
         stream = PackedStream(corpus.stores["train"], corpus.indices["train"], max_len + 1)
         return TrainingData(splits, encoded, held_out_sizes, BlockOrder(config.batch_size, world.rank, world.size),
                             stream)
-    order = BatchOrder(len(encoded["train"]), config.batch_size, config.seed, world.rank, world.size)
+    # A user's file is bucketed by length (its examples vary); a built-in task keeps its plain shuffle.
+    lengths = KINDS[run.kind].row_lengths(encoded["train"]) if config.data is not None else None
+    order = BatchOrder(len(encoded["train"]), config.batch_size, config.seed, world.rank, world.size, lengths)
     return TrainingData(splits, encoded, held_out_sizes, order)
 
 
@@ -179,8 +182,9 @@ def resume_run(overrides: TrainConfig, changes: dict | None, run_dir: Path, worl
     run.model.train()
     if uses_prepared_data(saved.data, saved.kind):
         if world.distributed and not world.is_main:
-            barrier(world)
-        corpus = load_prepared_corpus(saved, run.framing, run.source_tokenizer, log.progress, log)
+            barrier(world)  # the first process checks (or rebuilds) the prepared corpus; then the others read it
+        corpus = load_prepared_corpus(saved, run.framing, run.source_tokenizer, log.progress, log, run.target_tokenizer)
+        corpus.open(run.config.max_len, log.progress, log)
         if world.distributed and world.is_main:
             barrier(world)
         return saved, run, Splits([], [], []), corpus
