@@ -53,8 +53,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def data_hashes(config: TrainConfig) -> dict[str, str]:
-    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change."""
+def data_hashes(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, str]:
+    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change;
+    a prepared corpus has hashed them already."""
+    if corpus is not None:
+        return {path: corpus.sources[split].sha256 for path, split in ((config.data, "train"), (config.valid_data, "valid"))
+                if path is not None}
     return {path: file_sha256(path) for path in (config.data, config.valid_data) if path is not None}
 
 
@@ -147,7 +151,7 @@ def start_run(config: TrainConfig, run_dir: Path, overwrite: bool, world: World,
                f" (new {prepared.kind} head" + (f" for labels {', '.join(prepared.labels)})" if prepared.labels else ")")))
         log("  dropped: " + (", ".join(moved["dropped"]) or "none"))
     torch.manual_seed(config.seed + 7_777 * world.rank)
-    meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config)}
+    meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config, prepared.corpus)}
     if init is not None and "framing" in init.meta:
         meta["framing"] = init.meta["framing"]  # an imported tokenizer keeps its own framing
     if world.is_main:

@@ -44,6 +44,8 @@ _CHUNK = 2048
 """Examples encoded at a time (kinds other than text for language models)."""
 _UNLIMITED = 1 << 30
 """The max_len examples are stored for when their rows do not depend on it: none is cut or skipped."""
+ANNOUNCE_BYTES = 16 << 20
+"""Files from this size on have each step of their preparation announced; smaller ones take a moment."""
 
 
 def uses_prepared_data(data: str | None, kind: str | None) -> bool:
@@ -84,7 +86,8 @@ def scan_source(path: str | Path, log: Callable[[str], None] = lambda line: None
         except (json.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
             counts = {}
     what = "lines" if reader == "text" else f"{kind} examples"
-    log(f"preparing {path} ({size / 1e6:,.1f} MB, new to the cache {cache_root()}): counting its {what}")
+    if size >= ANNOUNCE_BYTES:
+        log(f"preparing {path} ({size / 1e6:,.1f} MB, new to the cache {cache_root()}): counting its {what}")
     if reader == "text":
         n = sum(len(lines) for lines, _ in line_blocks(path))
     else:
@@ -188,7 +191,7 @@ def corpus_tokenizer(source: Source, train: np.ndarray, kind: str, vocab_size: i
     """
     spec = f"{kind}-v{vocab_size}-{'lower' if lowercase else 'cased'}-{split_name}"
     cached = source.folder / f"tokenizer-{spec}.json"
-    if not cached.is_file():
+    if not cached.is_file() and source.size >= ANNOUNCE_BYTES:
         log(f"training the {kind} tokenizer on the {len(train):,} training lines of {source.path}")
     texts = TrainingTexts(source.path, source.n_examples, train, joined=kind != "char")
     return _cached_tokenizer(cached, texts, kind, vocab_size, lowercase)
@@ -206,7 +209,7 @@ def corpus_tokenizers(source: Source, train: np.ndarray, kind: str, tokenizer_ki
     for side in sides:
         spec = f"{kind}-{side}-{tokenizer_kind}-v{vocab_size}-{'lower' if lowercase else 'cased'}-{split_name}"
         cached = source.folder / f"tokenizer-{spec}.json"
-        if not cached.is_file():
+        if not cached.is_file() and source.size >= ANNOUNCE_BYTES:
             log(f"training the {side} {tokenizer_kind} tokenizer on the {len(train):,} training examples of {source.path}")
         texts = ExampleTexts(source.path, source.n_examples, train, tokenizer_kind != "char", kind, side)
         made.append(_cached_tokenizer(cached, texts, tokenizer_kind, vocab_size, lowercase))
@@ -320,7 +323,7 @@ def prepared_store(source: Source, encoding: Encoding, progress: bool = False,
 
     A damaged or truncated store is reported in one line and built again.
     """
-    folder = store_folder(source, encoding)
+    folder, again = store_folder(source, encoding), False
     if (folder / "meta.json").is_file():
         try:
             store = open_store(folder)
@@ -329,7 +332,9 @@ def prepared_store(source: Source, encoding: Encoding, progress: bool = False,
             log(f"{folder}: does not match {source.path}; preparing it again")
         except DataError as error:
             log(f"{str(error).removesuffix('; prepare it again')}; preparing it again")
-    log(f"tokenizing {source.path} into {folder}")
+        again = True
+    if again or source.size >= ANNOUNCE_BYTES:
+        log(f"tokenizing {source.path} into {folder}")
     return build_store(source, encoding, progress)
 
 
