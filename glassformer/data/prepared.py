@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,9 @@ class TokenStore:
     def n_tokens(self) -> int:
         return int(self.offsets[-1])
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
-        """The framed length of every example, [n_examples]."""
+        """The framed length of every example, [n_examples] (computed once: 8 bytes an example)."""
         return np.diff(self.offsets)
 
     def example(self, i: int) -> list[int]:

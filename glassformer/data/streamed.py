@@ -59,6 +59,3 @@ class LazyExamples(Sequence):
 
     def __getitem__(self, i):
         return self._loaded()[i]
-
-    def __add__(self, other) -> list:
-        return list(self) + list(other)
