@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,6 @@ elif task["what"] == "reference":
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from glassformer.data.lines import line_blocks
     from glassformer.text import load_tokenizer
-    from glassformer.text.word import _PIECE
     tok = load_tokenizer(task["tokenizer"])
     if tok.kind == "word":
         hf = Tokenizer(models.WordLevel({{t: i for i, t in enumerate(tok.tokens)}}, unk_token="<unk>"))
@@ -142,13 +142,14 @@ def forget(cache: Path, tokenizers: tuple[str, ...]) -> None:
 
 
 def measure(size: int, folder: Path, train_only: bool = False, tokenizers: tuple[str, ...] = ("word", "bpe"),
-            train: bool = True) -> list[str]:
+            train: bool = True) -> Iterator[str]:
+    """The table's rows for one corpus size, each as soon as it is measured."""
     data = folder / f"corpus-{size}mb.txt"
     t0 = time.perf_counter()
     generate(data, size)
     mb = data.stat().st_size / 1e6
-    rows = [f"corpus {data.name}: {mb:,.0f} MB, {sum(1 for _ in open(data, 'rb')):,} lines "
-            f"(generated in {time.perf_counter() - t0:.0f} s)"]
+    yield (f"corpus {data.name}: {mb:,.0f} MB, {sum(1 for _ in open(data, 'rb')):,} lines "
+           f"(generated in {time.perf_counter() - t0:.0f} s)")
     cache = folder / f"cache-{size}mb"
     if not train_only:
         forget(cache, tokenizers)
@@ -159,7 +160,7 @@ def measure(size: int, folder: Path, train_only: bool = False, tokenizers: tuple
         tok_file = next(cache.glob(f"prepared/*/tokenizer-{spec}.json"))
         ref = child({"what": "reference", "data": str(data), "tokenizer": str(tok_file)}, cache)
         ours = first["encode_seconds"]
-        rows.append(
+        yield (
             f"  prepare {tokenizer:>4}: {first['seconds']:6.1f} s in all (split, tokenizer, tokens; {first['cpu_s']:.0f} s "
             f"CPU), peak RSS {first['peak_rss_mb']:,.0f} MB; tokens {ours:6.1f} s = {mb / ours:5.1f} MB/s, tokenizers' "
             f"encode_batch {ref['seconds']:6.1f} s = {mb / ref['seconds']:5.1f} MB/s ({ref['encode_cpu_s']:.0f} s CPU) "
@@ -167,17 +168,16 @@ def measure(size: int, folder: Path, train_only: bool = False, tokenizers: tuple
             f"again (cached, checked) {again['seconds']:.1f} s"
         )
     if not train:
-        return rows
+        return
     train = child({"what": "train", "data": str(data), "out": str(folder / f"run-{size}mb")}, cache)
     subprocess.run(["rm", "-rf", str(folder / f"run-{size}mb")], check=True)
-    rows.append(
+    yield (
         f"  train tiny-lm on the prepared corpus: first step done {train['first_step_s']:.1f} s after the process "
         f"started ({train['first_step_cpu_s']:.1f} s CPU); {train['step_s']:.2f} s/step; validation "
         f"{train['eval_s']:.1f} s ({train['eval_cpu_s']:.1f} s CPU) on {train['eval_examples']:,} of "
         f"{train['valid_examples']:,} held-out lines; peak RSS {train['peak_rss_mb']:,.0f} MB; "
         f"{train['cpu_s']:.0f} s CPU in {train['process_s']:.0f} s"
     )
-    return rows
 
 
 def main() -> None:

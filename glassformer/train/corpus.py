@@ -16,10 +16,10 @@ their own `store_rows` (the code `encode` runs), a few thousand at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
