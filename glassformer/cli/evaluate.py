@@ -27,7 +27,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from glassformer.tasks import KINDS
     from glassformer.train.config import TrainConfig
     from glassformer.train.evaluate import evaluate
-    from glassformer.train.corpus import encoded_file, uses_prepared_data
+    from glassformer.train.corpus import encoded_file
+    from glassformer.train.corpus_source import uses_prepared_data
     from glassformer.train.setup import load_prepared_corpus, load_splits
     from glassformer.train.build import pick_device
 

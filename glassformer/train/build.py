@@ -25,7 +25,8 @@ from glassformer.train.batches import BatchOrder, Encoded
 from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import Checkpointer, TrainingState, latest_checkpoint, read_checkpoint
 from glassformer.train.config import TrainConfig
-from glassformer.train.corpus import Corpus, sample_positions, uses_prepared_data
+from glassformer.train.corpus import Corpus, sample_positions
+from glassformer.train.corpus_source import uses_prepared_data
 from glassformer.train.distributed import World, barrier, check_batch, init_world, local_device, parallelize
 from glassformer.train.fine_tune import carry_over, check_same_body, freeze
 from glassformer.train.log import Logger

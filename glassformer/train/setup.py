@@ -14,7 +14,8 @@ from glassformer.tasks import KINDS, TRAINABLE_KINDS
 from glassformer.text import Tokenizer, train_tokenizer
 from glassformer.train import auto
 from glassformer.train.config import TrainConfig
-from glassformer.train.corpus import Corpus, load_corpus, uses_prepared_data
+from glassformer.train.corpus import Corpus, load_corpus
+from glassformer.train.corpus_source import uses_prepared_data
 
 
 @dataclass
