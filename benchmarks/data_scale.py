@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,6 @@ elif task["what"] == "reference":
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from glassformer.data.lines import line_blocks
     from glassformer.text import load_tokenizer
-    from glassformer.text.word import _PIECE
     tok = load_tokenizer(task["tokenizer"])
     if tok.kind == "word":
         hf = Tokenizer(models.WordLevel({{t: i for i, t in enumerate(tok.tokens)}}, unk_token="<unk>"))
@@ -125,40 +125,59 @@ def child(task: dict, cache: Path) -> dict:
     return {**json.loads(line[len("RESULT "):]), "wall_s": time.perf_counter() - started}
 
 
-def measure(size: int, folder: Path, train_only: bool = False) -> list[str]:
+TOKENIZER_SETTINGS = {"word": [], "bpe": ["--vocab-size", "8000"]}
+
+
+def forget(cache: Path, tokenizers: tuple[str, ...]) -> None:
+    """Remove what earlier runs prepared with these tokenizers, and the line counts and splits, so that
+    preparing is measured from scratch; keep the other tokenizers' stores (the training row reads word's)."""
+    for folder in cache.glob("prepared/*"):
+        for file in [folder / "source.json", *folder.glob("split-*.npz"),
+                     *(f for name in tokenizers for f in folder.glob(f"tokenizer-{name}-*.json"))]:
+            file.unlink(missing_ok=True)
+        for store in folder.glob("tokens-*"):
+            meta = store / "meta.json"
+            if not meta.is_file() or json.loads(meta.read_text()).get("tokenizer_kind") in tokenizers:
+                subprocess.run(["rm", "-rf", str(store)], check=True)
+
+
+def measure(size: int, folder: Path, train_only: bool = False, tokenizers: tuple[str, ...] = ("word", "bpe"),
+            train: bool = True) -> Iterator[str]:
+    """The table's rows for one corpus size, each as soon as it is measured."""
     data = folder / f"corpus-{size}mb.txt"
     t0 = time.perf_counter()
     generate(data, size)
     mb = data.stat().st_size / 1e6
-    rows = [f"corpus {data.name}: {mb:,.0f} MB, {sum(1 for _ in open(data, 'rb')):,} lines "
-            f"(generated in {time.perf_counter() - t0:.0f} s)"]
+    yield (f"corpus {data.name}: {mb:,.0f} MB, {sum(1 for _ in open(data, 'rb')):,} lines "
+           f"(generated in {time.perf_counter() - t0:.0f} s)")
     cache = folder / f"cache-{size}mb"
     if not train_only:
-        subprocess.run(["rm", "-rf", str(cache)], check=True)
-    for tokenizer, extra in () if train_only else (("word", []), ("bpe", ["--vocab-size", "8000"])):
+        forget(cache, tokenizers)
+    for tokenizer, extra in () if train_only else ((name, TOKENIZER_SETTINGS[name]) for name in tokenizers):
         first = child({"what": "prepare", "data": str(data), "tokenizer": tokenizer, "extra": extra}, cache)
         again = child({"what": "prepare", "data": str(data), "tokenizer": tokenizer, "extra": extra}, cache)
         spec = f"{tokenizer}-v{extra[1] if extra else None}-cased-seed0"
         tok_file = next(cache.glob(f"prepared/*/tokenizer-{spec}.json"))
         ref = child({"what": "reference", "data": str(data), "tokenizer": str(tok_file)}, cache)
         ours = first["encode_seconds"]
-        rows.append(
+        yield (
             f"  prepare {tokenizer:>4}: {first['seconds']:6.1f} s in all (split, tokenizer, tokens; {first['cpu_s']:.0f} s "
             f"CPU), peak RSS {first['peak_rss_mb']:,.0f} MB; tokens {ours:6.1f} s = {mb / ours:5.1f} MB/s, tokenizers' "
             f"encode_batch {ref['seconds']:6.1f} s = {mb / ref['seconds']:5.1f} MB/s ({ref['encode_cpu_s']:.0f} s CPU) "
             f"(ratio {ours / ref['seconds']:.2f}); {first['tokens']:,} tokens as {first['dtype']}; "
             f"again (cached, checked) {again['seconds']:.1f} s"
         )
+    if not train:
+        return
     train = child({"what": "train", "data": str(data), "out": str(folder / f"run-{size}mb")}, cache)
     subprocess.run(["rm", "-rf", str(folder / f"run-{size}mb")], check=True)
-    rows.append(
+    yield (
         f"  train tiny-lm on the prepared corpus: first step done {train['first_step_s']:.1f} s after the process "
         f"started ({train['first_step_cpu_s']:.1f} s CPU); {train['step_s']:.2f} s/step; validation "
         f"{train['eval_s']:.1f} s ({train['eval_cpu_s']:.1f} s CPU) on {train['eval_examples']:,} of "
         f"{train['valid_examples']:,} held-out lines; peak RSS {train['peak_rss_mb']:,.0f} MB; "
         f"{train['cpu_s']:.0f} s CPU in {train['process_s']:.0f} s"
     )
-    return rows
 
 
 def main() -> None:
@@ -166,12 +185,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="corpus sizes in MB, comma-separated")
     parser.add_argument("--dir", default="/tmp/glassformer-data-scale", help="where corpora and caches go")
     parser.add_argument("--train-only", action="store_true", help="only the training row, on corpora prepared before")
+    parser.add_argument("--tokenizers", default="word,bpe", help="which tokenizers' preparation to measure (word, bpe)")
+    parser.add_argument("--no-train", action="store_true", help="no training row")
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
     for size in (int(s) for s in args.sizes.split(",")):
-        for row in measure(size, folder, args.train_only):
+        for row in measure(size, folder, args.train_only, tuple(args.tokenizers.split(",")), not args.no_train):
             print(row, flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

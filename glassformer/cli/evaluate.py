@@ -27,7 +27,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from glassformer.tasks import KINDS
     from glassformer.train.config import TrainConfig
     from glassformer.train.evaluate import evaluate
-    from glassformer.train.corpus import encoded_file, uses_prepared_data
+    from glassformer.train.corpus import encoded_file
+    from glassformer.train.corpus_source import uses_prepared_data
     from glassformer.train.setup import load_prepared_corpus, load_splits
     from glassformer.train.build import pick_device
 
@@ -39,9 +40,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     encoded, examples = None, []
     if kind.prepared_text and args.data:  # text for a language model: through its prepared token file
         encoded = encoded_file(args.data, run.kind, run.source_tokenizer, run.config.max_len, run.framing)
-    elif kind.prepared_text and not args.data and from_training:
-        corpus = load_prepared_corpus(train_config, run.framing, run.source_tokenizer)
+    elif not args.data and from_training:  # the run's own held-out split, from its prepared corpus
+        corpus = load_prepared_corpus(train_config, run.framing, run.source_tokenizer, target=run.target_tokenizer)
+        corpus.open(run.config.max_len)
         encoded = corpus.encoded(args.split, run.config.max_len)
+        examples = corpus.examples(args.split)
     elif args.data:
         if not kind.trainable:
             raise UserError(f"{args.model} is a {run.kind!r} model, which has no held-out data to evaluate on")

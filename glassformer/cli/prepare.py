@@ -1,4 +1,4 @@
-"""`glassformer prepare`: tokenize a text corpus once into a memory-mapped token file, ahead of training."""
+"""`glassformer prepare`: tokenize a data file once into a memory-mapped token file, ahead of training."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import json
 
 from glassformer.train.config import TOKENIZERS
 
+# The trainable kinds (glassformer.tasks.TRAINABLE_KINDS, which imports torch: too slow for every command's start).
+_KINDS = ("seq2seq", "lm", "mlm", "classify", "tag", "qa")
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "prepare", help="tokenize a text corpus once, ahead of `train` (language models, masked-LM)",
-        description="Split a text file as `train` will, train its tokenizer on the training split and write every "
-        "line's ids into a memory-mapped token file in the cache (GLASSFORMER_CACHE_DIR, else ~/.cache/glassformer), "
+        "prepare", help="tokenize a data file once, ahead of `train`",
+        description="Split a data file as `train` will, train its tokenizer(s) on the training split and write every "
+        "example's ids into a memory-mapped token file in the cache (GLASSFORMER_CACHE_DIR, else ~/.cache/glassformer), "
         "where `train --data FILE` with the same settings, `--resume` and `evaluate` find it. Prints the throughput.",
     )
-    parser.add_argument("--data", help="the text file: one example per line")
-    parser.add_argument("--kind", default="lm", choices=("lm", "mlm"), help="how the lines are used (default lm)")
+    parser.add_argument("--data", help="the data file (text: one example per line)")
+    parser.add_argument("--kind", default="lm", choices=_KINDS, help="how the file is read (default lm)")
+    parser.add_argument("--preset", help="the model preset `train` will use (qa only: contexts are cut to its max_len; "
+                                         "default the kind's own)")
+    parser.add_argument("--separate-vocab", action="store_true", help="separate source and target vocabularies (seq2seq)")
     parser.add_argument("--tokenizer", default="word",
                         help=f"a tokenizer kind to train ({', '.join(TOKENIZERS)}; default word), a tokenizer JSON "
                              "file, or a run folder whose tokenizer to use")
@@ -46,9 +52,11 @@ def prepare_command(args: argparse.Namespace) -> int:
         raise UserError("give --data FILE (or --check DIR)")
     tokenizer, kind, framing = _given_tokenizer(args.tokenizer)
     start = time.perf_counter()
-    corpus = load_corpus(args.data, args.kind, args.seed, framing, args.valid_data, tokenizer, kind or "word", args.vocab_size,
-                         args.lowercase, progress=not args.no_progress and not args.json,
-                         log=(lambda line: None) if args.json else print)
+    progress, log = not args.no_progress and not args.json, (lambda line: None) if args.json else print
+    corpus = load_corpus(args.data, args.kind, args.seed, framing, args.valid_data, tokenizer[0] if tokenizer else None,
+                         kind or "word", args.vocab_size, args.lowercase, progress, log,
+                         tokenizer[1] if tokenizer else None, not args.separate_vocab)
+    corpus.open(_max_len(args), progress, log)
     seconds = time.perf_counter() - start
     store = corpus.stores["train"]
     encoding = store.meta.get("seconds")  # set (in memory, not in meta.json) when written by this call
@@ -76,9 +84,17 @@ def prepare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_len(args: argparse.Namespace) -> int:
+    """The max_len of the model `train` will build (it matters to question answering alone)."""
+    from glassformer.config import get_preset
+    from glassformer.tasks import KINDS
+
+    return get_preset(args.preset or KINDS[args.kind].default_preset).max_len
+
+
 def _given_tokenizer(name: str):
-    """(tokenizer, None, framing) for a JSON file or run folder, (None, kind, framing) for a kind to train:
-    a run folder's own framing, glassformer's for the others."""
+    """((source, target) tokenizers, None, framing) for a JSON file or run folder, (None, kind, framing) for a
+    kind to train: a run folder's own framing, glassformer's for the others."""
     from pathlib import Path
 
     from glassformer.errors import UserError
@@ -92,7 +108,8 @@ def _given_tokenizer(name: str):
         from glassformer.load import load_model
 
         run = load_model(path, weights=False)
-        return run.source_tokenizer, None, run.framing
+        return (run.source_tokenizer, run.target_tokenizer), None, run.framing
     if path.is_file():
-        return load_tokenizer(path), None, Framing()
+        tokenizer = load_tokenizer(path)
+        return (tokenizer, tokenizer), None, Framing()
     raise UserError(f"--tokenizer {name!r} is neither a tokenizer kind ({', '.join(TOKENIZERS)}) nor a file or run folder")

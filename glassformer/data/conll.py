@@ -7,11 +7,11 @@ follow the BIO scheme: "O" outside any entity, "B-TYPE" at an entity's first tok
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glassformer.data.readers import _read_lines
+from glassformer.data.lines import numbered_lines
 from glassformer.errors import DataError
 
 OUTSIDE = "O"
@@ -64,20 +64,16 @@ def bio_error(tags: Sequence[str]) -> str | None:
     return None
 
 
-def read_conll(path: str | Path) -> list[Tagged]:
-    """Read 'token<TAB>tag' lines, sentences separated by blank lines, into Tagged examples.
-
-    Args:
-        path: a UTF-8 file; every sentence's tags must form a valid BIO sequence.
-    """
-    examples: list[Tagged] = []
+def iter_conll(path: str | Path) -> Iterator[Tagged]:
+    """The Tagged sentences of a file of 'token<TAB>tag' lines, sentences separated by blank lines,
+    read in blocks; every sentence's tags must form a valid BIO sequence."""
     tokens: list[str] = []
     tags: list[str] = []
     last_line = 0
-    # _read_lines drops blank lines; a gap in the line numbers is where a sentence ended.
-    for n, line in _read_lines(path, _LINE):
+    # numbered_lines drops blank lines; a gap in the line numbers is where a sentence ended.
+    for n, line in numbered_lines(path, _LINE):
         if n != last_line + 1 and tokens:
-            examples.append(Tagged(tuple(tokens), tuple(tags)))
+            yield Tagged(tuple(tokens), tuple(tags))
             tokens, tags = [], []
         last_line = n
         fields = line.split("\t")
@@ -97,5 +93,13 @@ def read_conll(path: str | Path) -> list[Tagged]:
         tokens.append(token)
         tags.append(tag)
     if tokens:
-        examples.append(Tagged(tuple(tokens), tuple(tags)))
-    return examples
+        yield Tagged(tuple(tokens), tuple(tags))
+
+
+def read_conll(path: str | Path) -> list[Tagged]:
+    """Read 'token<TAB>tag' lines, sentences separated by blank lines, into Tagged examples.
+
+    Args:
+        path: a UTF-8 file; every sentence's tags must form a valid BIO sequence.
+    """
+    return list(iter_conll(path))

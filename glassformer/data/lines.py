@@ -17,10 +17,10 @@ BLOCK_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
-def _open(path: str | Path):
+def _open(path: str | Path, expected: str = "text"):
     p = Path(path)
     if p.is_dir():
-        raise DataError(f"{path}: is a directory (expected a file of lines of text)")
+        raise DataError(f"{path}: is a directory (expected a file of lines of {expected})")
     try:
         return open(p, "rb")
     except FileNotFoundError:
@@ -29,9 +29,9 @@ def _open(path: str | Path):
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def byte_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+def byte_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES, expected: str = "text") -> Iterator[bytes]:
     """The file's bytes in pieces that end at a line break (the last piece may not)."""
-    with _open(path) as f:
+    with _open(path, expected) as f:
         rest = b""
         while True:
             chunk = f.read(block_bytes)
@@ -60,18 +60,51 @@ def line_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tu
         if first and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
         first = False
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = line_no + raw.count(b"\n", 0, e.start) + 1
-            column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-            raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {column})") from None
+        text = _decoded(raw, path, line_no)
         line_no += raw.count(b"\n")
         lines = [s for s in map(str.strip, text.split("\n")) if s]
         any_line = any_line or bool(lines)
         yield lines, size
     if not any_line:
         raise DataError(f"{path}: file is empty (expected lines of text)")
+
+
+def _decoded(raw: bytes, path, line_no: int) -> str:
+    """A block's text; DataError naming the line and column of its first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = line_no + raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {column})") from None
+
+
+def numbered_lines(path: str | Path, expected: str, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line break) for each non-blank line, read in blocks.
+
+    The lines a reader of user files checks one by one (pairs, labelled lines, CoNLL, JSON
+    lines): a trailing carriage return is dropped, nothing else is stripped. DataError for a
+    byte that is not UTF-8 (naming its line) and for a file with no non-blank line.
+
+    Args:
+        expected: what a line should look like, for the messages about a folder or an empty file.
+    """
+    line_no, any_line, first = 0, False, True
+    for raw in byte_blocks(path, block_bytes, expected):
+        if first and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        first = False
+        pieces = _decoded(raw, path, line_no).split("\n")
+        if raw.endswith(b"\n"):
+            pieces.pop()  # what follows the block's last line break starts the next block
+        for n, line in enumerate(pieces, start=line_no + 1):
+            line = line.rstrip("\r")
+            if line.strip():
+                any_line = True
+                yield n, line
+        line_no += raw.count(b"\n")
+    if not any_line:
+        raise DataError(f"{path}: file is empty (expected lines of {expected})")
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:

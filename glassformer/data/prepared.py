@@ -4,7 +4,11 @@ Layout of a store folder:
     tokens.bin     the framed ids of every example, one after another (uint16 while the
                    vocabulary fits in 65,536 ids, uint32 beyond), little-endian
     offsets.npy    int64 [n_examples + 1]: example i is tokens[offsets[i]:offsets[i+1]]
-    meta.json      written last: format, dtype, counts, SHA-256 of both files, where it came from
+    meta.json      written last: format, dtype, counts, SHA-256 of every file, where it came from
+    NAME.bin, NAME-offsets.npy
+                   the same for each further column a task kind keeps beside the ids (a
+                   translation's target ids, a tag per position, a class label, an answer span),
+                   example i's values being NAME[offsets[i]:offsets[i+1]]
 
 Opening checks lengths and checksums, so a truncated or damaged store is one clear DataError
 instead of wrong batches. Stores live under the cache folder (GLASSFORMER_CACHE_DIR, else
@@ -19,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +58,16 @@ def _file_sha256(path: Path) -> str:
 
 
 class TokenStore:
-    """An opened store: examples by index, read from the memory map on demand."""
+    """An opened store: examples by index, read from the memory map on demand.
 
-    def __init__(self, path: Path, meta: dict, tokens: np.ndarray, offsets: np.ndarray):
+    Args:
+        columns: name -> (values, offsets) of each further column, memory-mapped too.
+    """
+
+    def __init__(self, path: Path, meta: dict, tokens: np.ndarray, offsets: np.ndarray,
+                 columns: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.path, self.meta, self.tokens, self.offsets = path, meta, tokens, offsets
+        self.columns = columns or {}
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -65,45 +76,120 @@ class TokenStore:
     def n_tokens(self) -> int:
         return int(self.offsets[-1])
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
-        """The framed length of every example, [n_examples]."""
+        """The framed length of every example, [n_examples] (computed once: 8 bytes an example)."""
         return np.diff(self.offsets)
 
     def example(self, i: int) -> list[int]:
         """The framed ids of example i."""
         return self.tokens[self.offsets[i] : self.offsets[i + 1]].tolist()
 
+    def value(self, column: str, i: int) -> list[int]:
+        """Example i's values in a further column."""
+        values, offsets = self.columns[column]
+        return values[offsets[i] : offsets[i + 1]].tolist()
 
-def write_store(path: str | Path, blocks: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, meta: dict) -> TokenStore:
-    """Write (ids, lengths) blocks into a store folder at path, atomically, and open it.
+    def column_lengths(self, column: str) -> np.ndarray:
+        """How many values each example has in a further column, [n_examples]."""
+        return np.diff(self.columns[column][1])
+
+    def rows(self, indices: np.ndarray, column: str | None = None, scalar: bool = False) -> "StoreRows":
+        """Examples `indices` (ids, or a further column's values) as a read-on-demand sequence."""
+        return StoreRows(self, indices, column, scalar)
+
+
+class StoreRows:
+    """Examples of a store picked by index, each read as a list of ints (or one int, scalar) when asked for.
+
+    What an `Encoded` split holds in place of lists: nothing is read before a batch needs it.
+    """
+
+    def __init__(self, store: TokenStore, indices: np.ndarray, column: str | None = None, scalar: bool = False):
+        self.store, self.indices, self.column, self.scalar = store, indices, column, scalar
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        row = self.store.example(j) if self.column is None else self.store.value(self.column, j)
+        return row[0] if self.scalar else row
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class _ColumnWriter:
+    """One ragged column being written: its values appended to a file, its lengths kept for the offsets."""
+
+    def __init__(self, values_path: Path, offsets_path: Path, dtype: np.dtype, low: int, high: int):
+        self.values_path, self.offsets_path, self.dtype, self.low, self.high = values_path, offsets_path, dtype, low, high
+        self.file = open(values_path, "wb")
+        self.digest, self.lengths, self.n_values = hashlib.sha256(), [], 0
+
+    def write(self, values: np.ndarray, lengths: np.ndarray, what: str) -> None:
+        values = np.asarray(values)
+        if len(values) and (values.min() < self.low or values.max() >= self.high):
+            raise ValueError(f"{what} outside {self.low}..{self.high - 1}")
+        data = values.astype(self.dtype).tobytes()
+        self.digest.update(data)
+        self.file.write(data)
+        self.lengths.append(np.asarray(lengths, dtype=np.int64))
+        self.n_values += len(values)
+
+    def finish(self) -> int:
+        """Close the values file, write the offsets; the number of examples."""
+        self.file.close()
+        offsets = np.zeros(sum(map(len, self.lengths)) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(self.lengths) if self.lengths else np.empty(0, np.int64), out=offsets[1:])
+        np.save(self.offsets_path, offsets)
+        self.lengths = []
+        return len(offsets) - 1
+
+
+def column_files(name: str) -> tuple[str, str]:
+    """The values and offsets file names of a further column."""
+    return f"{name}.bin", f"{name}-offsets.npy"
+
+
+def write_store(path: str | Path, blocks: Iterable[tuple], vocab_size: int, meta: dict,
+                columns: dict[str, tuple[np.dtype, int, int]] | None = None) -> TokenStore:
+    """Write blocks of examples into a store folder at path, atomically, and open it.
 
     Args:
-        blocks: for each block of examples, their framed ids one after another and each one's length.
+        blocks: for each block of examples, (ids, lengths) or (ids, lengths, {column: (values, lengths)}):
+            their framed ids one after another and each one's length, and the same for each further column.
         vocab_size: every id is below this; picks the token dtype.
         meta: where the store came from (source file, its hash, the tokenizer's), kept in meta.json.
+        columns: name -> (dtype, lowest value, highest value + 1) of each further column.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dtype = token_dtype(vocab_size)
+    dtype, columns = token_dtype(vocab_size), columns or {}
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        digest, lengths, n_tokens = hashlib.sha256(), [], 0
-        with open(work / TOKENS_FILE, "wb") as f:
-            for ids, block_lengths in blocks:
-                if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
-                    raise ValueError(f"an id outside the vocabulary (0..{vocab_size - 1})")
-                data = ids.astype(dtype).tobytes()
-                digest.update(data)
-                f.write(data)
-                lengths.append(np.asarray(block_lengths, dtype=np.int64))
-                n_tokens += len(ids)
-        offsets = np.zeros(sum(map(len, lengths)) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(lengths) if lengths else np.empty(0, np.int64), out=offsets[1:])
-        np.save(work / OFFSETS_FILE, offsets)
+        tokens = _ColumnWriter(work / TOKENS_FILE, work / OFFSETS_FILE, dtype, 0, vocab_size)
+        writers = {name: _ColumnWriter(*(work / f for f in column_files(name)), np.dtype(kind), low, high)
+                   for name, (kind, low, high) in columns.items()}
+        try:
+            for block in blocks:
+                tokens.write(block[0], block[1], "an id outside the vocabulary:")
+                for name, writer in writers.items():
+                    writer.write(*block[2][name], f"a value of {name}")
+        finally:
+            for writer in (tokens, *writers.values()):
+                writer.file.close()
+        n_examples = tokens.finish()
+        described = {}
+        for name, writer in writers.items():
+            if writer.finish() != n_examples:
+                raise ValueError(f"column {name} has values for another number of examples than the ids")
+            described[name] = {"dtype": writer.dtype.str, "n_values": writer.n_values, "sha256": writer.digest.hexdigest(),
+                               "offsets_sha256": _file_sha256(writer.offsets_path)}
         meta = {"format": FORMAT, "version": VERSION, **meta, "dtype": dtype.str, "vocab_size": vocab_size,
-                "n_examples": len(offsets) - 1, "n_tokens": n_tokens, "tokens_sha256": digest.hexdigest(),
-                "offsets_sha256": _file_sha256(work / OFFSETS_FILE)}
+                "n_examples": n_examples, "n_tokens": tokens.n_values, "tokens_sha256": tokens.digest.hexdigest(),
+                "offsets_sha256": _file_sha256(work / OFFSETS_FILE), **({"columns": described} if described else {})}
         (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         if path.exists():
             shutil.rmtree(path)
@@ -134,20 +220,34 @@ def open_store(path: str | Path, verify: bool = True) -> TokenStore:
         raise DataError(f"{path}: prepared by a newer glassformer (format {meta['version']} > {VERSION})")
     tokens_path, offsets_path = path / TOKENS_FILE, path / OFFSETS_FILE
     dtype = np.dtype(meta["dtype"])
-    expected = meta["n_tokens"] * dtype.itemsize
-    found = tokens_path.stat().st_size if tokens_path.is_file() else None
+    tokens, offsets = _open_column(tokens_path, offsets_path, dtype, meta["n_tokens"], meta["n_examples"])
+    checks = [(tokens_path, meta["tokens_sha256"]), (offsets_path, meta["offsets_sha256"])]
+    columns = {}
+    for name, column in meta.get("columns", {}).items():
+        values_path, column_offsets = (path / f for f in column_files(name))
+        columns[name] = _open_column(values_path, column_offsets, np.dtype(column["dtype"]), column["n_values"],
+                                     meta["n_examples"])
+        checks += [(values_path, column["sha256"]), (column_offsets, column["offsets_sha256"])]
+    if verify:
+        for file, digest in checks:
+            if not file.is_file() or _file_sha256(file) != digest:
+                raise DataError(f"{file}: damaged (its checksum differs from the one recorded); prepare it again")
+    return TokenStore(path, meta, tokens, offsets, columns)
+
+
+def _open_column(values_path: Path, offsets_path: Path, dtype: np.dtype, n_values: int,
+                 n_examples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a column, memory-mapped; DataError when either file is cut short or damaged."""
+    expected = n_values * dtype.itemsize
+    found = values_path.stat().st_size if values_path.is_file() else None
     if found != expected:
         what = "missing" if found is None else f"{found:,} bytes"
-        raise DataError(f"{tokens_path}: truncated or damaged ({what}, expected {expected:,} bytes); prepare it again")
-    if verify:
-        for file, key in ((tokens_path, "tokens_sha256"), (offsets_path, "offsets_sha256")):
-            if not file.is_file() or _file_sha256(file) != meta[key]:
-                raise DataError(f"{file}: damaged (its checksum differs from the one recorded); prepare it again")
+        raise DataError(f"{values_path}: truncated or damaged ({what}, expected {expected:,} bytes); prepare it again")
     try:
         offsets = np.load(offsets_path, mmap_mode="r")
     except (OSError, ValueError) as error:
         raise DataError(f"{offsets_path}: damaged ({error}); prepare it again") from None
-    if offsets.shape != (meta["n_examples"] + 1,) or int(offsets[-1]) != meta["n_tokens"]:
+    if offsets.shape != (n_examples + 1,) or int(offsets[-1]) != n_values:
         raise DataError(f"{offsets_path}: damaged (does not match {META_FILE}); prepare it again")
-    tokens = np.memmap(tokens_path, dtype=dtype, mode="r") if expected else np.empty(0, dtype)
-    return TokenStore(path, meta, tokens, offsets)
+    values = np.memmap(values_path, dtype=dtype, mode="r") if expected else np.empty(0, dtype)
+    return values, offsets

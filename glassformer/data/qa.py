@@ -8,10 +8,11 @@ where answer_start is the character offset of answer_text in context (as in SQuA
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from glassformer.data.readers import _read_lines
+from glassformer.data.lines import numbered_lines
 from glassformer.errors import DataError
 
 _LINE = 'JSON objects with "context", "question", "answer_start" and "answer_text"'
@@ -59,17 +60,20 @@ def _example(data: object, where: str) -> QAExample:
     return QAExample(context, question, start, answer)
 
 
+def iter_qa(path: str | Path) -> Iterator[QAExample]:
+    """One QAExample per non-blank JSON line, read in blocks, each answer checked to lie where it says."""
+    for n, line in numbered_lines(path, _LINE):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        yield _example(data, f"{path}:{n}")
+
+
 def read_qa(path: str | Path) -> list[QAExample]:
     """Read one QAExample per non-blank JSON line, checking that each answer lies where it says.
 
     Args:
         path: a UTF-8 JSON-lines file.
     """
-    examples = []
-    for n, line in _read_lines(path, _LINE):
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        examples.append(_example(data, f"{path}:{n}"))
-    return examples
+    return list(iter_qa(path))

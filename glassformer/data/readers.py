@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from glassformer.data.examples import Labeled, Pair, Text
+from glassformer.data.lines import numbered_lines
 from glassformer.errors import DataError
-from glassformer.files import read_bytes
-
-_BOM = b"\xef\xbb\xbf"
 
 # What a line of each kind of file looks like, as error messages describe it.
 _PAIR_LINE = "'source<TAB>target'"
@@ -16,39 +15,10 @@ _LABELED_LINE = "'label<TAB>text'"
 _TEXT_LINE = "text"
 
 
-def _read_lines(path: str | Path, expected: str) -> list[tuple[int, str]]:
-    """Return the non-blank lines of a UTF-8 file with their 1-based line numbers.
-
-    Args:
-        path: the file.
-        expected: what a line should look like, for the empty-file message.
-    """
-    name = str(path)
-    data = read_bytes(path, f"a file of lines of {expected}")
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(
-            f"{name}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at column {column})"
-        ) from None
-    # split("\n") rather than splitlines(), which also breaks at form feeds and other
-    # separators and would throw the line numbers off.
-    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1)]
-    lines = [(n, line) for n, line in lines if line.strip()]
-    if not lines:
-        raise DataError(f"{name}: file is empty (expected lines of {expected})")
-    return lines
-
-
-def _read_fields(path: str | Path, names: tuple[str, str]) -> list[tuple[str, str]]:
-    """Read a two-column TSV file, each field stripped and non-empty."""
+def _iter_fields(path: str | Path, names: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    """The rows of a two-column TSV file, each field stripped and non-empty, read in blocks."""
     expected = f"'{names[0]}<TAB>{names[1]}'"
-    rows = []
-    for n, line in _read_lines(path, expected):
+    for n, line in numbered_lines(path, expected):
         fields = line.split("\t")
         if len(fields) != 2:
             found = f"{len(fields)} field" + ("" if len(fields) == 1 else "s")
@@ -59,8 +29,12 @@ def _read_fields(path: str | Path, names: tuple[str, str]) -> list[tuple[str, st
                 raise DataError(
                     f"{path}:{n}: the {field_name} field is empty (expected {expected})"
                 )
-        rows.append((fields[0], fields[1]))
-    return rows
+        yield fields[0], fields[1]
+
+
+def iter_pairs(path: str | Path) -> Iterator[Pair]:
+    """The Pairs of a file of 'source<TAB>target' lines (blank lines skipped), read in blocks."""
+    return (Pair(source, target) for source, target in _iter_fields(path, ("source", "target")))
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
@@ -69,7 +43,12 @@ def read_pairs(path: str | Path) -> list[Pair]:
     Args:
         path: a UTF-8 TSV file.
     """
-    return [Pair(source, target) for source, target in _read_fields(path, ("source", "target"))]
+    return list(iter_pairs(path))
+
+
+def iter_labeled(path: str | Path) -> Iterator[Labeled]:
+    """The Labeled examples of a file of 'label<TAB>text' lines (blank lines skipped), read in blocks."""
+    return (Labeled(label, text) for label, text in _iter_fields(path, ("label", "text")))
 
 
 def read_labeled(path: str | Path) -> list[Labeled]:
@@ -78,7 +57,12 @@ def read_labeled(path: str | Path) -> list[Labeled]:
     Args:
         path: a UTF-8 TSV file.
     """
-    return [Labeled(label, text) for label, text in _read_fields(path, ("label", "text"))]
+    return list(iter_labeled(path))
+
+
+def iter_text(path: str | Path) -> Iterator[Text]:
+    """One Text per non-blank line, surrounding whitespace stripped, read in blocks."""
+    return (Text(line.strip()) for _, line in numbered_lines(path, _TEXT_LINE))
 
 
 def read_text(path: str | Path) -> list[Text]:
@@ -87,4 +71,4 @@ def read_text(path: str | Path) -> list[Text]:
     Args:
         path: a UTF-8 text file.
     """
-    return [Text(line.strip()) for _, line in _read_lines(path, _TEXT_LINE)]
+    return list(iter_text(path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from glassformer.data import Labeled, read_labeled
+from glassformer.data.readers import iter_labeled
 from glassformer.errors import DataError, UserError
 from glassformer.framing import decoder_start, sequence_ids
 from glassformer.nn.masks import padding_mask
@@ -17,16 +18,23 @@ class Classify(Kind):
     name, family, head = "classify", "encoder-only", "classify"
     primary_metric = accuracy_name = "accuracy"
     answer = "label"
+    labelled = True
 
     def read(self, path):
         return read_labeled(path)
+
+    def stream(self, path):
+        return iter_labeled(path)
 
     def texts(self, examples):
         texts = [e.text for e in examples if isinstance(e, Labeled)]
         return texts, texts
 
-    def label_set(self, splits):
-        labels, held_out = sorted({e.label for e in splits.train}), {e.label for e in splits.valid + splits.test}
+    def example_labels(self, example):
+        return (example.label,)
+
+    def labels_from(self, train, held_out):
+        labels = sorted(train)
         unknown = sorted(held_out - set(labels))
         if unknown:
             raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
@@ -44,6 +52,17 @@ class Classify(Kind):
             inputs.append(ids)
             targets.append(labels.index(example.label))
         return Encoded(self.name, inputs, targets, skipped)
+
+    def store_columns(self, source, target, labels):
+        return {"labels": ("<i4", 0, len(labels))}
+
+    def store_rows(self, examples, source, target, labels, framing, max_len):
+        encoded = self.encode(examples, source, target, labels, max_len, framing)
+        return encoded.inputs, {"labels": [[label] for label in encoded.targets]}
+
+    def from_store(self, store, indices, skipped):
+        return Encoded(self.name, store.rows(indices), store.rows(indices, "labels", scalar=True), skipped,
+                       lengths=store.lengths[indices])
 
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         ids = pad([encoded.inputs[i] for i in indices], source.pad_id)

@@ -11,12 +11,15 @@ a kind's part of it is the targets its `batch` sets (IGNORE where nothing is sco
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from glassformer.config import ModelConfig
 from glassformer.data import Splits
+from glassformer.data.prepared import TokenStore
 from glassformer.framing import Framing
 from glassformer.text import Tokenizer
 from glassformer.train.batches import Batch, Encoded
@@ -44,11 +47,19 @@ class Kind:
     """--data FILE is a text file read through a prepared token store, not held in memory."""
     extra_tokens = 0
     """Tokens a training row holds beyond max_len (a language model's shifted target)."""
+    labelled = False
+    """The examples carry labels (a class, tags) that the model's output labels are gathered from."""
+    stored_for_max_len = False
+    """The prepared rows depend on the model's max_len (question answering cuts contexts to fit)."""
 
     # Data ----------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> list:
         """The examples of a user's file of this kind."""
         raise NotImplementedError(f"kind {self.name!r} has no data files")
+
+    def stream(self, path: str | Path) -> Iterator:
+        """The examples of a user's file of this kind one at a time, read in blocks (what `read` lists)."""
+        return iter(self.read(path))
 
     def texts(self, examples: list) -> tuple[list[str], list[str]]:
         """(source-side texts, target-side texts) of training examples, for training tokenizers."""
@@ -57,6 +68,15 @@ class Kind:
 
     def label_set(self, splits: Splits) -> list[str]:
         """The model's output labels, from the training split (none for most kinds)."""
+        held_out = {label for e in splits.valid + splits.test for label in self.example_labels(e)}
+        return self.labels_from({label for e in splits.train for label in self.example_labels(e)}, held_out)
+
+    def example_labels(self, example) -> Iterable[str]:
+        """The labels an example carries (its class, its tags; none for most kinds)."""
+        return ()
+
+    def labels_from(self, train: set[str], held_out: set[str]) -> list[str]:
+        """The model's labels from those of the training examples; UserError when held-out ones are unknown."""
         return []
 
     def model_changes(self, config: ModelConfig) -> dict:
@@ -73,6 +93,34 @@ class Kind:
               mask_prob: float = 0.15, generator: torch.Generator | None = None) -> Batch:
         """Collate examples `indices` of `encoded` into a padded batch with the loss's targets."""
         raise NotImplementedError(f"kind {self.name!r} is not trained")
+
+    # A prepared corpus: every example's rows in a token store, read back by index ----------------
+    def store_columns(self, source: Tokenizer, target: Tokenizer, labels: list[str]) -> dict[str, tuple]:
+        """The columns kept beside the ids: name -> (numpy dtype, lowest value, highest value + 1)."""
+        return {}
+
+    def store_rows(self, examples: list, source: Tokenizer, target: Tokenizer, labels: list[str], framing: Framing,
+                   max_len: int) -> tuple[list[list[int]], dict[str, list[list[int]]]]:
+        """Every example's ids and its values in each column, as `encode` makes them but none skipped:
+        an example that cannot be encoded at all gets no ids. max_len matters only where
+        `stored_for_max_len`."""
+        encoded = self.encode(examples, source, target, labels, max_len, framing)
+        return encoded.inputs, {}
+
+    def store_fits(self, store: TokenStore, indices: np.ndarray, max_len: int) -> np.ndarray:
+        """[len(indices)] True where the example has ids and fits the model, as `encode` keeps examples."""
+        lengths = store.lengths[indices]
+        return (lengths > 0) & (lengths <= max_len + self.extra_tokens)
+
+    def from_store(self, store: TokenStore, indices: np.ndarray, skipped: int) -> Encoded:
+        """Examples `indices` of a store as the split `encode` would give, read on demand."""
+        return Encoded(self.name, store.rows(indices), None, skipped, lengths=store.lengths[indices])
+
+    def row_lengths(self, encoded: Encoded) -> np.ndarray:
+        """Each example's width in a padded batch, [len(encoded)], for bucketing batches by length."""
+        if encoded.lengths is not None:
+            return encoded.lengths
+        return np.fromiter(map(len, encoded.inputs), dtype=np.int64, count=len(encoded))
 
     # Metrics and predictions --------------------------------------------------------------------
     def predicted_metrics(self, run, encoded: Encoded, examples: list, batch_size: int, device,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glassformer.data import read_text
+from glassformer.data.readers import iter_text, read_text
 from glassformer.framing import sequence_ids
 from glassformer.tasks.kind import Kind
 from glassformer.train.batches import IGNORE, Batch, Encoded, pad
@@ -19,6 +19,9 @@ class LanguageModel(Kind):
 
     def read(self, path):
         return read_text(path)
+
+    def stream(self, path):
+        return iter_text(path)
 
     def encode(self, examples, source, target, labels, max_len, framing):
         inputs, skipped = [], 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from glassformer.data.qa import QAExample, read_qa
+from glassformer.data.qa import QAExample, iter_qa, read_qa
 from glassformer.errors import UserError
 from glassformer.framing import Framing, sequence_prefix, sequence_suffix
 from glassformer.nn.masks import padding_mask
@@ -293,8 +293,13 @@ class QuestionAnswering(Kind):
     primary_metric = "exact_match"
     accuracy_name = "position_accuracy"
 
+    stored_for_max_len = True
+
     def read(self, path):
         return read_qa(path)
+
+    def stream(self, path):
+        return iter_qa(path)
 
     def texts(self, examples):
         texts = [t for e in examples for t in (e.question, e.context)]
@@ -307,6 +312,23 @@ class QuestionAnswering(Kind):
         features, dropped = encode_qa(examples, source, max_len, framing)
         return Encoded(self.name, [f.ids for f in features], [[f.start, f.end] for f in features], dropped,
                        segments=[f.segments for f in features])
+
+    def store_columns(self, source, target, labels):
+        return {"segments": ("u1", 0, 2), "spans": ("<i4", -1, 1 << 30)}
+
+    def store_rows(self, examples, source, target, labels, framing, max_len):
+        inputs, segments, spans = [], [], []
+        for example in examples:
+            features, _ = encode_qa([example], source, max_len, framing)
+            feature = features[0] if features else None
+            inputs.append(feature.ids if feature else [])
+            segments.append(feature.segments if feature else [])
+            spans.append([feature.start, feature.end] if feature else [-1, -1])
+        return inputs, {"segments": segments, "spans": spans}
+
+    def from_store(self, store, indices, skipped):
+        return Encoded(self.name, store.rows(indices), store.rows(indices, "spans"), skipped,
+                       segments=store.rows(indices, "segments"), lengths=store.lengths[indices])
 
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         ids = pad([encoded.inputs[i] for i in indices], source.pad_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from glassformer.data import Pair, read_pairs
+from glassformer.data.prepared import token_dtype
+from glassformer.data.readers import iter_pairs
 from glassformer.framing import decoder_start, source_ids, target_ids
 from glassformer.tasks.kind import Kind
 from glassformer.train.batches import IGNORE, Batch, Encoded, pad
@@ -20,6 +24,9 @@ class Seq2Seq(Kind):
     def read(self, path):
         return read_pairs(path)
 
+    def stream(self, path):
+        return iter_pairs(path)
+
     def texts(self, examples):
         return [e.source for e in examples if isinstance(e, Pair)], [e.target for e in examples]
 
@@ -34,6 +41,27 @@ class Seq2Seq(Kind):
             inputs.append(src)
             targets.append(tgt_out[:-1])  # the words alone; framing adds <start>/<end> per batch
         return Encoded(self.name, inputs, targets, skipped)
+
+    def store_columns(self, source, target, labels):
+        return {"targets": (token_dtype(target.vocab_size), 0, target.vocab_size)}
+
+    def store_rows(self, examples, source, target, labels, framing, max_len):
+        encoded = self.encode(examples, source, target, labels, max_len, framing)
+        return encoded.inputs, {"targets": encoded.targets}
+
+    def store_fits(self, store, indices, max_len):
+        # <start> + target words feed the decoder, as encode counts them
+        return (store.lengths[indices] <= max_len) & (store.column_lengths("targets")[indices] + 1 <= max_len)
+
+    def from_store(self, store, indices, skipped):
+        lengths = np.maximum(store.lengths[indices], store.column_lengths("targets")[indices] + 1)
+        return Encoded(self.name, store.rows(indices), store.rows(indices, "targets"), skipped, lengths=lengths)
+
+    def row_lengths(self, encoded):
+        if encoded.lengths is not None:
+            return encoded.lengths
+        return np.fromiter((max(len(s), len(t) + 1) for s, t in zip(encoded.inputs, encoded.targets)), dtype=np.int64,
+                           count=len(encoded))
 
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         src = pad([encoded.inputs[i] for i in indices], source.pad_id)

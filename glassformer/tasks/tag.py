@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from glassformer.data.conll import read_conll
+from glassformer.data.conll import iter_conll, read_conll
 from glassformer.errors import DataError, UserError
 from glassformer.framing import Framing, sequence_prefix, sequence_suffix
 from glassformer.nn.masks import padding_mask
@@ -188,17 +188,24 @@ def predict_tags(
 class Tag(Kind):
     name, family, head = "tag", "encoder-only", "tag"
     primary_metric = "entity_f1"
+    labelled = True
 
     def read(self, path):
         return read_conll(path)
+
+    def stream(self, path):
+        return iter_conll(path)
 
     def texts(self, examples):
         texts = [" ".join(e.tokens) for e in examples]
         return texts, texts
 
-    def label_set(self, splits):
-        labels = tag_labels([e.tags for e in splits.train])
-        unknown = sorted({t for e in splits.valid + splits.test for t in e.tags} - set(labels))
+    def example_labels(self, example):
+        return example.tags
+
+    def labels_from(self, train, held_out):
+        labels = tag_labels([sorted(train)])
+        unknown = sorted(held_out - set(labels))
         if unknown:
             raise UserError(f"labels {', '.join(map(repr, unknown[:5]))} occur in held-out data but not in training data")
         return labels
@@ -217,6 +224,17 @@ class Tag(Kind):
             inputs.append(ids)
             targets.append(row)
         return Encoded(self.name, inputs, targets, skipped)
+
+    def store_columns(self, source, target, labels):
+        return {"labels": ("<i2" if len(labels) < 1 << 15 else "<i4", IGNORE, len(labels))}
+
+    def store_rows(self, examples, source, target, labels, framing, max_len):
+        encoded = self.encode(examples, source, target, labels, max_len, framing)
+        return encoded.inputs, {"labels": encoded.targets}
+
+    def from_store(self, store, indices, skipped):
+        return Encoded(self.name, store.rows(indices), store.rows(indices, "labels"), skipped,
+                       lengths=store.lengths[indices])
 
     def batch(self, encoded, indices, source, target, framing, mask_prob=0.15, generator=None):
         ids = pad([encoded.inputs[i] for i in indices], source.pad_id)

@@ -100,15 +100,18 @@ def summarize(kind: str, examples: list, source, target, corpus=None) -> DataSum
         corpus: the prepared corpus of a text file, whose stored lengths are read instead.
     """
     vocabulary = source.vocab_size + (0 if target is source else target.vocab_size)
-    if corpus is not None:
+    if corpus is not None and "train" in corpus.stores:
         store, indices = corpus.stores["train"], corpus.indices["train"]
         lengths = store.lengths[indices[:LENGTH_SAMPLE]].tolist()
         return DataSummary(kind, corpus.size("train"), vocabulary, min(lengths, default=0), max(lengths, default=0))
     from glassformer.tasks import KINDS
 
+    n_examples = len(examples)
+    if corpus is not None:  # a prepared corpus not yet encoded: the first training examples, read from the file
+        n_examples, examples = corpus.size("train"), list(corpus.leading_examples("train", LENGTH_SAMPLE))
     texts, _ = KINDS[kind].texts(examples[:LENGTH_SAMPLE])
     lengths = [len(source.encode(text)) for text in texts] or [0]
-    return DataSummary(kind, len(examples), vocabulary, min(lengths), max(lengths))
+    return DataSummary(kind, n_examples, vocabulary, min(lengths), max(lengths))
 
 
 def apply(config, data: DataSummary, d_model: int | None = None) -> list[Choice]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from glassformer.text import Tokenizer
@@ -29,6 +30,8 @@ class Encoded:
     """Examples left out because they exceed the model's maximum length."""
     segments: list[list[int]] | None = None
     """Segment ids per input (question 0, context 1) for question answering."""
+    lengths: np.ndarray | None = None
+    """Each example's padded width in a batch, [n], when known without reading the rows (a prepared corpus)."""
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -80,29 +83,55 @@ def mask_tokens(
     return masked, targets
 
 
+BUCKET_BATCHES = 50
+"""Batches whose examples are sorted by length together when batches are bucketed."""
+
+
 class BatchOrder:
     """Shuffled batches of example indices, epoch after epoch, fixed by (seed, epoch).
 
     The position (epoch, batch) is all the state there is, so a resumed run continues with the
     very batch an uninterrupted run would have taken next. Each of `world` processes takes every
     world-th example of the global batch.
+
+    With `lengths`, batches are bucketed by length to waste little padding: the epoch's shuffled
+    examples are cut into runs of BUCKET_BATCHES batches, each run sorted by length (ties keep
+    the shuffled order) and cut into batches, and the batches are shuffled. An epoch then uses
+    exactly the examples it uses without bucketing, only grouped otherwise.
     """
 
-    def __init__(self, n_examples: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n_examples: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 lengths: np.ndarray | None = None):
         if n_examples < 1:
             raise ValueError("no training examples")
+        if lengths is not None and len(lengths) != n_examples:
+            raise ValueError(f"{len(lengths)} lengths for {n_examples} examples")
         self.n, self.batch_size, self.seed = n_examples, batch_size, seed
         self.rank, self.world = rank, world
+        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths, dtype=np.int64))
         self.epoch, self.position = 0, 0
-        self._perm: torch.Tensor | None = None
+        self._batches: torch.Tensor | None = None
 
-    def _permutation(self) -> torch.Tensor:
+    def _generator(self, salt: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + salt)
+
+    def epoch_batches(self) -> torch.Tensor:
+        """The global batches of the current epoch, [batches_per_epoch, batch_size] (one batch of all when fewer)."""
         # Kept as a tensor (8 bytes an example), not a list of Python ints (about 36): a corpus
         # of tens of millions of lines would otherwise spend a gigabyte on its batch order.
-        if self._perm is None:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._perm = torch.randperm(self.n, generator=generator)
-        return self._perm
+        if self._batches is None:
+            perm = torch.randperm(self.n, generator=self._generator())
+            width = min(self.batch_size, self.n)
+            used = perm[: self.batches_per_epoch * width]
+            if self.lengths is not None:
+                run = torch.arange(len(used)) // (width * BUCKET_BATCHES)
+                key = run * (int(self.lengths.max()) + 1) + self.lengths[used]
+                used = used[torch.sort(key, stable=True).indices]
+            batches = used.view(self.batches_per_epoch, width)
+            if self.lengths is not None:
+                batches = batches[torch.randperm(len(batches), generator=self._generator(salt=500_009))]
+            self._batches = batches
+        return self._batches
 
     @property
     def batches_per_epoch(self) -> int:
@@ -111,10 +140,8 @@ class BatchOrder:
     def next(self) -> list[int]:
         """This process's share of the next global batch."""
         if self.position >= self.batches_per_epoch:
-            self.epoch, self.position, self._perm = self.epoch + 1, 0, None
-        perm = self._permutation()
-        start = self.position * self.batch_size
-        global_batch = perm[start : start + self.batch_size] if self.n >= self.batch_size else perm
+            self.epoch, self.position, self._batches = self.epoch + 1, 0, None
+        global_batch = self.epoch_batches()[self.position]
         self.position += 1
         return global_batch[self.rank :: self.world].tolist()
 
@@ -122,4 +149,4 @@ class BatchOrder:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state(self, state: dict) -> None:
-        self.epoch, self.position, self._perm = int(state["epoch"]), int(state["position"]), None
+        self.epoch, self.position, self._batches = int(state["epoch"]), int(state["position"]), None

@@ -25,7 +25,8 @@ from glassformer.train.batches import BatchOrder, Encoded
 from glassformer.train.blocks import BlockOrder, PackedStream
 from glassformer.train.checkpoint import Checkpointer, TrainingState, latest_checkpoint, read_checkpoint
 from glassformer.train.config import TrainConfig
-from glassformer.train.corpus import Corpus, sample_positions, uses_prepared_data
+from glassformer.train.corpus import Corpus, sample_positions
+from glassformer.train.corpus_source import uses_prepared_data
 from glassformer.train.distributed import World, barrier, check_batch, init_world, local_device, parallelize
 from glassformer.train.fine_tune import carry_over, check_same_body, freeze
 from glassformer.train.log import Logger
@@ -53,8 +54,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def data_hashes(config: TrainConfig) -> dict[str, str]:
-    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change."""
+def data_hashes(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, str]:
+    """SHA-256 of the user's data files (none for a built-in task), recorded so --resume sees a change;
+    a prepared corpus has hashed them already."""
+    if corpus is not None:
+        return {path: corpus.sources[split].sha256 for path, split in ((config.data, "train"), (config.valid_data, "valid"))
+                if path is not None}
     return {path: file_sha256(path) for path in (config.data, config.valid_data) if path is not None}
 
 
@@ -89,6 +94,7 @@ def training_data(config: TrainConfig, run: Run, splits: Splits, corpus: Corpus 
         encoded = {"train": corpus.encoded("train", max_len),
                    "valid": corpus.encoded("valid", max_len, cap, config.seed),
                    "test": corpus.encoded("test", max_len, cap, config.seed + 1)}
+        splits = corpus.held_out(cap, config.seed)
     else:
         held_out_sizes = {name: len(getattr(splits, name)) for name in ("valid", "test")}
         splits = sample_splits(splits, cap, config.seed)
@@ -104,7 +110,9 @@ def training_data(config: TrainConfig, run: Run, splits: Splits, corpus: Corpus 
         stream = PackedStream(corpus.stores["train"], corpus.indices["train"], max_len + 1)
         return TrainingData(splits, encoded, held_out_sizes, BlockOrder(config.batch_size, world.rank, world.size),
                             stream)
-    order = BatchOrder(len(encoded["train"]), config.batch_size, config.seed, world.rank, world.size)
+    # A user's file is bucketed by length (its examples vary); a built-in task keeps its plain shuffle.
+    lengths = KINDS[run.kind].row_lengths(encoded["train"]) if config.data is not None else None
+    order = BatchOrder(len(encoded["train"]), config.batch_size, config.seed, world.rank, world.size, lengths)
     return TrainingData(splits, encoded, held_out_sizes, order)
 
 
@@ -144,7 +152,7 @@ def start_run(config: TrainConfig, run_dir: Path, overwrite: bool, world: World,
                f" (new {prepared.kind} head" + (f" for labels {', '.join(prepared.labels)})" if prepared.labels else ")")))
         log("  dropped: " + (", ".join(moved["dropped"]) or "none"))
     torch.manual_seed(config.seed + 7_777 * world.rank)
-    meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config)}
+    meta = {"task": config.task, "train": config.to_dict(), "data_sha256": data_hashes(config, prepared.corpus)}
     if init is not None and "framing" in init.meta:
         meta["framing"] = init.meta["framing"]  # an imported tokenizer keeps its own framing
     if world.is_main:
@@ -179,8 +187,9 @@ def resume_run(overrides: TrainConfig, changes: dict | None, run_dir: Path, worl
     run.model.train()
     if uses_prepared_data(saved.data, saved.kind):
         if world.distributed and not world.is_main:
-            barrier(world)
-        corpus = load_prepared_corpus(saved, run.framing, run.source_tokenizer, log.progress, log)
+            barrier(world)  # the first process checks (or rebuilds) the prepared corpus; then the others read it
+        corpus = load_prepared_corpus(saved, run.framing, run.source_tokenizer, log.progress, log, run.target_tokenizer)
+        corpus.open(run.config.max_len, log.progress, log)
         if world.distributed and world.is_main:
             barrier(world)
         return saved, run, Splits([], [], []), corpus

@@ -14,7 +14,8 @@ from glassformer.tasks import KINDS, TRAINABLE_KINDS
 from glassformer.text import Tokenizer, train_tokenizer
 from glassformer.train import auto
 from glassformer.train.config import TrainConfig
-from glassformer.train.corpus import Corpus, load_corpus, uses_prepared_data
+from glassformer.train.corpus import Corpus, load_corpus
+from glassformer.train.corpus_source import uses_prepared_data
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Prepared:
     labels: list[str]
     model_config: ModelConfig
     corpus: "Corpus | None" = None
-    """The prepared corpus that language-model and masked-LM text files are read from (splits then empty)."""
+    """The prepared corpus a user's data file is read from (splits then empty), its stores open."""
     choices: list = field(default_factory=list)
     """The settings chosen from the data (config.auto), each with its reason (auto.Choice)."""
 
@@ -117,12 +118,15 @@ def label_set(kind: str, splits: Splits) -> list[str]:
 
 
 def load_prepared_corpus(config: TrainConfig, framing: Framing, tokenizer: Tokenizer | None = None,
-                         progress: bool = False, log=print) -> Corpus:
-    """The prepared corpus of a text file (--data with --kind lm or mlm); tokenizer None trains one."""
+                         progress: bool = False, log=print, target: Tokenizer | None = None) -> Corpus:
+    """The prepared corpus of a data file (--data with --kind); tokenizer None trains the tokenizers.
+
+    Stores other than text's are opened by `Corpus.open` once the model's max_len is known.
+    """
     if config.task is not None:
         raise UserError("give either --task or --data, not both")
     return load_corpus(config.data, config.kind, config.seed, framing, config.valid_data, tokenizer, config.tokenizer,
-                       config.vocab_size, config.lowercase, progress, log)
+                       config.vocab_size, config.lowercase, progress, log, target, config.shared_vocab)
 
 
 def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = False, log=print) -> Prepared:
@@ -131,15 +135,18 @@ def prepare(config: TrainConfig, init: "Run | None" = None, progress: bool = Fal
     if config.pack and not (uses_prepared_data(config.data, config.kind) and KINDS[config.kind].extra_tokens):
         raise UserError("--pack is for language models trained on a text file (--data FILE --kind lm)")
     if uses_prepared_data(config.data, config.kind):
-        corpus = load_prepared_corpus(config, init.framing if init is not None else Framing(),
-                                      init.source_tokenizer if init is not None else None, progress, log)
-        splits, kind, source = Splits([], [], []), config.kind, corpus.tokenizer
-        choices = choose_from_data(config, kind, [], source, source, init, corpus)
+        if init is None:
+            corpus = load_prepared_corpus(config, Framing(), progress=progress, log=log)
+        else:
+            corpus = load_prepared_corpus(config, init.framing, init.source_tokenizer, progress, log, init.target_tokenizer)
+        kind, labels, source, target = config.kind, corpus.labels, corpus.tokenizer, corpus.target
+        choices = choose_from_data(config, kind, [], source, target, init, corpus)
         if init is not None:
-            return Prepared(kind, splits, source, init.target_tokenizer, [], fine_tune_config(init, kind, [], config),
-                            corpus, choices)
-        return Prepared(kind, splits, source, source, [], model_config_for(config, kind, None, source, source, []), corpus,
-                        choices)
+            model_config = fine_tune_config(init, kind, labels, config)
+        else:
+            model_config = model_config_for(config, kind, None, source, target, labels)
+        corpus.open(model_config.max_len, progress, log)
+        return Prepared(kind, Splits([], [], []), source, target, labels, model_config, corpus, choices)
     kind, splits, task_name = load_splits(config)
     labels = label_set(kind, splits)
     if init is not None:

@@ -133,3 +133,18 @@ def test_split_too_few():
         split_examples([Text("a"), Text("b")], seed=0)
     with pytest.raises(ConfigError):
         split_examples([Text("a")] * 5, seed=0, valid_fraction=0.6, test_fraction=0.5)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3, 7, 64, 1 << 20])
+def test_lines_read_in_blocks_are_those_of_the_whole_file_with_their_numbers(tmp_path, block_bytes):
+    from glassformer.data.lines import numbered_lines
+
+    text = "\ufeffa\tb\r\n\n  \nnaïve\tΑΣ\r\nlast line without break"
+    path = write(tmp_path, text)
+    expected = [(1, "a\tb"), (4, "naïve\tΑΣ"), (5, "last line without break")]
+    assert list(numbered_lines(path, "text", block_bytes)) == expected
+    bad = write(tmp_path, b"ok\none\n\xffbad\n", "bad.txt")
+    with pytest.raises(DataError, match=r"bad.txt:3: not valid UTF-8 \(byte 0xff at column 1\)"):
+        list(numbered_lines(bad, "text", block_bytes))
+    with pytest.raises(DataError, match="file is empty"):
+        list(numbered_lines(write(tmp_path, "\n \r\n", "empty.txt"), "text", block_bytes))
