@@ -45,6 +45,7 @@ def _weights(run_dir):
 
 
 def test_signals_at_several_points_then_resume_is_bit_identical(tmp_path, monkeypatch, capsys):
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)  # SIGINT is ignored in a background job
     assert _train(tmp_path / "whole", "--steps", "10") == 0
     parts = tmp_path / "parts"
     with monkeypatch.context() as patch:
@@ -60,7 +61,7 @@ def test_signals_at_several_points_then_resume_is_bit_identical(tmp_path, monkey
         _signal_inside_optimizer_step(patch, 3, signal.SIGINT)
         assert _resume(parts) == 130
     assert latest_checkpoint(parts).name == "step-0000008"  # written once, not twice
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # the caller's handlers are back
     assert _resume(parts) == 0
     whole, resumed = _weights(tmp_path / "whole"), _weights(parts)
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
