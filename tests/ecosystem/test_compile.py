@@ -7,7 +7,8 @@ C++ kernels (it needs a C++ compiler). Measured per test, cold compile cache, on
 inductor compile of a process, with its one-off start-up), 8.5-14 s decoder-only, 18-20 s
 encoder-decoder, 23-29 s for the encoder's training step (forward and backward graphs). So the
 default run compiles every family with aot_eager and the encoder with inductor (about 50 s in
-all); the other inductor compiles are marked slow (the whole file: 87-107 s).
+all); the other inductor compiles are marked long and run with GLASSFORMER_LONG_TESTS=1 (the whole
+file then: 87-107 s).
 
 Differences measured against eager: at most 1.4e-6 (inductor forward), 0 (aot_eager), 1.0e-6
 (inductor gradients, largest gradient 3.1).
@@ -88,8 +89,8 @@ def test_compiled_forward_matches_eager_aot_eager(name):
     "name",
     [
         "tiny-encoder",  # the quickest to compile: the default run's inductor check
-        pytest.param("tiny-lm", marks=pytest.mark.slow),
-        pytest.param("tiny-seq2seq", marks=pytest.mark.slow),
+        pytest.param("tiny-lm", marks=pytest.mark.long),
+        pytest.param("tiny-seq2seq", marks=pytest.mark.long),
     ],
 )
 def test_compiled_forward_matches_eager_inductor(name):
@@ -130,6 +131,6 @@ def test_compiled_training_step_gradients_match_eager_aot_eager():
 
 
 @needs_cxx
-@pytest.mark.slow
+@pytest.mark.long
 def test_compiled_training_step_gradients_match_eager_inductor():
     _compiled_gradients_match_eager("tiny-encoder", "inductor", n_layers=1)
