@@ -9,7 +9,6 @@ than the caches, in the same process and the same threads as the decoding it is 
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
