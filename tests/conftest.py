@@ -58,6 +58,11 @@ def pytest_collection_modifyitems(config, items):
     long = os.environ.get("GLASSFORMER_LONG_TESTS") == "1"
     skip_long = pytest.mark.skip(reason="over a minute of training; run with GLASSFORMER_LONG_TESTS=1")
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    # Modules with end-to-end trainings first: run in parallel (`-n auto --dist loadfile`), the
+    # long ones start at once and the many quick ones fill the gaps, instead of one long module
+    # starting last and running alone.
+    slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_files)
     for item in items:
         if item.get_closest_marker("long") and not long:
             item.add_marker(skip_long)
