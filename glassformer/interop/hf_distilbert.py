@@ -65,7 +65,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         positions="learned", activation=activation, norm="post", final_norm=False, norm_eps=EPS,
         dropout=float(hf.get("dropout", 0.1)), attn_dropout=float(hf.get("attention_dropout", 0.1)),
         scale_embeddings=False, bias=True, tie_output=bool(hf.get("tie_word_embeddings", True)), n_segments=0,
-        embedding_norm=True, pooler=kind == "classify", pooler_activation="relu", head=kind if kind != "encode" else "none", n_labels=len(labels),
+        embedding_norm=True, pooler=kind == "classify", pooler_activation="relu",
+        head=kind if kind != "encode" else "none", n_labels=len(labels),
         pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0,
     )
     return config, kind, labels
