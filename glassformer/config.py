@@ -21,9 +21,14 @@ ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("sinusoidal", "learned", "rotary", "relative")
 ROPE_TYPES = ("default", "llama3")
 HEADS = ("none", "mlm", "classify", "tag", "qa")
-# A decoder-only model may end in a classifier instead of its LM head (GPT-2's and LLaMA's
-# sequence and token classifiers), an encoder-decoder in a sequence classifier (BART's).
-HEADS_OF_FAMILY = {"encoder-only": HEADS, "decoder-only": ("none", "classify", "tag"), "encoder-decoder": ("none", "classify")}
+# A decoder-only model may end in a classifier or a span head instead of its LM head (GPT-2's and
+# LLaMA's sequence and token classifiers and question answering), an encoder-decoder in a sequence
+# classifier or a span head on its decoder (BART's).
+HEADS_OF_FAMILY = {
+    "encoder-only": HEADS, "decoder-only": ("none", "classify", "tag", "qa"), "encoder-decoder": ("none", "classify", "qa"),
+}
+# The pooler's nonlinearity: BERT's dense + tanh, or DistilBERT's pre_classifier + ReLU.
+POOLER_ACTIVATIONS = ("tanh", "relu")
 # Fields older run folders may hold that no longer change the model: fused Q/K/V is now applied
 # from outside by `glassformer.speed`.
 RETIRED_FIELDS = ("fused_qkv",)
@@ -111,12 +116,14 @@ class ModelConfig:
     embedding_norm: bool = False
     """LayerNorm (and dropout) right after the embedding sum, as BERT does."""
     pooler: bool = False
-    """Encoder-only: dense + tanh on the first token (BERT's pooler)."""
+    """Encoder-only: dense + pooler_activation on the first token (BERT's pooler)."""
+    pooler_activation: str = "tanh"
+    """The pooler's nonlinearity: "tanh" (BERT's pooler) or "relu" (DistilBERT's pre_classifier)."""
     head: str = "none"
     """Task head: "none", "mlm", "classify" (pooled first token), "tag" (per token) or "qa" (answer
     start/end per token) on an encoder; on a decoder-only model "none" (the LM head), "classify"
-    (the last real token) or "tag"; on an encoder-decoder "none" or "classify" (the decoder's last
-    real position, BART)."""
+    (the last real token), "tag" or "qa"; on an encoder-decoder "none", "classify" (the decoder's
+    last real position, BART) or "qa" (start/end per position of the decoder, BART)."""
     n_labels: int = 0
     """Classes of the classify/tag head."""
     pad_id: int = 0
@@ -179,6 +186,7 @@ class ModelConfig:
         _one_of("positions", self.positions, POSITIONS)
         _one_of("norm_type", self.norm_type, NORM_TYPES)
         _one_of("head", self.head, HEADS)
+        _one_of("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
         for name in ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len", "relative_buckets"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")

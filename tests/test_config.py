@@ -50,7 +50,8 @@ def test_indivisible_attention_width_names_both_values():
         (dict(tgt_vocab_size=7, vocab_size=9), "tie_embeddings needs one shared vocabulary"),
         (dict(family="encoder-only", head="classify"), "needs n_labels >= 1"),
         (dict(head="mlm"), "head='mlm' is not a head of the encoder-decoder family"),
-        (dict(family="decoder-only", head="qa"), "head='qa' is not a head of the decoder-only family"),
+        (dict(family="decoder-only", head="mlm"), "head='mlm' is not a head of the decoder-only family"),
+        (dict(family="encoder-only", pooler=True, pooler_activation="gelu"), "pooler_activation='gelu' is not one of: tanh, relu"),
     ],
 )
 def test_invalid_configs_are_clear(changes, message):

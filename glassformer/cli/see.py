@@ -111,7 +111,7 @@ def register(subparsers) -> None:
 
 
 def trace_command(args: argparse.Namespace) -> int:
-    from glassformer.inspect.subject import input_ids, load_subject, random_ids, target_input_ids
+    from glassformer.inspect.subject import input_ids, load_subject, random_ids, shifted_source, target_input_ids
     from glassformer.inspect.trace import check_trace_memory, format_table, rows_to_json, run_trace, select_layers
 
     _given_text(args.text)
@@ -123,6 +123,8 @@ def trace_command(args: argparse.Namespace) -> int:
         ids = input_ids(subject, args.text)
         if args.target:
             target = target_input_ids(subject, args.target)
+        elif config.head != "none":  # a head in place of the LM head reads the source shifted right (BART)
+            target = shifted_source(subject, ids)
         else:
             target = torch.tensor([[subject.start_id]])
         target = target.expand(ids.size(0), -1)

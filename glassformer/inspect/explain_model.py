@@ -19,7 +19,7 @@ import torch
 
 from glassformer.inspect.matrix_text import Block, feature_labels, format_block
 from glassformer.inspect.recorder import Recording, record
-from glassformer.inspect.subject import Subject, input_ids, token_labels
+from glassformer.inspect.subject import Subject, input_ids, shifted_source, token_labels
 from glassformer.inspect.trace import TraceRow, named_shape, select_layers, trace_rows
 
 MAX_ROWS = 16  # token rows printed per tensor; a longer text shows its first ones
@@ -109,7 +109,8 @@ def explain_model(
     targets: list[str] = []
     with record(model, values=True, step_by_step=True) as recording:
         if subject.family == "encoder-decoder":
-            target = torch.tensor([[subject.start_id]])
+            # A head in place of the LM head reads the source shifted right in the decoder (BART).
+            target = shifted_source(subject, ids) if config.head != "none" else torch.tensor([[subject.start_id]])
             targets = token_labels(subject.target_tokenizer, target[0])
             output = model(ids, target)
             inputs = [("source", ids), ("target", target)]
@@ -158,6 +159,10 @@ def _outcome(subject: Subject, ids: list[int], output: torch.Tensor, tokens: lis
         names = [labels[c] if c < len(labels) else f"LABEL_{c}" for c in chosen]
         tagged = " ".join(f"{_label(t)}/{n}" for t, n in zip(tokens, names))
         return ["═══ the tag of each token ═══", f"  {tagged}"]
+    if config.head == "qa":  # [1, 2, T]: each position scored as the answer's start and its end
+        start, end = (int(output[0, row].argmax()) for row in (0, 1))  # positions of the text's tokens
+        return ["═══ the span head's best start and end, each alone ═══",
+                f"  start {_label(tokens[start])} (position {start}), end {_label(tokens[end])} (position {end})"]
     if family == "encoder-only" and config.head != "mlm":
         return [f"model output: {tuple(output.shape)} ({config.head} head)"]
     if family == "encoder-only":  # a masked LM guesses the tokens behind <mask>

@@ -354,7 +354,10 @@ def trace_rows(
         builder.group(owner, recs)
     if output is not None and not any(r.step == "logits" for r in builder.rows):
         head = model.config.head
-        head_dims = {"classify": ("B", "n_labels"), "tag": ("B", "T", "n_labels"), "mlm": ("B", "T", "V")}
+        head_dims = {
+            "classify": ("B", "n_labels"), "tag": ("B", "T", "n_labels"), "mlm": ("B", "T", "V"),
+            "qa": ("B", "start/end", "T"),
+        }
         dims = head_dims.get(head, ("B", "T", "d_model"))
         what = "the encoder's hidden states (no task head)" if head == "none" else f"the {head} head's output"
         builder.rows.append(TraceRow("output", "model output", tuple(output.shape), dims, what))

@@ -14,7 +14,10 @@ with Marian and Blenderbot (hf_seq2seq).
 BartForSequenceClassification loads as the encoder-decoder with a classify head
 (classification_head: dense + tanh + out_proj, no LM head): it reads the source shifted right in
 its decoder and classifies from the decoder's state at the source's last </s>, which for a text
-framed <s> text </s> and right-padded is its last real token.
+framed <s> text </s> and right-padded is its last real token. BartForQuestionAnswering loads as the
+encoder-decoder with the span head (qa_outputs): its decoder reads the source shifted right too
+(decoder_start_token_id first), without a padding mask of its own, and every decoder position
+gets a start and an end logit.
 
 Framing: source <s> text </s>; the decoder starts with decoder_start_token_id (</s> in BART).
 """
@@ -37,14 +40,15 @@ from glassformer.interop.hf_seq2seq import (
 
 MODEL_TYPE = "bart"
 BASE_PREFIX = "model."
-HEAD_PREFIXES = ("lm_head.", "final_logits_bias", "classification_head.")  # names outside the base model
-ARCHITECTURES = ("BartForConditionalGeneration", "BartModel", "BartForSequenceClassification")
-REFUSED = {"BartForQuestionAnswering": "glassformer's encoder-decoder family has no question-answering (span) head"}
+HEAD_PREFIXES = ("lm_head.", "final_logits_bias", "classification_head.", "qa_outputs.")  # names outside the base model
+ARCHITECTURES = ("BartForConditionalGeneration", "BartModel", "BartForSequenceClassification", "BartForQuestionAnswering")
 CLASSIFIER = "BartForSequenceClassification"
+ANSWERER = "BartForQuestionAnswering"
 IGNORED = (r"(^|\.)(encoder|decoder)\.version$",)  # fairseq leftovers, skipped by transformers too
 DROPPED: tuple[str, ...] = ()
 SPECIAL_TOKENS = FAIRSEQ_TOKENS
 POSITION_OFFSET = 2
+_ARCHITECTURE_OF_KIND = {"seq2seq": "BartForConditionalGeneration", "classify": CLASSIFIER, "qa": ANSWERER}
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
@@ -53,6 +57,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     if CLASSIFIER in (hf.get("architectures") or ()) or "classification_head.out_proj.weight" in keys:
         labels = read_labels(hf)
         return config.replace(head="classify", n_labels=len(labels)), "classify", labels
+    if ANSWERER in (hf.get("architectures") or ()) or "qa_outputs.weight" in keys:
+        return config.replace(head="qa"), "qa", []
     return config, "seq2seq", []
 
 
@@ -78,6 +84,8 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
     out += layer_rules(config, Basis())
     if config.head == "classify":
         out += [*linear("head.dense", "classification_head.dense"), *linear("head.out_proj", "classification_head.out_proj")]
+    elif config.head == "qa":
+        out += linear("head.qa_outputs", "qa_outputs")
     elif config.output_bias:
         out.append(output_bias_rule())
     return out
@@ -86,7 +94,7 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
 # Export ------------------------------------------------------------------------------------------
 def check_export(config: ModelConfig, kind: str) -> list[str]:
     """What keeps config from being a BART (empty when it is one)."""
-    problems = [] if kind in ("seq2seq", "classify") else [f"kind {kind!r} (BART exports kinds seq2seq and classify)"]
+    problems = [] if kind in _ARCHITECTURE_OF_KIND else [f"kind {kind!r} (BART exports kinds {', '.join(_ARCHITECTURE_OF_KIND)})"]
     if config.norm != "post" or config.use_final_norm:
         problems.append("BART is post-norm without a final LayerNorm")
     if not config.embedding_norm:
@@ -109,7 +117,7 @@ def headless(kind: str) -> bool:
 
 def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[str, int | None], meta: dict) -> dict:
     """Our config -> HF config.json for BartForConditionalGeneration (BartForSequenceClassification
-    for kind "classify")."""
-    architecture = CLASSIFIER if kind == "classify" else "BartForConditionalGeneration"
+    for kind "classify", BartForQuestionAnswering for "qa")."""
+    architecture = _ARCHITECTURE_OF_KIND[kind]
     labelled = label_settings(labels, config.n_labels) if kind == "classify" else {}
     return {**write_seq2seq_config(config, ids, MODEL_TYPE, architecture), **labelled}

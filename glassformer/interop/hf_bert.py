@@ -142,6 +142,8 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
     problems = encoder_problems(config, kind, "BERT", _ARCHITECTURE_OF_KIND)
     if kind == "classify" and not config.pooler:
         problems.append("a classify head without the pooler (BertForSequenceClassification classifies the pooled token)")
+    if config.pooler and config.pooler_activation != "tanh" and kind in ("encode", "classify"):
+        problems.append(f"pooler_activation={config.pooler_activation!r} (BERT's pooler is dense + tanh)")
     return problems
 
 

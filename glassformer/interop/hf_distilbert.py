@@ -4,9 +4,10 @@ DistilBERT is BERT with half the layers, no token types and no pooler, under oth
 (q_lin/k_lin/v_lin/out_lin, sa_layer_norm, ffn.lin1/lin2, output_layer_norm); its LayerNorms
 use eps 1e-12. Its masked-LM head (vocab_transform, activation, vocab_layer_norm, vocab_projector
 tied to the token table) is our MaskedLMHead; token classification (classifier) and question
-answering (qa_outputs) map directly. DistilBertForSequenceClassification classifies through
-pre_classifier + ReLU, which glassformer's pooler (dense + tanh) cannot express: it is refused in
-one line.
+answering (qa_outputs) map directly. DistilBertForSequenceClassification classifies the first
+token through pre_classifier + ReLU + dropout + classifier: our pooler with pooler_activation
+"relu" (pre_classifier is its dense layer) followed by our classifier. Its dropout there is
+seq_classif_dropout, ours the model's dropout: the same in eval, not in training.
 Position tables, learned or sinusoidal (`sinusoidal_pos_embds`), are read from the file.
 
 Framing: [CLS] text [SEP].
@@ -30,30 +31,32 @@ from glassformer.interop.hf_folder import EXPORT_ACTIVATIONS, label_settings, li
 MODEL_TYPE = "distilbert"
 BASE_PREFIX = "distilbert."
 HEAD_PREFIXES = ("vocab_transform.", "vocab_layer_norm.", "vocab_projector.", "classifier.", "qa_outputs.", "pre_classifier.")
-ARCHITECTURES = ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForTokenClassification", "DistilBertForQuestionAnswering")
-NO_POOLER = "its pre_classifier + ReLU is not glassformer's pooler (dense + tanh)"
-REFUSED = {"DistilBertForSequenceClassification": NO_POOLER}
+ARCHITECTURES = (
+    "DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification", "DistilBertForTokenClassification",
+    "DistilBertForQuestionAnswering",
+)
 IGNORED = (r"(^|\.)embeddings\.position_ids$",)
 DROPPED: tuple[str, ...] = ()
 SPECIAL_TOKENS = hf_bert.SPECIAL_TOKENS
 _KIND_OF_ARCHITECTURE = {
-    "DistilBertForMaskedLM": "mlm", "DistilBertForTokenClassification": "tag", "DistilBertForQuestionAnswering": "qa",
+    "DistilBertForMaskedLM": "mlm", "DistilBertForSequenceClassification": "classify",
+    "DistilBertForTokenClassification": "tag", "DistilBertForQuestionAnswering": "qa",
 }
 _ARCHITECTURE_OF_KIND = {"encode": "DistilBertModel", **{k: a for a, k in _KIND_OF_ARCHITECTURE.items()}}
-_CLUES = ((("vocab_projector.",), "mlm"), (("classifier.",), "tag"), (("qa_outputs.",), "qa"))
+_CLUES = ((("vocab_projector.",), "mlm"), (("pre_classifier.",), "classify"), (("classifier.",), "tag"),
+          (("qa_outputs.",), "qa"))
 HEADS = HeadNames(
     mlm_dense="vocab_transform", mlm_norm="vocab_layer_norm", mlm_bias="vocab_projector.bias",
-    mlm_decoder="vocab_projector", pooler=None, classify=None,
+    mlm_decoder="vocab_projector", pooler=None, classify=("pre_classifier", "classifier"),
 )
 EPS = 1e-12
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """HF config.json and the checkpoint's tensor names -> (our config, run kind, labels)."""
-    refused = [f"DistilBertForSequenceClassification ({NO_POOLER})"] if "pre_classifier.weight" in keys else []
-    activation = read_activation(hf, MODEL_TYPE, key="activation", problems=refused)
+    activation = read_activation(hf, MODEL_TYPE, key="activation")
     kind = kind_of(hf, keys, _KIND_OF_ARCHITECTURE, _CLUES)
-    labels = read_labels(hf) if kind == "tag" else []
+    labels = read_labels(hf) if kind in ("classify", "tag") else []
     vocab = require(hf, "vocab_size")
     pad = hf.get("pad_token_id", 0)
     config = ModelConfig(
@@ -62,7 +65,8 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
         positions="learned", activation=activation, norm="post", final_norm=False, norm_eps=EPS,
         dropout=float(hf.get("dropout", 0.1)), attn_dropout=float(hf.get("attention_dropout", 0.1)),
         scale_embeddings=False, bias=True, tie_output=bool(hf.get("tie_word_embeddings", True)), n_segments=0,
-        embedding_norm=True, pooler=False, head=kind if kind != "encode" else "none", n_labels=len(labels),
+        embedding_norm=True, pooler=kind == "classify", pooler_activation="relu",
+        head=kind if kind != "encode" else "none", n_labels=len(labels),
         pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab else 0,
     )
     return config, kind, labels
@@ -102,11 +106,14 @@ def check_export(config: ModelConfig, kind: str) -> list[str]:
         problems.append(f"n_segments={config.n_segments} (DistilBERT has no token types)")
     if config.norm_eps != EPS:
         problems.append(f"norm_eps={config.norm_eps} (DistilBERT's LayerNorms use {EPS})")
+    if kind == "classify" and not (config.pooler and config.pooler_activation == "relu"):
+        problems.append("a classify head without a ReLU pooler (DistilBertForSequenceClassification reads pre_classifier + ReLU)")
     return problems
 
 
 def export_config(config: ModelConfig) -> ModelConfig:
-    return config.replace(positions="learned", pooler=False)
+    """The config of the exported model: a pooler only under the sequence classifier (pre_classifier)."""
+    return config.replace(positions="learned", pooler=config.pooler and config.head == "classify")
 
 
 def headless(kind: str) -> bool:
@@ -123,6 +130,6 @@ def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[st
         "sinusoidal_pos_embds": False, "pad_token_id": ids["pad"], "tie_word_embeddings": config.tie_output,
         "initializer_range": 0.02,
     }
-    if kind == "tag":
+    if kind in ("classify", "tag"):
         document.update(label_settings(labels, config.n_labels))
     return document

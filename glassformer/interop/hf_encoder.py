@@ -22,7 +22,8 @@ class HeadNames(NamedTuple):
     mlm_bias: str
     mlm_decoder: str
     pooler: str | None  # a pooler the base model holds (BERT's), read by no head or by "classify"
-    classify: tuple[str, str] | None  # (the classifier's dense + tanh, its output); None: no such class
+    classify: tuple[str, str] | None  # (the classifier's dense, our pooler's: + tanh in BERT and RoBERTa,
+    # + ReLU in DistilBERT's pre_classifier; its output); None: no such class
     tag: str = "classifier"
     qa: str = "qa_outputs"
 

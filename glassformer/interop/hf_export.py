@@ -3,11 +3,11 @@
 The class follows the model's family and options (`export_family`): a folder imported from
 transformers goes back to its own family; otherwise decoder-only -> GPT2LMHeadModel, or with
 rotary positions the first of LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and
-Qwen3ForCausalLM that expresses it (a decoder with a classifier head as the family's
-...ForSequenceClassification or ...ForTokenClassification); encoder-only -> BertModel / BertForMaskedLM /
+Qwen3ForCausalLM that expresses it (a decoder with a classifier or span head as the family's
+...ForSequenceClassification, ...ForTokenClassification or ...ForQuestionAnswering); encoder-only -> BertModel / BertForMaskedLM /
 BertForSequenceClassification / BertForTokenClassification / BertForQuestionAnswering (by head);
 encoder-decoder -> BartForConditionalGeneration with an embedding LayerNorm (BartForSequenceClassification
-with a classify head),
+or BartForQuestionAnswering with a classify or qa head),
 BlenderbotForConditionalGeneration when pre-norm (LayerNorm before each sublayer, one after each
 stack), MarianMTModel when post-norm with sinusoidal positions (the paper's model),
 T5ForConditionalGeneration with relative positions (T5). Where our model lacks a part the HF class
@@ -277,8 +277,12 @@ def _generation(ids: dict[str, int], kind: str, meta: dict) -> dict:
 
 def _tokenizer_settings(tokenizer: SubwordTokenizer, family, config: ModelConfig) -> dict:
     """tokenizer_config.json: the class transformers should use and the tokens declared special
-    (a role the tokenizer fills by borrowing another token is left out, as it was given)."""
+    (a role the tokenizer fills by borrowing another token is left out, as it was given). Only an
+    encoder reads token types: for the others the tokenizer gives none (GPT-2 would add a type id's
+    token embedding to every position), as their own tokenizers do."""
     document = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.max_len}
+    if config.family != "encoder-only":
+        document["model_input_names"] = ["input_ids", "attention_mask"]
     for role, (token_key, _, _) in family.SPECIAL_TOKENS.items():
         if tokenizer.specials[role] is not None:
             document[token_key] = tokenizer.specials[role]

@@ -4,15 +4,16 @@ HF GPT-2 keeps its linear layers as `Conv1D`, whose weight is [in, out] (the tra
 nn.Linear's [out, in]), and fuses the Q, K and V projections into one `c_attn` of width
 3 * d_model, columns ordered Q | K | V. Everything else maps one tensor to one tensor.
 
-Heads: GPT2ForSequenceClassification (`score`, no bias, on the last token that is not padding)
-and GPT2ForTokenClassification (`classifier`) load as a decoder-only model whose head is
-"classify" or "tag" in place of the LM head (see glassformer.models.heads). GPT2ForQuestionAnswering
-is refused in one line: glassformer's decoder-only family has no span head.
+Heads: GPT2ForSequenceClassification (`score`, no bias, on the last token that is not padding),
+GPT2ForTokenClassification (`classifier`) and GPT2ForQuestionAnswering (`qa_outputs`, start and
+end logits from every position's final hidden state) load as a decoder-only model whose head is
+"classify", "tag" or "qa" in place of the LM head (see glassformer.models.heads and qa_head).
 
 Framing: GPT-2's own tokenizer adds no special token around a text, so a prompt is the bare
 text (sequence_prefix []), as `transformers` feeds it; a whole training text ends with
 <|endoftext|> (sequence_suffix [eos]), the separator GPT-2 was trained with. A classifier reads
-the bare text.
+the bare text, and a question answerer the bare question followed by the bare context, as
+GPT-2's tokenizer joins a pair.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from glassformer.interop.hf_folder import ACTIVATIONS, EXPORT_ACTIVATIONS, label
 
 MODEL_TYPE = "gpt2"
 BASE_PREFIX = "transformer."
-HEAD_PREFIXES = ("lm_head.", "score.", "classifier.")  # names outside the base model
-ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model", "GPT2ForSequenceClassification", "GPT2ForTokenClassification")
-REFUSED = {"GPT2ForQuestionAnswering": "glassformer's decoder-only family has no question-answering (span) head"}
+HEAD_PREFIXES = ("lm_head.", "score.", "classifier.", "qa_outputs.")  # names outside the base model
+ARCHITECTURES = (
+    "GPT2LMHeadModel", "GPT2Model", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
+    "GPT2ForQuestionAnswering",
+)
 # The causal-mask buffers that old GPT-2 checkpoints carry; transformers skips them too.
 IGNORED = (r"(^|\.)attn\.bias$", r"(^|\.)attn\.masked_bias$")
 DROPPED: tuple[str, ...] = ()
@@ -39,10 +42,10 @@ SPECIAL_TOKENS = {
     "unk": ("unk_token", None, "<|endoftext|>"),
     "mask": ("mask_token", None, None),
 }
-_KIND_OF_ARCHITECTURE = {"GPT2ForSequenceClassification": "classify", "GPT2ForTokenClassification": "tag"}
-_ARCHITECTURE_OF_KIND = {
-    "lm": "GPT2LMHeadModel", "classify": "GPT2ForSequenceClassification", "tag": "GPT2ForTokenClassification",
+_KIND_OF_ARCHITECTURE = {
+    "GPT2ForSequenceClassification": "classify", "GPT2ForTokenClassification": "tag", "GPT2ForQuestionAnswering": "qa",
 }
+_ARCHITECTURE_OF_KIND = {"lm": "GPT2LMHeadModel", **{kind: a for a, kind in _KIND_OF_ARCHITECTURE.items()}}
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
@@ -57,7 +60,7 @@ def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     d_model = require(hf, "n_embd")
     vocab = require(hf, "vocab_size")
     kind = _kind(hf, keys)
-    labels = read_labels(hf) if kind != "lm" else []
+    labels = read_labels(hf) if kind in ("classify", "tag") else []
     config = ModelConfig(
         family="decoder-only", vocab_size=vocab, d_model=d_model, n_heads=require(hf, "n_head"),
         d_ff=hf.get("n_inner") or 4 * d_model, n_layers=require(hf, "n_layer"), max_len=require(hf, "n_positions"),
@@ -76,6 +79,8 @@ def _kind(hf: dict, keys: set[str]) -> str:
             return _KIND_OF_ARCHITECTURE[architecture]
     if "score.weight" in keys:
         return "classify"
+    if "qa_outputs.weight" in keys:
+        return "qa"
     return "tag" if "classifier.weight" in keys else "lm"
 
 
@@ -125,6 +130,8 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
         out.append(("head.score.weight", "score.weight"))
     elif config.head == "tag":
         out += [("head.classifier.weight", "classifier.weight"), ("head.classifier.bias", "classifier.bias")]
+    elif config.head == "qa":
+        out += [("head.qa_outputs.weight", "qa_outputs.weight"), ("head.qa_outputs.bias", "qa_outputs.bias")]
     elif not config.tie_output:
         out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
@@ -189,7 +196,7 @@ def write_config(config: ModelConfig, kind: str, labels: list[str], ids: dict[st
         "bos_token_id": ids["start"], "eos_token_id": ids["end"], "pad_token_id": ids["pad"],
         "initializer_range": 0.02,
     }
-    if kind != "lm":
+    if kind in ("classify", "tag"):
         document.update(label_settings(labels, config.n_labels))
     return document
 

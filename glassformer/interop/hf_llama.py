@@ -7,11 +7,12 @@ so their modules (hf_qwen2, hf_mistral, hf_qwen3) reuse this one's table and set
 `read_llama_like` and `write_llama_like`. Every tensor maps one to one: transformers' q_proj is
 our w_q, gate_proj our w_gate, input_layernorm the norm before attention, and so on.
 
-Heads: LlamaForSequenceClassification (`score`, no bias, on the last token that is not padding)
-and LlamaForTokenClassification (`score` with a bias), and the same classes of Qwen2, Mistral and
-Qwen3, load as a decoder-only model whose head is "classify" or "tag" in place of the LM head.
-The question-answering classes (LlamaForQuestionAnswering, ...) are refused in one line:
-glassformer's decoder-only family has no span head.
+Heads: LlamaForSequenceClassification (`score`, no bias, on the last token that is not padding),
+LlamaForTokenClassification (`score` with a bias) and LlamaForQuestionAnswering (`qa_outputs`,
+start and end logits from every position's final hidden state), and the same classes of Qwen2,
+Mistral and Qwen3, load as a decoder-only model whose head is "classify", "tag" or "qa" in place
+of the LM head. The question-answering classes of Llama, Qwen2 and Qwen3 keep their base model
+under "transformer." (transformers keeps that older name for them), Mistral's under "model.".
 
 Framing: a LLaMA tokenizer.json's post-processor puts <s> before every text, as transformers'
 tokenizer does; `glassformer.interop.hf_folder` reads that post-processor, so a prompt starts
@@ -27,10 +28,15 @@ from glassformer.interop.hf_folder import ACTIVATIONS, label_settings, read_labe
 
 MODEL_TYPE = "llama"
 BASE_PREFIX = "model."
-HEAD_PREFIXES = ("lm_head.", "score.")
+# The question-answering classes' base model sits under "transformer." (QA_BASE_PREFIX).
+HEAD_PREFIXES = ("lm_head.", "score.", "qa_outputs.", "transformer.")
+QA_BASE_PREFIX = "transformer."
 # The class suffix of each run kind. A bare LlamaModel has no LM head to load (its config unties
 # one), so it does not load.
-CLASS_OF_KIND = {"lm": "ForCausalLM", "classify": "ForSequenceClassification", "tag": "ForTokenClassification"}
+CLASS_OF_KIND = {
+    "lm": "ForCausalLM", "classify": "ForSequenceClassification", "tag": "ForTokenClassification",
+    "qa": "ForQuestionAnswering",
+}
 
 
 def architectures(name: str) -> tuple[str, ...]:
@@ -38,16 +44,7 @@ def architectures(name: str) -> tuple[str, ...]:
     return tuple(name + suffix for suffix in CLASS_OF_KIND.values())
 
 
-# The classes a decoder-only glassformer model cannot hold, and why.
-NO_SPAN_HEAD = "glassformer's decoder-only family has no question-answering (span) head"
-
-
-def refused(name: str) -> dict[str, str]:
-    return {f"{name}ForQuestionAnswering": NO_SPAN_HEAD}
-
-
 ARCHITECTURES = architectures("Llama")
-REFUSED = refused("Llama")
 # Old checkpoints stored each layer's rotary frequencies; they are recomputed from the config.
 IGNORED = (r"(^|\.)rotary_emb\.inv_freq$",)
 DROPPED: tuple[str, ...] = ()
@@ -109,17 +106,22 @@ def read_llama_like(
 
 def with_head(config: ModelConfig, hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:
     """(config with the head the folder's class has, run kind, labels): the class named in
-    "architectures", else the head tensors the checkpoint holds (score with a bias: tagging)."""
+    "architectures", else the head tensors the checkpoint holds (score with a bias: tagging;
+    qa_outputs: question answering)."""
     kinds = {suffix: kind for kind, suffix in CLASS_OF_KIND.items()}
     named = [kinds[s] for a in hf.get("architectures") or () for s in kinds if isinstance(a, str) and a.endswith(s)]
     if named:
         kind = named[0]
     elif "score.weight" in keys:
         kind = "tag" if "score.bias" in keys else "classify"
+    elif "qa_outputs.weight" in keys:
+        kind = "qa"
     else:
         kind = "lm"
     if kind == "lm":
         return config, kind, []
+    if kind == "qa":
+        return config.replace(head=kind), kind, []
     labels = read_labels(hf)
     return config.replace(head=kind, n_labels=len(labels)), kind, labels
 
@@ -143,12 +145,17 @@ def aliases(config: ModelConfig, kind: str) -> dict[str, str]:
 
 def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
     """Our name(s) <-> HF name(s); every tensor keeps its form."""
+    return llama_rules(config, QA_BASE_PREFIX if config.head == "qa" else BASE_PREFIX)
+
+
+def llama_rules(config: ModelConfig, base: str) -> list[tuple]:
+    """The rules of a LLaMA-like model whose base model sits under base ("model.", "transformer.")."""
     def linear(ours: str, hf: str, bias: bool) -> list[tuple[str, str]]:
         return [(f"{ours}.weight", f"{hf}.weight")] + ([(f"{ours}.bias", f"{hf}.bias")] if bias else [])
 
-    out: list[tuple] = [("embed.token.weight", "model.embed_tokens.weight")]
+    out: list[tuple] = [("embed.token.weight", f"{base}embed_tokens.weight")]
     for i in range(config.n_layers):
-        ours, hf = f"decoder.layers.{i}.", f"model.layers.{i}."
+        ours, hf = f"decoder.layers.{i}.", f"{base}layers.{i}."
         out.append((f"{ours}self_attn_residual.norm.weight", f"{hf}input_layernorm.weight"))
         for x in "qkv":
             out += linear(f"{ours}self_attn.w_{x}", f"{hf}self_attn.{x}_proj", config.use_qkv_bias)
@@ -161,11 +168,13 @@ def rules(config: ModelConfig, kind: str, extra: dict) -> list[tuple]:
         out.append((f"{ours}ffn_residual.norm.weight", f"{hf}post_attention_layernorm.weight"))
         for x in ("gate", "up", "down"):
             out += linear(f"{ours}ffn.w_{x}", f"{hf}mlp.{x}_proj", config.use_ffn_bias)
-    out.append(("decoder.final_norm.weight", "model.norm.weight"))
+    out.append(("decoder.final_norm.weight", f"{base}norm.weight"))
     if config.head == "classify":
         out.append(("head.score.weight", "score.weight"))
     elif config.head == "tag":
         out += [("head.classifier.weight", "score.weight"), ("head.classifier.bias", "score.bias")]
+    elif config.head == "qa":
+        out += linear("head.qa_outputs", "qa_outputs", True)
     elif not config.tie_output:
         out.append(("lm_head.proj.weight", "lm_head.weight"))
     return out
@@ -216,9 +225,10 @@ def write_llama_like(
     config: ModelConfig, ids: dict[str, int | None], model_type: str, name: str, kind: str, labels: list[str]
 ) -> dict:
     """The config.json settings every LLaMA-like family shares, for its class of kind (name "Llama":
-    LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification)."""
+    LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification,
+    LlamaForQuestionAnswering)."""
     rope = {"rope_theta": config.rope_theta, **(config.rope_scaling or {"rope_type": "default"})}
-    labelled = label_settings(labels, config.n_labels) if kind != "lm" else {}
+    labelled = label_settings(labels, config.n_labels) if kind in ("classify", "tag") else {}
     return {
         "model_type": model_type, "architectures": [name + CLASS_OF_KIND[kind]], "vocab_size": config.vocab_size,
         "hidden_size": config.d_model, "intermediate_size": config.d_ff, "num_hidden_layers": config.n_layers,

@@ -15,7 +15,6 @@ from glassformer.interop.hf_llama import llama_like_problems, read_llama_like, w
 MODEL_TYPE = "qwen2"
 BASED_ON = hf_llama  # the rest of the family interface
 ARCHITECTURES = hf_llama.architectures("Qwen2")
-REFUSED = hf_llama.refused("Qwen2")
 
 
 def read_config(hf: dict, keys: set[str]) -> tuple[ModelConfig, str, list[str]]:

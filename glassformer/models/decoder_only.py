@@ -1,5 +1,5 @@
 """A decoder-only Transformer language model (GPT): masked self-attention blocks and an LM head
-(or, with config.head, a sequence or token classifier in its place)."""
+(or, with config.head, a sequence or token classifier or an answer-span head in its place)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.models.heads import LastTokenClassificationHead, TokenClassificationHead
+from glassformer.models.qa_head import SpanHead
 from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.kv_cache import DecoderCache
 from glassformer.nn.output import OutputProjection
 from glassformer.nn.rotary import RotaryEmbedding
 
-_HEADS = {"classify": LastTokenClassificationHead, "tag": TokenClassificationHead}
+_HEADS = {"classify": LastTokenClassificationHead, "tag": TokenClassificationHead, "qa": SpanHead}
 
 
 class DecoderOnly(nn.Module):
     """Next-token prediction over one stream of tokens, or a label for the sequence ("classify")
-    or for each token ("tag") when config.head names a classifier (the model then has no LM head)."""
+    or for each token ("tag"), or an answer's start and end ("qa": GPT-2's and LLaMA's
+    ...ForQuestionAnswering, which score each position from the causal hidden states) when
+    config.head names a head (the model then has no LM head)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -44,7 +47,8 @@ class DecoderOnly(nn.Module):
     ) -> torch.Tensor:
         """Token ids [B, T] -> next-token logits [B, T, V] ([B, 1, V] with last_only); with a
         classifier head, sequence logits [B, n_labels] ("classify": the last real token, as the
-        mask says) or token logits [B, T, n_labels] ("tag").
+        mask says) or token logits [B, T, n_labels] ("tag"); with the span head, answer
+        start/end logits [B, 2, T] ("qa").
 
         Args:
             mask: key padding [B, 1, 1, cache_pos + T], True at real tokens, or None when there

@@ -1,5 +1,5 @@
 """The paper's model (Figure 1): embeddings, an encoder stack, a decoder stack, the output projection
-(or, with config.head "classify", BART's sequence classifier in its place)."""
+(or, with config.head "classify" or "qa", BART's sequence classifier or span head in its place)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from torch import nn
 
 from glassformer.config import ModelConfig
 from glassformer.models.heads import DecoderClassificationHead
+from glassformer.models.qa_head import SpanHead
 from glassformer.nn.decoder import Decoder
 from glassformer.nn.embedding import Embeddings
 from glassformer.nn.encoder import Encoder
 from glassformer.nn.kv_cache import DecoderCache
 from glassformer.nn.masks import padding_mask
 from glassformer.nn.output import OutputProjection
+
+_HEADS = {"classify": DecoderClassificationHead, "qa": SpanHead}
 
 
 class EncoderDecoder(nn.Module):
@@ -26,7 +29,7 @@ class EncoderDecoder(nn.Module):
         self.tgt_embed = Embeddings(config, config.target_vocab_size)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config, config.decoder_layers, cross=True)
-        self.head = DecoderClassificationHead(config) if config.head == "classify" else None
+        self.head = _HEADS[config.head](config) if config.head != "none" else None
         if self.head is None:
             scale = config.d_model**-0.5 if config.scale_output else 1.0
             self.lm_head = OutputProjection(config.d_model, config.target_vocab_size, bias=config.output_bias, scale=scale)
@@ -88,14 +91,18 @@ class EncoderDecoder(nn.Module):
     ) -> torch.Tensor:
         """Teacher-forced logits [B, T, V] for source [B, S] and shifted target [B, T]; with the
         classify head, sequence logits [B, n_labels] from the decoder's state at the last position
-        tgt_mask marks real (the last one when None). BART classifies a text by feeding the
-        source shifted right as the target, with the source's padding as tgt_mask."""
+        tgt_mask marks real (the last one when None); with the span head, answer start/end logits
+        [B, 2, T] from the decoder's state at each position. BART classifies and answers from a
+        text by feeding the source shifted right as the target (for "classify" with the source's
+        padding as tgt_mask; BartForQuestionAnswering gives its decoder no padding mask)."""
         if src_mask is None:
             src_mask = padding_mask(src, self.config.pad_id)
         memory = self.encode(src, src_mask)
-        if self.head is not None:
+        if isinstance(self.head, DecoderClassificationHead):
             real = None if tgt_mask is None else tgt_mask[:, 0, 0, -tgt.size(1):]
             return self.head(self.decoder_states(tgt, memory, src_mask, tgt_mask), real)
+        if self.head is not None:
+            return self.head(self.decoder_states(tgt, memory, src_mask, tgt_mask))
         return self.decode(tgt, memory, src_mask, tgt_mask)
 
     def new_cache(self, max_len: int | None = None) -> DecoderCache:

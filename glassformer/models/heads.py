@@ -1,6 +1,6 @@
 """The task heads: masked LM, sequence and token classification (BERT), and the decoder-only
 sequence classifiers that read the last real token (GPT-2's and LLaMA's; BART's, through its
-decoder).
+decoder). The span head of question answering, which every family may end in, is in qa_head.
 
 The decoders' pre-softmax projection is `glassformer.nn.output.OutputProjection`.
 """
@@ -14,16 +14,21 @@ from glassformer.config import ModelConfig
 from glassformer.nn.feedforward import ACTIVATIONS
 
 
+POOLER_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
 class Pooler(nn.Module):
-    """BERT's pooler: dense + tanh on the first token's hidden state."""
+    """BERT's pooler: dense + tanh on the first token's hidden state (+ ReLU with
+    config.pooler_activation "relu": DistilBERT's pre_classifier, which its classifier reads the same way)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
+        self.activation = POOLER_ACTIVATIONS[config.pooler_activation]
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """[B, T, d_model] -> [B, d_model]."""
-        return torch.tanh(self.dense(hidden[:, 0]))
+        return self.activation(self.dense(hidden[:, 0]))
 
 
 class MaskedLMHead(nn.Module):

@@ -14,8 +14,10 @@ class SpanHead(nn.Module):
     The output is [B, 2, T] rather than [B, T, 2]: row 0 scores each position as the answer's
     start, row 1 as its end, so each row is a distribution over positions, and the token
     cross-entropy of the other heads scores (start, end) targets [B, 2] unchanged.
-    The layer is named as Hugging Face's BertForQuestionAnswering names it (qa_outputs, with
-    start logits in output 0), so its weights map by name.
+    The layer is named as Hugging Face's ...ForQuestionAnswering classes name it (qa_outputs, with
+    start logits in output 0), so its weights map by name. Each family reads it from its last
+    hidden states: an encoder's (BERT), a causal decoder's (GPT-2, LLaMA: a position has read only
+    what precedes it), or an encoder-decoder's decoder reading the text shifted right (BART).
     """
 
     def __init__(self, config: ModelConfig):

@@ -31,6 +31,8 @@ class Kind:
     name: str
     family: str
     """The model family the kind trains: encoder-decoder, decoder-only or encoder-only."""
+    also_trains: tuple[str, ...] = ()
+    """Other families the kind trains: a preset (or a fine-tuned run) of one of them keeps its family."""
     head: str = "none"
     default_preset: str = "small-encoder"
     trainable = True
@@ -78,6 +80,10 @@ class Kind:
     def labels_from(self, train: set[str], held_out: set[str]) -> list[str]:
         """The model's labels from those of the training examples; UserError when held-out ones are unknown."""
         return []
+
+    def family_for(self, config: ModelConfig) -> str:
+        """The family of the model the kind trains from config (a preset or a fine-tuned run's)."""
+        return config.family if config.family in self.also_trains else self.family
 
     def model_changes(self, config: ModelConfig) -> dict:
         """Settings the kind needs changed in a preset or a fine-tuned model's configuration."""

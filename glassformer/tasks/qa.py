@@ -9,6 +9,10 @@ cut at its end (the question is always kept whole); a training example whose ans
 cut away, wholly or partly, is dropped and counted, never trained on a wrong span.
 
 The kind "qa" (`QuestionAnswering`, at the end) reads JSON lines of question, context and answer.
+It trains an encoder (BERT's span head) unless the preset is a decoder-only or encoder-decoder
+model: each family then reads the framed pair as Hugging Face's ...ForQuestionAnswering classes do
+(`span_logits`), a decoder-only model causally (GPT-2, LLaMA), an encoder-decoder with the pair
+as its source and, shifted right, as its decoder's input (BART); only an encoder reads segments.
 """
 
 from __future__ import annotations
@@ -24,8 +28,7 @@ from torch import nn
 
 from glassformer.data.qa import QAExample, iter_qa, read_qa
 from glassformer.errors import UserError
-from glassformer.framing import Framing, sequence_prefix, sequence_suffix
-from glassformer.nn.masks import padding_mask
+from glassformer.framing import Framing, decoder_start, sequence_prefix, sequence_suffix
 from glassformer.tasks.kind import Kind
 from glassformer.text import SubwordTokenizer, Tokenizer
 from glassformer.train.batches import Batch, Encoded, pad
@@ -205,6 +208,40 @@ def span_text(feature: QAFeature, context: str, start: int, end: int) -> str:
     return context[feature.offsets[start][0]:feature.offsets[end][1]]
 
 
+def shifted_right(ids: torch.Tensor, start: int) -> torch.Tensor:
+    """ids [B, T] moved one position right behind start: what BART's decoder reads of its source."""
+    return torch.cat([ids.new_full((ids.size(0), 1), start), ids[:, :-1]], dim=1)
+
+
+def span_logits(
+    model: nn.Module, ids: torch.Tensor, segments: torch.Tensor, shifted: torch.Tensor,
+    real: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Answer start/end logits [B, 2, T] of framed pairs, read as the model's family reads them.
+
+    Args:
+        model: a model with the span head (a DistributedDataParallel wrapper is looked through).
+        ids: [B, T] framed question and context, right-padded.
+        segments: [B, T] 0 for the question, 1 for the context (read only by an encoder with
+            two or more segment embeddings; with one, both parts read segment 0, as transformers does).
+        shifted: [B, T] ids shifted right behind the decoder's first token (read only by an
+            encoder-decoder's decoder, as BartForQuestionAnswering builds its decoder input).
+        real: [B, T] True at real tokens; None: those that are not the model's pad id.
+    """
+    from glassformer.train.distributed import unwrap
+
+    config = getattr(unwrap(model), "config", None)
+    family = config.family if config is not None else "encoder-only"
+    mask = None if real is None else real[:, None, None, :]  # [B, 1, 1, T]
+    if family == "encoder-decoder":
+        return model(ids, shifted, mask)  # the decoder has no padding mask of its own, as in BART
+    if family == "decoder-only":
+        return model(ids, mask)  # right padding: the causal mask hides it from every real position
+    if getattr(config, "n_segments", 2) < 2:
+        segments = None
+    return model(ids, mask, segments)
+
+
 @torch.no_grad()
 def answer_questions(
     model: nn.Module,
@@ -220,7 +257,8 @@ def answer_questions(
     """The best answer span's text for each question about its context.
 
     Args:
-        model: called as model(ids [B, T], mask [B, 1, 1, T], segments [B, T]) -> [B, 2, T].
+        model: a model with the span head, of any family (see `span_logits`); a model without a
+            config is called as an encoder, model(ids [B, T], mask [B, 1, 1, T], segments [B, T]) -> [B, 2, T].
         tokenizer: the model's tokenizer.
         questions: one question per context.
         contexts: the texts to answer from (cut at max_len).
@@ -238,9 +276,10 @@ def answer_questions(
         chunk = features[first:first + batch_size]
         ids = pad([f.ids for f in chunk], tokenizer.pad_id).to(device)
         segments = pad([f.segments for f in chunk], QUESTION_SEGMENT).to(device)
-        if getattr(getattr(model, "config", None), "n_segments", 2) < 2:
-            segments = None  # one token type (RoBERTa): both parts read segment 0, as transformers does
-        logits = model(ids, padding_mask(ids, tokenizer.pad_id), segments).float().cpu()
+        lengths = torch.tensor([len(f.ids) for f in chunk], device=device)
+        real = torch.arange(ids.size(1), device=device)[None, :] < lengths[:, None]  # [B, T]
+        shifted = shifted_right(ids, decoder_start(tokenizer, framing))
+        logits = span_logits(model, ids, segments, shifted, real).float().cpu()
         for i, feature in enumerate(chunk):
             t = len(feature.ids)
             start, end = best_span(logits[i, 0, :t], logits[i, 1, :t], max_answer_len, context_mask(feature))
@@ -290,6 +329,7 @@ def qa_metrics(predictions: Sequence[str], answers: Sequence[str | Sequence[str]
 
 class QuestionAnswering(Kind):
     name, family, head = "qa", "encoder-only", "qa"
+    also_trains = ("decoder-only", "encoder-decoder")
     primary_metric = "exact_match"
     accuracy_name = "position_accuracy"
 
@@ -306,6 +346,8 @@ class QuestionAnswering(Kind):
         return texts, texts
 
     def model_changes(self, config):
+        if config.family != "encoder-only":
+            return {}  # a decoder reads the pair as one text, as GPT-2's, LLaMA's and BART's QA classes do
         return {"n_segments": max(2, config.n_segments)}  # question and context
 
     def encode(self, examples, source, target, labels, max_len, framing):
@@ -334,7 +376,8 @@ class QuestionAnswering(Kind):
         ids = pad([encoded.inputs[i] for i in indices], source.pad_id)
         segments = pad([encoded.segments[i] for i in indices], 0)
         spans = torch.tensor([encoded.targets[i] for i in indices], dtype=torch.long)  # [B, 2]
-        return Batch({"ids": ids, "segments": segments}, spans, 2 * len(indices))
+        shifted = shifted_right(ids, decoder_start(source, framing))  # an encoder-decoder's decoder input
+        return Batch({"ids": ids, "segments": segments, "shifted": shifted}, spans, 2 * len(indices))
 
     def _answers(self, run, examples, device, batch_size=64):
         return answer_questions(run.model, run.tokenizer, [e.question for e in examples], [e.context for e in examples],

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassformer.tasks.qa import span_logits
 from glassformer.train.batches import IGNORE, Batch
 
 
@@ -15,6 +16,8 @@ def model_outputs(model: nn.Module, batch: Batch) -> torch.Tensor:
     inputs = batch.inputs
     if "src" in inputs:
         return model(inputs["src"], inputs["tgt"])
+    if "shifted" in inputs:  # answer spans, read as the model's family reads a pair
+        return span_logits(model, inputs["ids"], inputs["segments"], inputs["shifted"])
     if "segments" in inputs:
         return model(inputs["ids"], segments=inputs["segments"])
     return model(inputs["ids"])

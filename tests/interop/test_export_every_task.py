@@ -1,6 +1,7 @@
 """Every built-in task's run, with its default preset (small-bert for the encoder tasks, whose default
 small-encoder no BERT class can hold) and word-level tokenizer, exports to a folder that transformers
-loads with the same logits and whose tokenizer.json gives the same ids."""
+loads with the same logits and whose tokenizer.json gives the same ids; so does a toy-qa run with a
+decoder-only preset (GPT-2's and LLaMA's ...ForQuestionAnswering)."""
 
 import dataclasses
 import json
@@ -16,7 +17,7 @@ from glassformer.models import build_model  # noqa: E402
 from glassformer.load import load_model
 from glassformer.run_folder import save_run  # noqa: E402
 from glassformer.train.config import TrainConfig  # noqa: E402
-from glassformer.tasks.qa import frame_qa  # noqa: E402
+from glassformer.tasks.qa import frame_qa, span_logits  # noqa: E402
 from glassformer.data.tasks import get_task  # noqa: E402
 from glassformer.train.setup import build_tokenizers, label_set, model_config_for  # noqa: E402
 
@@ -130,3 +131,33 @@ def test_a_small_encoder_run_is_refused_in_one_line(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("glassformer export: error: cannot export as bert:") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("preset, architecture", [("tiny-lm", "GPT2ForQuestionAnswering"),
+                                                  ("tiny-llama", "LlamaForQuestionAnswering")])
+def test_a_decoder_qa_run_exports_with_the_same_span_logits_and_ids(preset, architecture, tmp_path, capsys):
+    prepared = prepare("toy-qa", preset=preset)
+    assert (prepared.model_config.family, prepared.model_config.head, prepared.model_config.n_segments) == (
+        "decoder-only", "qa", 0)
+    torch.manual_seed(0)
+    model = build_model(prepared.model_config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    save_run(tmp_path / "run", model, prepared.model_config, "qa", prepared.source, None, [])
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == [architecture]
+    run = load_model(tmp_path / "run")
+    hf = transformers.AutoModelForQuestionAnswering.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
+    texts = texts_of("qa", prepared.splits.valid[:3])
+    batch = tokenizer([t[0] for t in texts], [t[1] for t in texts], padding=True, return_tensors="pt")
+    assert "token_type_ids" not in batch  # GPT-2 would add a token-type embedding from them
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    for row, text, n in zip(ids.tolist(), texts, mask.sum(1).tolist()):
+        assert row[:n] == glassformer_ids(run, "qa", text)[0]
+    with torch.no_grad():
+        out = hf(**batch)
+        theirs = torch.stack([out.start_logits, out.end_logits], dim=1)
+        ours = span_logits(run.model, ids, torch.zeros_like(ids), ids, mask.bool())
+    assert ours.shape == theirs.shape and (ours - theirs).transpose(1, 2)[mask.bool()].abs().max() < 1e-4

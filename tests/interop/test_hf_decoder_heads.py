@@ -1,5 +1,6 @@
-"""Decoder-only classifiers from and to Hugging Face folders: GPT-2's and the LLaMA family's
-...ForSequenceClassification (the last non-pad token) and ...ForTokenClassification. Logits on
+"""Decoder-only heads from and to Hugging Face folders: GPT-2's and the LLaMA family's
+...ForSequenceClassification (the last non-pad token), ...ForTokenClassification and
+...ForQuestionAnswering, and BART's sequence classifier and span head (on its decoder). Logits on
 right-padded batches against transformers, export read back by transformers, round trips exact,
 and `glassformer classify` on an imported GPT2ForSequenceClassification folder."""
 
@@ -147,13 +148,13 @@ def test_classify_command_on_an_imported_gpt2_classifier(tmp_path, capsys):
 def test_unsupported_decoder_head_is_one_line(tmp_path, capsys):
     _, folder = make_folder(tmp_path, "gpt2", "classify")
     document = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**document, "architectures": ["GPT2ForQuestionAnswering"]}))
+    (folder / "config.json").write_text(json.dumps({**document, "architectures": ["GPT2DoubleHeadsModel"]}))
     capsys.readouterr()  # transformers' progress bar while saving
     assert main(["classify", "--model", str(folder), "the cat"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "GPT2ForQuestionAnswering is not supported; gpt2 models load as: GPT2LMHeadModel" in err
-    assert "GPT2ForSequenceClassification, GPT2ForTokenClassification" in err
+    assert "GPT2DoubleHeadsModel is not supported; gpt2 models load as: GPT2LMHeadModel" in err
+    assert "GPT2ForSequenceClassification, GPT2ForTokenClassification, GPT2ForQuestionAnswering" in err
 
 
 def test_seeing_commands_and_tag_on_decoder_classifiers(tmp_path, capsys):
@@ -184,23 +185,31 @@ def test_tag_prints_labels_that_are_not_bio_tags(tmp_path, capsys):
     assert all(w.split("/")[1] in LABELS for w in tagged[0].split())
 
 
-@pytest.fixture(scope="module")
-def bart_classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bart-classify")
+def bart_config(**labels):
+    return transformers.BartConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None,
+        init_std=0.2, **labels,
+    )
+
+
+def bart_tokenizer(path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=90, special_tokens=specials, show_progress=False))
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    tok.save(str(folder / "tokenizer.json"))
+    tok.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def bart_classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bart-classify")
+    bart_tokenizer(folder / "tokenizer.json")
     torch.manual_seed(0)
-    config = transformers.BartConfig(
-        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None,
-        init_std=0.2, id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
-    )
+    config = bart_config(id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)})
     hf = transformers.BartForSequenceClassification(config).eval()
     hf.save_pretrained(folder)
     return hf, folder, load_hf_folder(folder)
@@ -248,19 +257,69 @@ def test_classify_command_on_a_bart_classifier(bart_classifier, capsys):
         assert main([*command, "--model", str(folder), "the cat sat"]) == 0, command
 
 
-@pytest.mark.parametrize("model_type, architecture, family", [
-    ("gpt2", "GPT2ForQuestionAnswering", "decoder-only"),
-    ("llama", "LlamaForQuestionAnswering", "decoder-only"),
-    ("qwen2", "Qwen2ForQuestionAnswering", "decoder-only"),
-    ("qwen3", "Qwen3ForQuestionAnswering", "decoder-only"),
-    ("mistral", "MistralForQuestionAnswering", "decoder-only"),
-    ("bart", "BartForQuestionAnswering", "encoder-decoder"),
-])
-def test_question_answering_classes_are_refused_with_the_reason(tmp_path, capsys, model_type, architecture, family):
-    # The class is checked before any weight is read: config.json alone decides.
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [architecture]}))
-    assert main(["trace", "--model", str(tmp_path), "the cat"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert f"{architecture} is not supported; {model_type} models load as: " in err
-    assert err.rstrip().endswith(f"glassformer's {family} family has no question-answering (span) head")
+QA_CASES = ["gpt2", "llama", "qwen2", "mistral", "qwen3"]
+
+
+def spans(out):
+    return torch.stack([out.start_logits, out.end_logits], dim=1)  # [B, 2, T] as ours
+
+
+@pytest.fixture(scope="module", params=QA_CASES)
+def qa_case(request, tmp_path_factory):
+    model_type = request.param
+    config_name, settings = FAMILIES[model_type]
+    folder = tmp_path_factory.mktemp("qa") / model_type
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(**settings, vocab_size=VOCAB, initializer_range=0.2)
+    hf = getattr(transformers, CLASS_PREFIX[model_type] + "ForQuestionAnswering")(config).eval()
+    hf.save_pretrained(folder)
+    tokenizer(folder / "tokenizer.json", model_type)
+    return model_type, hf, load_hf_folder(folder)
+
+
+def test_decoder_span_heads_match_transformers_and_round_trip(qa_case, tmp_path):
+    model_type, hf, run = qa_case
+    assert (run.kind, run.config.family, run.config.head, run.labels) == ("qa", "decoder-only", "qa", [])
+    assert not hasattr(run.model, "lm_head")
+    ids, mask = padded_batch(run.config.pad_id)
+    with torch.no_grad():
+        expected = spans(hf(ids, attention_mask=mask))
+        ours = run.model(ids, mask.bool()[:, None, None, :])
+    assert ours.shape == expected.shape == (3, 2, 10)
+    assert (ours - expected).transpose(1, 2)[mask.bool()].abs().max() < 1e-4  # measured: below 1e-6
+    out = export_hf(run, tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["architectures"] == [CLASS_PREFIX[model_type] + "ForQuestionAnswering"]
+    again = transformers.AutoModelForQuestionAnswering.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(spans(again(ids, attention_mask=mask)), expected)
+    back = load_hf_folder(out)
+    assert back.kind == "qa"
+    ours, theirs = run.model.state_dict(), back.model.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_bart_span_head_reads_the_decoder_and_matches_transformers(tmp_path):
+    folder = tmp_path / "bart-qa"
+    torch.manual_seed(0)
+    hf = transformers.BartForQuestionAnswering(bart_config()).eval()
+    hf.save_pretrained(folder)
+    bart_tokenizer(folder / "tokenizer.json")
+    run = load_hf_folder(folder)
+    assert (run.kind, run.config.family, run.config.head) == ("qa", "encoder-decoder", "qa")
+    assert not hasattr(run.model, "lm_head")
+    ids, mask = bart_batch()
+    # transformers' decoder reads input_ids shifted right (shift_tokens_right) with no padding mask.
+    shifted = torch.cat([torch.full((3, 1), run.framing.decoder_start), ids[:, :-1]], 1)
+    with torch.no_grad():
+        expected = spans(hf(ids, attention_mask=mask))
+        ours = run.model(ids, shifted, mask.bool()[:, None, None, :])
+    assert ours.shape == expected.shape == (3, 2, 11)
+    assert (ours - expected).transpose(1, 2)[mask.bool()].abs().max() < 1e-4  # measured: below 1e-6
+    out = export_hf(run, tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BartForQuestionAnswering"]
+    again = transformers.AutoModelForQuestionAnswering.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(spans(again(ids, attention_mask=mask)), expected)
+    first, back = run.model.state_dict(), load_hf_folder(out).model.state_dict()
+    assert first.keys() == back.keys() and all(torch.equal(first[k], back[k]) for k in first)
+

@@ -1,5 +1,6 @@
 """RoBERTa and DistilBERT folders, and BERT's question-answering class, from and to Hugging Face:
-every head class's outputs on padded batches, framing from the tokenizer, exact round trips."""
+every head class's outputs on padded batches, framing from the tokenizer, exact round trips.
+DistilBertForSequenceClassification's pre_classifier + ReLU is a pooler with pooler_activation "relu"."""
 
 import pytest
 import torch
@@ -23,8 +24,8 @@ PAD = {"roberta": 1, "distilbert": 0, "bert": 0}
 CLASSES = {
     "roberta": ["RobertaModel", "RobertaForMaskedLM", "RobertaForSequenceClassification",
                 "RobertaForTokenClassification", "RobertaForQuestionAnswering"],
-    "distilbert": ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForTokenClassification",
-                   "DistilBertForQuestionAnswering"],
+    "distilbert": ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+                   "DistilBertForTokenClassification", "DistilBertForQuestionAnswering"],
     "bert": ["BertForQuestionAnswering"],
 }
 CASES = [(family, name) for family, names in CLASSES.items() for name in names]
@@ -114,9 +115,16 @@ def test_outputs_match_transformers_and_round_trip_exactly(tmp_path, family, nam
     assert theirs.keys() == back.keys() and all(torch.equal(theirs[k], back[k]) for k in theirs)
 
 
-def test_distilbert_sequence_classifier_is_refused_in_one_line(tmp_path):
-    save(tmp_path / "hf", "distilbert", "DistilBertForSequenceClassification")
-    with pytest.raises(UserError, match="DistilBertForSequenceClassification is not supported"):
-        load_hf_folder(tmp_path / "hf")
-    with pytest.raises(UserError, match=r"pre_classifier \+ ReLU is not glassformer's pooler"):
-        load_hf_folder(tmp_path / "hf")
+def test_distilbert_classifier_has_a_relu_pooler_which_bert_cannot_hold(tmp_path):
+    hf = save(tmp_path / "hf", "distilbert", "DistilBertForSequenceClassification")
+    run = load_hf_folder(tmp_path / "hf")
+    assert (run.kind, run.config.pooler, run.config.pooler_activation) == ("classify", True, "relu")
+    ids, mask = batch("distilbert")
+    with torch.no_grad():
+        dense = hf.pre_classifier(hf.distilbert(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+        pooled = run.model.pooled(run.model.encode(ids, mask.bool()[:, None, None, :]))
+    assert (dense < 0).any()  # so that ReLU and tanh differ here
+    assert (pooled - dense.relu()).abs().max() < 1e-5
+    # A bare model has no meta naming DistilBERT: it goes to BERT, whose pooler is tanh.
+    with pytest.raises(UserError, match=r"pooler_activation='relu' \(BERT's pooler is dense \+ tanh\)"):
+        export_hf(run.model, tmp_path / "as-bert")

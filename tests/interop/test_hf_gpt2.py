@@ -223,7 +223,7 @@ BAD_FOLDERS = {
     # Beyond the four: other ways a folder can fall short.
     "architecture": (lambda f: _rewrite_config(f, architectures=["GPT2DoubleHeadsModel"]),
                      "GPT2DoubleHeadsModel is not supported; gpt2 models load as: GPT2LMHeadModel, GPT2Model, "
-                     "GPT2ForSequenceClassification, GPT2ForTokenClassification"),
+                     "GPT2ForSequenceClassification, GPT2ForTokenClassification, GPT2ForQuestionAnswering"),
     "no_weights": (lambda f: (f / "model.safetensors").unlink(),
                    "no weights (expected model.safetensors or pytorch_model.bin)"),
     "no_tokenizer": (lambda f: (f / "tokenizer.json").unlink(),
