@@ -33,6 +33,8 @@ class Kind:
     """The model family the kind trains: encoder-decoder, decoder-only or encoder-only."""
     also_trains: tuple[str, ...] = ()
     """Other families the kind trains: a preset (or a fine-tuned run) of one of them keeps its family."""
+    also_fine_tunes: tuple[str, ...] = ()
+    """Other families the kind trains only from a run or an imported folder (`--init`), not from a preset."""
     head: str = "none"
     default_preset: str = "small-encoder"
     trainable = True
@@ -81,9 +83,10 @@ class Kind:
         """The model's labels from those of the training examples; UserError when held-out ones are unknown."""
         return []
 
-    def family_for(self, config: ModelConfig) -> str:
-        """The family of the model the kind trains from config (a preset or a fine-tuned run's)."""
-        return config.family if config.family in self.also_trains else self.family
+    def family_for(self, config: ModelConfig, fine_tune: bool = False) -> str:
+        """The family of the model the kind trains from config (a preset, or with fine_tune a run's)."""
+        kept = self.also_trains + self.also_fine_tunes if fine_tune else self.also_trains
+        return config.family if config.family in kept else self.family
 
     def model_changes(self, config: ModelConfig) -> dict:
         """Settings the kind needs changed in a preset or a fine-tuned model's configuration."""

@@ -329,7 +329,10 @@ def qa_metrics(predictions: Sequence[str], answers: Sequence[str | Sequence[str]
 
 class QuestionAnswering(Kind):
     name, family, head = "qa", "encoder-only", "qa"
-    also_trains = ("decoder-only", "encoder-decoder")
+    also_trains = ("decoder-only",)
+    # BART's span head fine-tunes from an imported BART folder and exports back to it; a
+    # sequence-to-sequence preset would give a model that no Hugging Face QA class holds.
+    also_fine_tunes = ("encoder-decoder",)
     primary_metric = "exact_match"
     accuracy_name = "position_accuracy"
 

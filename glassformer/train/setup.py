@@ -93,9 +93,9 @@ def model_config_for(
 ) -> ModelConfig:
     """The preset, fitted to the kind (family, head), the vocabularies and the label set."""
     preset = get_preset(config.preset or task_preset or KINDS[kind].default_preset)
+    preset = preset.replace(family=KINDS[kind].family_for(preset))
     shared = source is target
     changes = dict(
-        family=KINDS[kind].family_for(preset),
         vocab_size=source.vocab_size,
         tgt_vocab_size=None if shared else target.vocab_size,
         tie_embeddings=preset.tie_embeddings and shared,
@@ -172,7 +172,7 @@ def choose_from_data(config: TrainConfig, kind: str, train: list, source: Tokeni
 
 def fine_tune_config(init: "Run", kind: str, labels: list[str], config: TrainConfig) -> ModelConfig:
     """The configuration of the run being fine-tuned, with the head the new kind needs."""
-    family = KINDS[kind].family_for(init.config)
+    family = KINDS[kind].family_for(init.config, fine_tune=True)
     if init.config.family != family:
         raise UserError(
             f"--init {init.path} is a {init.config.family} model; a {kind!r} task needs a {family} model"

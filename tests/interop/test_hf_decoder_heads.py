@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers")
 from glassformer.cli.main import main  # noqa: E402
 from glassformer.interop import export_hf, load_hf_folder  # noqa: E402
 from glassformer.models.heads import last_real_position  # noqa: E402
+from glassformer.run_folder import load_run  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 CORPUS = ["the cat sat on the mat", "a dog ran in the park", "hello world, again and again"] * 4
@@ -323,3 +324,19 @@ def test_bart_span_head_reads_the_decoder_and_matches_transformers(tmp_path):
     first, back = run.model.state_dict(), load_hf_folder(out).model.state_dict()
     assert first.keys() == back.keys() and all(torch.equal(first[k], back[k]) for k in first)
 
+
+
+def test_train_init_from_a_bart_span_folder_keeps_the_encoder_decoder_and_exports(tmp_path):
+    folder = tmp_path / "bart-qa"
+    torch.manual_seed(0)
+    config = bart_config()
+    config.max_position_embeddings = 256  # toy-qa pairs run to 131 pieces with this small BPE
+    transformers.BartForQuestionAnswering(config).save_pretrained(folder)
+    bart_tokenizer(folder / "tokenizer.json")
+    out = tmp_path / "tuned"
+    assert main(["train", "--task", "toy-qa", "--init", str(folder), "--steps", "3", "--eval-every", "3",
+                 "--eval-examples", "8", "--examples", "0", "--out", str(out), "--no-progress"]) == 0
+    run = load_run(out)
+    assert (run.config.family, run.config.head) == ("encoder-decoder", "qa")
+    exported = export_hf(run, tmp_path / "exported")
+    assert json.loads((exported / "config.json").read_text())["architectures"] == ["BartForQuestionAnswering"]

@@ -310,22 +310,38 @@ def test_toy_qa_is_learnable():
     assert scores["exact_match"] >= 0.6, scores  # measured 0.825
 
 
-@pytest.mark.parametrize("preset", ["tiny-lm", "tiny-seq2seq"])
-def test_a_decoder_span_head_trains_through_the_qa_kind(preset):
-    """The qa kind keeps a decoder-only or encoder-decoder preset's family; its batches, read by
-    span_logits as the family reads a pair, train: the loss on the same 32 examples falls."""
-    from glassformer.models import build_model
+def test_the_qa_kind_keeps_a_decoder_only_preset_and_makes_a_seq2seq_preset_an_encoder():
+    """A sequence-to-sequence preset would give a span model that no Hugging Face class holds, so it
+    trains as an encoder (question and context as two segments); BART's span head is fine-tuned
+    from an imported BART folder (`--init`), whose family the kind keeps."""
     from glassformer.tasks import KINDS
     from glassformer.train.config import TrainConfig
-    from glassformer.train.loss import cross_entropy, model_outputs
     from glassformer.train.setup import model_config_for
+
+    tok = WordTokenizer.train(["a question and a context"])
+    fitted = {p: model_config_for(TrainConfig(task="toy-qa", preset=p), "qa", None, tok, tok, [])
+              for p in ("tiny-lm", "tiny-seq2seq")}
+    assert (fitted["tiny-lm"].family, fitted["tiny-lm"].head, fitted["tiny-lm"].n_segments) == ("decoder-only", "qa", 0)
+    assert (fitted["tiny-seq2seq"].family, fitted["tiny-seq2seq"].n_segments) == ("encoder-only", 2)
+    bart_like = get_preset("tiny-seq2seq")
+    assert KINDS["qa"].family_for(bart_like, fine_tune=True) == "encoder-decoder"
+    assert KINDS["qa"].family_for(bart_like) == "encoder-only"
+
+
+@pytest.mark.parametrize("family", ["decoder-only", "encoder-decoder"])
+def test_a_decoder_span_head_trains_through_the_qa_kind(family):
+    """Decoder-only and encoder-decoder span heads (GPT-2's, LLaMA's and BART's), their batches read
+    by span_logits as the family reads a pair, train: the loss on the same 32 examples falls."""
+    from glassformer.models import build_model
+    from glassformer.tasks import KINDS
+    from glassformer.train.loss import cross_entropy, model_outputs
 
     torch.manual_seed(0)
     s = TASKS["toy-qa"].splits(0)
     tok = WordTokenizer.train([f"{e.context} {e.question}" for e in s.train[:500]])
     kind = KINDS["qa"]
-    config = model_config_for(TrainConfig(task="toy-qa", preset=preset), "qa", None, tok, tok, [])
-    assert (config.family, config.head, config.n_segments) == (get_preset(preset).family, "qa", 0)
+    preset = get_preset("tiny-lm" if family == "decoder-only" else "tiny-seq2seq")
+    config = preset.replace(head="qa", vocab_size=tok.vocab_size, tgt_vocab_size=None, pad_id=tok.pad_id)
     model = build_model(config.replace(n_layers=1, d_model=32, d_ff=64))
     encoded = kind.encode(s.train[:32], tok, tok, [], config.max_len, GF)
     batch = kind.batch(encoded, list(range(32)), tok, tok, GF)
