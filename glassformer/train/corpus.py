@@ -31,7 +31,7 @@ import numpy as np
 from glassformer.data.lines import line_blocks
 from glassformer.data.prepared import TokenStore, open_store, write_store
 from glassformer.data.split import Splits
-from glassformer.data.streamed import LazyExamples, chunked
+from glassformer.data.streamed import LazyExamples, chunked, mapped_ahead
 from glassformer.errors import DataError, UserError
 from glassformer.framing import Framing
 from glassformer.tasks import KINDS
@@ -41,6 +41,9 @@ from glassformer.train.batches import Encoded
 from glassformer.train.corpus_source import (ANNOUNCE_BYTES, CHUNK, Source, corpus_tokenizers, file_labels, reader_of,
                                              scan_source, split_indices)
 
+ENCODING_AHEAD = 2
+"""Blocks of text being encoded at once: the `tokenizers` library encodes one while Python copies out
+and writes the ids of the one before (measured: ...)."""
 _UNLIMITED = 1 << 30
 """The max_len examples are stored for when their rows do not depend on it: none is cut or skipped."""
 
@@ -105,7 +108,8 @@ def build_store(source: Source, encoding: Encoding, progress: bool = False) -> T
     def blocks():
         if encoding.is_text:
             encoder = BatchEncoder(encoding.source, encoding.framing)
-            pieces = ((encoder.encode_lines(lines), size) for lines, size in line_blocks(source.path))
+            pieces = mapped_ahead(lambda block: (encoder.encode_lines(block[0]), block[1]), line_blocks(source.path),
+                                  ENCODING_AHEAD)
         else:
             pieces = _example_blocks(source, encoding)
         for block, done in pieces:
