@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glassformer.data.lines import line_blocks
+from glassformer.data.lines import BLOCK_BYTES, line_blocks
 from glassformer.data.prepared import TokenStore, open_store, write_store
 from glassformer.data.split import Splits
 from glassformer.data.streamed import LazyExamples, chunked, mapped_ahead
@@ -41,6 +41,8 @@ from glassformer.train.batches import Encoded
 from glassformer.train.corpus_source import (ANNOUNCE_BYTES, CHUNK, Source, corpus_tokenizers, file_labels, reader_of,
                                              scan_source, split_indices)
 
+TEXT_BLOCK_BYTES = BLOCK_BYTES
+"""Text for language models is encoded this many bytes of lines at a time."""
 ENCODING_AHEAD = 2
 """Blocks of text being encoded at once: the `tokenizers` library encodes one while Python copies out
 and writes the ids of the one before (measured: ...)."""
@@ -108,8 +110,8 @@ def build_store(source: Source, encoding: Encoding, progress: bool = False) -> T
     def blocks():
         if encoding.is_text:
             encoder = BatchEncoder(encoding.source, encoding.framing)
-            pieces = mapped_ahead(lambda block: (encoder.encode_lines(block[0]), block[1]), line_blocks(source.path),
-                                  ENCODING_AHEAD)
+            pieces = mapped_ahead(lambda block: (encoder.encode_lines(block[0]), block[1]),
+                                  line_blocks(source.path, TEXT_BLOCK_BYTES), ENCODING_AHEAD)
         else:
             pieces = _example_blocks(source, encoding)
         for block, done in pieces:
