@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 import numpy as np
@@ -15,28 +13,6 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-def mapped_ahead(function: Callable, items: Iterable, ahead: int = 2) -> Iterator:
-    """function(item) for each item, in order, computed up to `ahead` items in advance on as many threads.
-
-    For work that spends its time outside the GIL (the `tokenizers` library's batch encoder):
-    while the caller handles one result, the next ones are being computed, so the Python around
-    the work (reading the next block, copying ids out, writing them) overlaps it. Items are drawn
-    from `items` on the calling thread; at most `ahead` of them wait or are being worked on at once.
-    """
-    with ThreadPoolExecutor(max_workers=ahead) as pool:
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(function, item))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 def pick_examples(examples: Iterable, positions: Sequence[int] | np.ndarray) -> list:

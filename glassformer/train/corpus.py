@@ -31,7 +31,7 @@ import numpy as np
 from glassformer.data.lines import BLOCK_BYTES, line_blocks
 from glassformer.data.prepared import TokenStore, open_store, write_store
 from glassformer.data.split import Splits
-from glassformer.data.streamed import LazyExamples, chunked, mapped_ahead
+from glassformer.data.streamed import LazyExamples, chunked
 from glassformer.errors import DataError, UserError
 from glassformer.framing import Framing
 from glassformer.tasks import KINDS
@@ -43,9 +43,6 @@ from glassformer.train.corpus_source import (ANNOUNCE_BYTES, CHUNK, Source, corp
 
 TEXT_BLOCK_BYTES = BLOCK_BYTES
 """Text for language models is encoded this many bytes of lines at a time."""
-ENCODING_AHEAD = 2
-"""Blocks of text being encoded at once: the `tokenizers` library encodes one while Python copies out
-and writes the ids of the one before (measured: ...)."""
 _UNLIMITED = 1 << 30
 """The max_len examples are stored for when their rows do not depend on it: none is cut or skipped."""
 
@@ -110,8 +107,7 @@ def build_store(source: Source, encoding: Encoding, progress: bool = False) -> T
     def blocks():
         if encoding.is_text:
             encoder = BatchEncoder(encoding.source, encoding.framing)
-            pieces = mapped_ahead(lambda block: (encoder.encode_lines(block[0]), block[1]),
-                                  line_blocks(source.path, TEXT_BLOCK_BYTES), ENCODING_AHEAD)
+            pieces = ((encoder.encode_lines(lines), size) for lines, size in line_blocks(source.path, TEXT_BLOCK_BYTES))
         else:
             pieces = _example_blocks(source, encoding)
         for block, done in pieces:

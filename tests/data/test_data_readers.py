@@ -148,26 +148,3 @@ def test_lines_read_in_blocks_are_those_of_the_whole_file_with_their_numbers(tmp
         list(numbered_lines(bad, "text", block_bytes))
     with pytest.raises(DataError, match="file is empty"):
         list(numbered_lines(write(tmp_path, "\n \r\n", "empty.txt"), "text", block_bytes))
-
-
-def test_mapped_ahead_gives_every_result_in_order_and_passes_errors_on():
-    import time
-
-    from glassformer.data.streamed import mapped_ahead
-
-    def slow_square(x):
-        time.sleep(0.002 * (x % 3))  # later items may finish first
-        return x * x
-
-    assert list(mapped_ahead(slow_square, range(20), ahead=3)) == [x * x for x in range(20)]
-    assert list(mapped_ahead(slow_square, [], ahead=2)) == []
-
-    def fails_at_4(x):
-        if x == 4:
-            raise ValueError("item 4")
-        return x
-
-    results = mapped_ahead(fails_at_4, range(10), ahead=2)
-    assert [next(results) for _ in range(4)] == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="item 4"):
-        next(results)

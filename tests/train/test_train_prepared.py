@@ -62,7 +62,7 @@ def test_prepared_corpus_gives_the_same_splits_tokenizer_and_batches_as_memory(t
 
 @pytest.mark.parametrize("kind, vocab", [("word", None), ("bpe", 60)])
 def test_a_file_read_in_many_blocks_gives_the_same_token_file_as_in_one(tmp_path, monkeypatch, kind, vocab):
-    """Blocks are encoded ahead on threads: the token file is the same, byte for byte, with one line a block."""
+    """The token file is the same, byte for byte, with about one line a block (BPE: lines joined by the end token)."""
     path = _write_corpus(tmp_path / "corpus.txt", n=120, seed=5)
     corpus = load_corpus(str(path), "lm", 0, Framing(), tokenizer_kind=kind, vocab_size=vocab, log=lambda s: None)
     store = corpus.stores["train"]
