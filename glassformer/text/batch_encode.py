@@ -1,11 +1,11 @@
 """Encode a block of lines at once into one array of framed ids, as `sequence_ids` gives line by line.
 
 Each kind takes its fastest exact path: subword tokenizers go through the `tokenizers` library's
-parallel `encode_batch` (glassformer's own BPE and WordPiece take a few dozen lines at a time, joined
-by the end token, which splits them as it splits any text: the library makes one object per text,
-and per line that costs more than the encoding); the word tokenizer runs its own regular expression once over the whole
-block (a newline marks where a line ends) and looks the pieces up in one pass; the char tokenizer
-maps code points through a lookup table in numpy. A block holding the literal "<mask>" (which
+parallel `encode_batch` (glassformer's own BPE and WordPiece a few dozen lines per text, joined by
+the end token, which the library cuts at before anything else: it makes one object per text, and
+one per line costs more than the encoding itself); the word tokenizer runs its own regular
+expression once over the whole block (a newline marks where a line ends) and looks the pieces up
+in one pass; the char tokenizer maps code points through a lookup table in numpy. A block holding the literal "<mask>" (which
 `sequence_ids` turns into the mask id) is encoded line by line with `sequence_ids` itself.
 """
 
