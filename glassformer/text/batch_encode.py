@@ -5,8 +5,9 @@ parallel `encode_batch` (glassformer's own BPE and WordPiece a few dozen lines p
 the end token, which the library cuts at before anything else: it makes one object per text, and
 one per line costs more than the encoding itself); the word tokenizer runs its own regular
 expression once over the whole block (a newline marks where a line ends) and looks the pieces up
-in one pass; the char tokenizer maps code points through a lookup table in numpy. A block holding the literal "<mask>" (which
-`sequence_ids` turns into the mask id) is encoded line by line with `sequence_ids` itself.
+in one pass; the char tokenizer maps code points through a lookup table in numpy. A block holding
+the literal "<mask>" (which `sequence_ids` turns into the mask id) is encoded line by line with
+`sequence_ids` itself.
 """
 
 from __future__ import annotations
