@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 from glassformer.errors import ConfigError
 from glassformer.text.base import Tokenizer
 from glassformer.text.specials import ROLES, SPECIALS, UNK
+from glassformer.text.word import plain_ascii
 
 # When a foreign tokenizer has no token for a role, the role borrows the first of these
 # that it does have. GPT-2, for instance, has only <|endoftext|> (given as start, end and
@@ -26,22 +28,30 @@ FALLBACKS: dict[str, tuple[str, ...]] = {
 
 # Marks the end of a word inside BPE pieces, so the decoder can put the spaces back.
 _END_OF_WORD = "</w>"
+# pre_tokenizers.Whitespace()'s pattern, for Python's re on plain ASCII text.
+_WHITESPACE_WORD = re.compile(r"\w+|[^\w\s]+")
 _SUBWORD_PREFIX = "##"
 MODELS = ("bpe", "wordpiece")
 
 
 def _edge_pieces(hf: HFTokenizer, texts: list[str], model: str) -> list[str]:
     """The marked single characters BPE/WordPiece training will create, sorted."""
-    pieces: set[str] = set()
+    ends, inner = set(), set()  # the last characters of words (BPE), the others but the first (WordPiece)
     for text in texts:
         if hf.normalizer is not None:
             text = hf.normalizer.normalize_str(text)
-        for word, _ in hf.pre_tokenizer.pre_tokenize_str(text):
-            if model == "bpe":
-                pieces.add(word[-1] + _END_OF_WORD)
-            else:
-                pieces.update(_SUBWORD_PREFIX + c for c in word[1:])
-    return sorted(pieces)
+        # Line by line: no word holds a line break, and the library splits a long text several
+        # times slower than the same text line by line.
+        for line in text.split("\n"):
+            if model == "bpe" and plain_ascii(line):  # where Python's re splits as the Whitespace pre-tokenizer
+                ends.update([word[-1] for word in _WHITESPACE_WORD.findall(line)])
+                continue
+            for word, _ in hf.pre_tokenizer.pre_tokenize_str(line):
+                if model == "bpe":
+                    ends.add(word[-1])
+                else:
+                    inner.update(word[1:])
+    return sorted([c + _END_OF_WORD for c in ends] + [_SUBWORD_PREFIX + c for c in inner])
 
 
 def _resolve_specials(hf: HFTokenizer, specials: Mapping[str, str | None]) -> dict[str, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glassformer.data.lines import line_blocks
+from glassformer.data.lines import BLOCK_BYTES, line_blocks
 from glassformer.data.prepared import TokenStore, open_store, write_store
 from glassformer.data.split import Splits
 from glassformer.data.streamed import LazyExamples, chunked
@@ -41,6 +41,8 @@ from glassformer.train.batches import Encoded
 from glassformer.train.corpus_source import (ANNOUNCE_BYTES, CHUNK, Source, corpus_tokenizers, file_labels, reader_of,
                                              scan_source, split_indices)
 
+TEXT_BLOCK_BYTES = BLOCK_BYTES
+"""Text for language models is encoded this many bytes of lines at a time."""
 _UNLIMITED = 1 << 30
 """The max_len examples are stored for when their rows do not depend on it: none is cut or skipped."""
 
@@ -105,7 +107,7 @@ def build_store(source: Source, encoding: Encoding, progress: bool = False) -> T
     def blocks():
         if encoding.is_text:
             encoder = BatchEncoder(encoding.source, encoding.framing)
-            pieces = ((encoder.encode_lines(lines), size) for lines, size in line_blocks(source.path))
+            pieces = ((encoder.encode_lines(lines), size) for lines, size in line_blocks(source.path, TEXT_BLOCK_BYTES))
         else:
             pieces = _example_blocks(source, encoding)
         for block, done in pieces:

@@ -225,3 +225,26 @@ def test_wrap_foreign_fallbacks():
         SubwordTokenizer(hf, {"start": "<|endoftext|>"})
     with pytest.raises(ConfigError, match="unknown special role 'bos'"):
         SubwordTokenizer(hf, {"bos": "<|endoftext|>"})
+
+
+@pytest.mark.parametrize("model, lowercase", [("bpe", False), ("bpe", True), ("wordpiece", True)])
+def test_lines_joined_by_the_end_token_encode_as_each_line_alone(model, lowercase):
+    """glassformer's own BPE and WordPiece encode many lines per text, cut at the end token; a foreign one line by line."""
+    import numpy as np
+
+    from glassformer.framing import Framing, sequence_ids
+    from glassformer.text.batch_encode import BatchEncoder, line_separator
+    from glassformer.text.specials import ROLES
+
+    lines = ["the cat sat", "<pad> x", "a <<end", "<start>b<unk>", "<END> up", "Été ΑΣ naïve", "x" * 150 + " y",
+             "end> <en", "d>", "😀👍🏽 fam 👨‍👩‍👧", "didn't stop", "ﬁ Ⅻ İ"] * 11
+    tokenizer = train_tokenizer(model, lines, 80, lowercase)
+    encoder = BatchEncoder(tokenizer, Framing())
+    assert encoder._separator == "<end>"
+    for block in (lines, ["a line with <end> in it"] + lines):  # the second one line by line
+        ids, lengths = encoder.encode_lines(block)
+        assert [row.tolist() for row in np.split(ids, np.cumsum(lengths)[:-1])] == [
+            sequence_ids(tokenizer, line, Framing()) for line in block]
+    foreign = SubwordTokenizer(HFTokenizer.from_str(tokenizer.hf_tokenizer.to_str()), dict(zip(ROLES, SPECIALS)))
+    foreign.hf_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    assert line_separator(foreign) is None

@@ -15,7 +15,7 @@ from glassformer.data.prepared import open_store
 from glassformer.errors import DataError
 from glassformer.text import train_tokenizer
 from glassformer.train import corpus as corpus_module
-from glassformer.framing import Framing
+from glassformer.framing import Framing, sequence_ids
 from glassformer.tasks import KINDS
 from glassformer.train.checkpoint import latest_checkpoint
 from glassformer.train.corpus import load_corpus, sample_positions
@@ -58,6 +58,20 @@ def test_prepared_corpus_gives_the_same_splits_tokenizer_and_batches_as_memory(t
     b = lm.batch(corpus.encoded("train", 10), indices, tokenizer, tokenizer, Framing())
     assert torch.equal(a.inputs["ids"], b.inputs["ids"]) and torch.equal(a.targets, b.targets)
     assert corpus.stores["train"].tokens.dtype == np.uint16
+
+
+@pytest.mark.parametrize("kind, vocab", [("word", None), ("bpe", 60)])
+def test_a_file_read_in_many_blocks_gives_the_same_token_file_as_in_one(tmp_path, monkeypatch, kind, vocab):
+    """The token file is the same, byte for byte, with about one line a block (BPE: lines joined by the end token)."""
+    path = _write_corpus(tmp_path / "corpus.txt", n=120, seed=5)
+    corpus = load_corpus(str(path), "lm", 0, Framing(), tokenizer_kind=kind, vocab_size=vocab, log=lambda s: None)
+    store = corpus.stores["train"]
+    one_block = [(store.path / name).read_bytes() for name in ("tokens.bin", "offsets.npy")]
+    monkeypatch.setattr(corpus_module, "TEXT_BLOCK_BYTES", 16)  # about a line each (lines of up to ~70 bytes)
+    again = corpus_module.build_store(corpus.sources["train"], corpus.encoding())
+    assert [(again.path / name).read_bytes() for name in ("tokens.bin", "offsets.npy")] == one_block
+    expected = [sequence_ids(corpus.tokenizer, e.text, Framing()) for e in read_text(path)]
+    assert [again.example(i) for i in range(len(again))] == expected and len(expected) == 119
 
 
 def test_a_changed_file_is_prepared_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
