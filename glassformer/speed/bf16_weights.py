@@ -20,6 +20,7 @@ from torch import nn
 
 from glassformer.hardware import native_bf16
 from glassformer.speed.kernels import KERNELS
+from glassformer.speed.native import native_linear
 
 
 def mixed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel: str) -> torch.Tensor:
@@ -29,12 +30,15 @@ def mixed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         x: [..., in] fp32; weight: [out, in] bf16; bias: [out] fp32 or None.
         kernel: a name of `glassformer.speed.kernels.KERNELS`, run in bf16 (x rounded to bf16,
             fp32 accumulation inside the kernel), or "upcast": the weight widened to fp32 first,
-            which pays for many rows on a CPU that multiplies bf16 slowly.
+            which pays for many rows on a CPU that multiplies bf16 slowly. "native" takes x in fp32
+            and widens the weight in registers instead (`glassformer.speed.native`).
     Returns:
         [..., out] fp32.
     """
     if kernel == "upcast":
         return F.linear(x, weight.to(x.dtype), bias)
+    if kernel == "native":
+        return native_linear(x, weight, bias)
     y = KERNELS[kernel](x.to(weight.dtype), weight, None)  # bf16
     # The sum promotes y to the bias's fp32 (exactly) in the same operation: one pass, not two.
     return y.to(x.dtype) if bias is None else torch.add(bias, y)

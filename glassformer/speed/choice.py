@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from glassformer.speed import native
 from glassformer.speed.bf16_weights import mixed_linear
 from glassformer.speed.kernels import KERNELS, column_major
 
@@ -38,7 +39,7 @@ STREAM_BYTES = 64 << 20  # more than the caches of the CPUs this runs on
 MAX_COPIES = 16
 MARGIN = 0.05
 PRUNE = 2.0
-VERSION = 2  # bump when the candidates change, so that old choices are measured again
+VERSION = 3  # bump when the candidates change, so that old choices are measured again
 WEIGHTS = ("fp32", "bf16")
 """What `weights` may ask for: fp32 only, or bf16 storage where its products measure faster."""
 
@@ -86,7 +87,7 @@ def machine() -> str:
 
 def cache_key(out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32") -> str:
     return (f"v{VERSION}|{machine()}|threads {torch.get_num_threads()}|{dtype}|{out_features}x{in_features}"
-            f"|bias {bias}|weights {weights}")
+            f"|bias {bias}|weights {weights}|native {native.available()}")
 
 
 def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
@@ -100,8 +101,12 @@ def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
     found = [(name, layout, kernel) for layout, kernel in pairs]
     if dtype == torch.float32:
         found.append((name, True, "bag"))
+        if native.available():
+            found.append((name, False, "native"))
         if weights == "bf16":
             found += [("bfloat16", layout, kernel) for layout, kernel in pairs]
+            if native.available():
+                found.append(("bfloat16", False, "native"))
             if rows > 1:  # converting the weight back pays only when several rows share it
                 found += [("bfloat16", layout, "upcast") for layout in (False, True)]
     return found

@@ -12,8 +12,10 @@ depends on the CPU, so `glassformer.speed.choice` measures them. Each computes F
 - `split`: one batched product over per-thread blocks of output features (`baddbmm`), in any layout.
 - `mv`: one row as a matrix-vector product (`addmv`, BLAS gemv), which some BLAS libraries read
   the weight with faster than the general product F.linear calls; more rows go to F.linear.
+- `native`: C compiled on this machine at first use (`glassformer.speed.native`), for a row-major
+  weight, fp32 x and an fp32 or bf16 weight; where it cannot be built, F.linear.
 
-Every kernel works on weights of any floating dtype, as long as x has the weight's dtype.
+The others work on weights of any floating dtype, as long as x has the weight's dtype.
 
 Blocks are views of the weight: nothing is copied.
 """
@@ -25,6 +27,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from glassformer.speed.native import native_linear
 
 MIN_BLOCK = 64  # output features per block below which splitting does not pay
 
@@ -117,5 +121,7 @@ def mv_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     return y.view(*x.shape[:-1], out_features)
 
 
-KERNELS: dict[str, Kernel] = {"linear": F.linear, "bag": bag_linear, "split": split_linear, "mv": mv_linear}
-"""Every kernel by name; `bag` needs a column-major fp32 weight."""
+KERNELS: dict[str, Kernel] = {
+    "linear": F.linear, "bag": bag_linear, "split": split_linear, "mv": mv_linear, "native": native_linear
+}
+"""Every kernel by name; `bag` needs a column-major fp32 weight, `native` a row-major one and fp32 x."""

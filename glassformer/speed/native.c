@@ -1,0 +1,138 @@
+/* Products of a few rows with a row-major weight, y = x W^T + b, reading the weight once.
+
+   Compiled on the user's machine at first use by glassformer/speed/native.py, which explains
+   why. Each thread takes a share of the output features; for each feature it reads the weight's
+   row once, front to back (a stream the hardware prefetcher follows), and multiplies it with up
+   to four rows of x at a time (x is small and stays in the L1 cache), with fused multiply-adds
+   in 8-wide AVX2 registers and fp32 sums. A bf16 weight is widened to fp32 in registers. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+static inline float bf16_value(uint16_t h) {
+    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
+    return v.f;
+}
+
+/* fp32 weight row w [n] times rows x[0..R) [n each, x_stride apart]: R = 4 or 1. */
+static void row4_f32(const float* w, const float* x, int64_t x_stride, int64_t n, float* s) {
+    const float *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(w + i);
+        a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + i), a0);
+        a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x1 + i), a1);
+        a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + i), a2);
+        a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + i), a3);
+    }
+    s[0] = hsum(a0), s[1] = hsum(a1), s[2] = hsum(a2), s[3] = hsum(a3);
+    for (; i < n; i++) s[0] += w[i] * x0[i], s[1] += w[i] * x1[i], s[2] += w[i] * x2[i], s[3] += w[i] * x3[i];
+}
+
+static float row1_f32(const float* w, const float* x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+/* bf16: a 32-byte load holds 16 weights. Shifted left by 16 bits, its even-numbered weights are
+   their fp32 values; masked to the upper half, its odd-numbered ones are. So x comes split: e
+   holds each row's even-numbered features, o its odd-numbered ones (m = n / 16 * 8 of each),
+   and the features past 16 * (n / 16) are taken from x itself. */
+#define EVEN(v) _mm256_castsi256_ps(_mm256_slli_epi32(v, 16))
+#define ODD(v) _mm256_castsi256_ps(_mm256_and_si256(v, upper))
+
+static void row4_bf16(const uint16_t* w, const float* e, const float* o, int64_t m,
+                      const float* x, int64_t x_stride, int64_t n, float* s) {
+    const __m256i upper = _mm256_set1_epi32((int)0xffff0000);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0, j = 0;
+    for (; i + 16 <= n; i += 16, j += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i*)(w + i));
+        __m256 ev = EVEN(v), ov = ODD(v);
+        a0 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + j), a0));
+        a1 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 2 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 2 * m + j), a1));
+        a2 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 4 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 4 * m + j), a2));
+        a3 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 6 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 6 * m + j), a3));
+    }
+    s[0] = hsum(a0), s[1] = hsum(a1), s[2] = hsum(a2), s[3] = hsum(a3);
+    for (; i < n; i++)
+        for (int r = 0; r < 4; r++) s[r] += bf16_value(w[i]) * x[r * x_stride + i];
+}
+
+static float row1_bf16(const uint16_t* w, const float* e, const float* o, const float* x, int64_t n) {
+    const __m256i upper = _mm256_set1_epi32((int)0xffff0000);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;
+    int64_t i = 0, j = 0;
+    for (; i + 32 <= n; i += 32, j += 16) {
+        __m256i v = _mm256_loadu_si256((const __m256i*)(w + i)), u = _mm256_loadu_si256((const __m256i*)(w + i + 16));
+        a0 = _mm256_fmadd_ps(EVEN(v), _mm256_loadu_ps(e + j), a0);
+        c0 = _mm256_fmadd_ps(ODD(v), _mm256_loadu_ps(o + j), c0);
+        a1 = _mm256_fmadd_ps(EVEN(u), _mm256_loadu_ps(e + j + 8), a1);
+        c1 = _mm256_fmadd_ps(ODD(u), _mm256_loadu_ps(o + j + 8), c1);
+    }
+    for (; i + 16 <= n; i += 16, j += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i*)(w + i));
+        a0 = _mm256_fmadd_ps(EVEN(v), _mm256_loadu_ps(e + j), a0);
+        c0 = _mm256_fmadd_ps(ODD(v), _mm256_loadu_ps(o + j), c0);
+    }
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, c0), _mm256_add_ps(a1, c1)));
+    for (; i < n; i++) s += bf16_value(w[i]) * x[i];
+    return s;
+}
+
+/* y[r, f] = sum_i w[f, i] x[r, i] + b[f] (b may be NULL) for r < rows, f < out; w row-major
+   [out, in], fp32; x [rows, in] and y [rows, out] contiguous. */
+void linear_f32(const float* w, const float* x, const float* b, float* y,
+                int64_t rows, int64_t out, int64_t in, int threads) {
+    int64_t fours = rows / 4 * 4;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t f = 0; f < out; f++) {
+        const float* wf = w + f * in;
+        float bias = b ? b[f] : 0.f, s[4];
+        for (int64_t r = 0; r < fours; r += 4) {
+            row4_f32(wf, x + r * in, in, in, s);
+            for (int k = 0; k < 4; k++) y[(r + k) * out + f] = s[k] + bias;
+        }
+        for (int64_t r = fours; r < rows; r++) y[r * out + f] = row1_f32(wf, x + r * in, in) + bias;
+    }
+}
+
+/* The same for a bf16 weight (its raw 16-bit patterns) and fp32 x, b and y. */
+void linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
+                 int64_t rows, int64_t out, int64_t in, int threads) {
+    int64_t m = in / 16 * 8, fours = rows / 4 * 4;
+    float* split = (float*)malloc(sizeof(float) * (size_t)(rows * 2 * m + 1)); /* row r: e at 2rm, o at 2rm + m */
+    if (!split) return;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < m; j++) {
+            split[2 * r * m + j] = x[r * in + 2 * j];
+            split[2 * r * m + m + j] = x[r * in + 2 * j + 1];
+        }
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t f = 0; f < out; f++) {
+        const uint16_t* wf = w + f * in;
+        float bias = b ? b[f] : 0.f, s[4];
+        for (int64_t r = 0; r < fours; r += 4) {
+            row4_bf16(wf, split + 2 * r * m, split + 2 * r * m + m, m, x + r * in, in, in, s);
+            for (int k = 0; k < 4; k++) y[(r + k) * out + f] = s[k] + bias;
+        }
+        for (int64_t r = fours; r < rows; r++)
+            y[r * out + f] = row1_bf16(wf, split + 2 * r * m, split + 2 * r * m + m, x + r * in, in) + bias;
+    }
+    free(split);
+}
