@@ -1,15 +1,19 @@
 """Batch-1 greedy decoding against the memory-read limit, and bf16 weights against fp32.
 
 Each generated token reads every weight once (and the KV cache), so its time is bounded below
-by bytes read / read bandwidth. The bandwidth is measured in this run (`x.sum()` over a 1 GiB
-fp32 tensor, best of 5, `glassformer.speed.bandwidth.read_bandwidth`), before and after the
-section; the bytes are counted from the model as prepared (`bytes_per_step`): the weights once
-per step, lookup tables as one row, and each step's keys and values at its own context length.
-"reached" is (bytes read by the whole generation / its time) / bandwidth, for each side; HF
-`generate` reads the same fp32 bytes.
+by bytes read / read bandwidth. The bandwidth is measured in this run as one more side of the
+same interleaved timing: `x.sum()` over a 1 GiB fp32 tensor, rep by rep between the generations,
+so that it reads under the conditions the decoding ran in (a shared machine's bandwidth moves
+with its neighbours: 18-35 GB/s on the same 2-core VM on different days); the medians of its
+reps give the limit. (The best of 5 before and after the section is printed too.) The bytes are
+counted from the model as prepared (`bytes_per_step`): the weights once per step, lookup tables
+as one row, and each step's keys and values at its own context length. "reached" is (bytes read
+by the whole generation / its time) / bandwidth, for each side; HF `generate` reads the same fp32
+bytes. The line also says which kernel the measured choice gave each product of one row.
 
-Models: the 6-layer, 384-wide GPT-2 (vocabulary 8,000) and gpt2-small's shape (124M parameters,
-vocabulary 50,257), random weights, the same on every side.
+Models: the 6-layer, 384-wide GPT-2 (vocabulary 8,000), gpt2-small's shape (124M parameters,
+vocabulary 50,257) and the 6-layer LLaMA-shaped model of `models.LLAMA_SIZES` (against
+`LlamaForCausalLM`), random weights, the same on every side.
 
 bf16 weights (`optimize_for_inference(weights="bf16")`, `glassformer generate --weights bf16`):
 a line per model with tokens/s against the fp32 prepared model, and the greedy agreement with
@@ -31,13 +35,15 @@ from generation import PROMPT_LEN, generation_bytes, ours_fn, peer_fn, read_note
 from glassformer.config import get_preset
 from glassformer.models import build_model
 from glassformer.speed import optimize_for_inference
-from glassformer.speed.bandwidth import read_bandwidth
+from glassformer.speed.bandwidth import BANDWIDTH_BYTES, read_bandwidth
 from glassformer.speed.weights_check import compare_models
-from models import GPT2_SIZES, GPT2_SMALL_SIZES, GPT2_SMALL_VOCAB, VOCAB, gpt2_pair, optimized
+from models import GPT2_SIZES, GPT2_SMALL_SIZES, GPT2_SMALL_VOCAB, VOCAB, gpt2_pair, llama_pair, optimized
 
-MODELS = {
-    "GPT-2 6L d384": (GPT2_SIZES, VOCAB, 200),
-    "gpt2-small (124M)": (GPT2_SMALL_SIZES, GPT2_SMALL_VOCAB, 100),
+MODELS = {  # label: (pair of models, their vocabulary, new tokens)
+    "GPT-2 6L d384": (lambda device: gpt2_pair(device, sizes=GPT2_SIZES, vocab=VOCAB), VOCAB, 200),
+    "gpt2-small (124M)": (lambda device: gpt2_pair(device, sizes=GPT2_SMALL_SIZES, vocab=GPT2_SMALL_VOCAB),
+                          GPT2_SMALL_VOCAB, 100),
+    "LLaMA-shaped 6L d384": (llama_pair, VOCAB, 200),
 }
 CHAIN_VOCAB = 128
 
@@ -81,27 +87,31 @@ def run(ctx: Context) -> None:
     if not have("transformers"):
         ctx.out(skipped("decoding against the read limit", "transformers is not installed"))
         return
-    bandwidth = read_bandwidth(device=ctx.device)
-    ctx.out(f"read bandwidth (x.sum() over 1 GiB fp32, best of 5): {bandwidth / 1e9:.1f} GB/s")
-    for label, (sizes, vocab, new_tokens) in MODELS.items():
+    before = read_bandwidth(device=ctx.device)
+    ctx.out(f"read bandwidth (x.sum() over 1 GiB fp32, best of 5): {before / 1e9:.1f} GB/s")
+    probe = torch.ones(BANDWIDTH_BYTES // 4, device=ctx.device)
+    for label, (pair, vocab, new_tokens) in MODELS.items():
         if ctx.quick:
             new_tokens //= 4
-        plain, peer = gpt2_pair(ctx.device, sizes=sizes, vocab=vocab)
+        plain, peer = pair(ctx.device)
         plain.eval(), peer.eval()
-        fp32 = optimized(plain)
+        fp32 = copy.deepcopy(plain)
+        kernels = optimize_for_inference(fp32).kernels
         bf16 = copy.deepcopy(plain)
         done = optimize_for_inference(bf16, weights="bf16")
         del plain
         batch_prompts = prompts(1, vocab)
         sides = {"ours": ours_fn(fp32, batch_prompts, new_tokens), "bf16": ours_fn(bf16, batch_prompts, new_tokens),
-                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device)}
+                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device), "read": lambda: probe.sum().item()}
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
+        bandwidth = BANDWIDTH_BYTES / timing.median("read")
         read = {"ours": generation_bytes(fp32, 1, new_tokens), "bf16": generation_bytes(bf16, 1, new_tokens)}
         name = f"greedy batch 1, {label}, {PROMPT_LEN}-token prompt + {new_tokens} new, fp32"
         note = read_note(read["ours"], new_tokens, {"glassformer": timing.median("ours"),
                                                     "HF generate": timing.median("peer")}, bandwidth)
+        used = ", ".join(f"{name} x{n}" for name, n in kernels.most_common())
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", work=new_tokens,
-                        unit="tok", note=f"{note}; {timing.noise()}"))
+                        unit="tok", note=f"{note}; one-row kernels: {used}; {timing.noise()}"))
         check = compare_models(fp32, bf16, batch_prompts + prompts(4, vocab)[1:], min(new_tokens, 50), [])
         ctx.report(Line(f"greedy batch 1, {label}, bf16 weights", timing.median("bf16"), timing.median("ours"),
                         "glassformer fp32", work=new_tokens, unit="tok", ratio_label="bf16 speed / fp32",
@@ -112,6 +122,7 @@ def run(ctx: Context) -> None:
                              f"per-rep ratios; bf16 measured faster for {done.bf16_products} of "
                              f"{done.products} products"))
         del fp32, bf16, peer, sides
+    del probe
     after = read_bandwidth(device=ctx.device)
     ctx.out(f"read bandwidth after the section: {after / 1e9:.1f} GB/s")
     steps = 100 if ctx.quick else 200

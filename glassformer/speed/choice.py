@@ -1,7 +1,9 @@
 """Which small-batch kernel and weight layout is fastest here: measured once, then remembered.
 
 For each weight shape the candidates of `glassformer.speed.kernels` run on random inputs of 1, 4
-and 16 rows, interleaved rep by rep, after a warm-up. Each timed call goes through enough
+and 16 rows, interleaved rep by rep, after a warm-up; each is judged by its best rep, since
+whatever else runs on the machine only ever makes a rep slower (medians measured on a busy
+2-core machine once kept the slowest kernel of a shape for good). Each timed call goes through enough
 copies of the weight to overflow the CPU's caches, so that every product reads its weight from
 memory, as decoding does. F.linear on the row-major weight (what nn.Linear does) stays unless
 another candidate beats it by more than MARGIN. The weight layout (row-major, or column-major)
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,21 +113,21 @@ def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
     return found
 
 
-def _interleaved_medians(calls: dict, reps: int) -> dict:
-    """Median seconds per call of each candidate, timed in turn rep by rep."""
+def _interleaved_best(calls: dict, reps: int) -> dict:
+    """The fewest seconds per call of each candidate over reps, timed in turn rep by rep."""
     times: dict = {name: [] for name in calls}
     for _ in range(reps):
         for name, call in calls.items():
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
-def _fastest(medians: dict, default) -> object:
+def _fastest(seconds: dict, default) -> object:
     """The fastest candidate, unless the default is within MARGIN of it."""
-    best = min(medians, key=medians.get)
-    if default in medians and medians[default] <= (1 + MARGIN) * medians[best]:
+    best = min(seconds, key=seconds.get)
+    if default in seconds and seconds[default] <= (1 + MARGIN) * seconds[best]:
         return default
     return best
 
@@ -159,12 +160,12 @@ def measure(
             return lambda: [KERNELS[kernel](x, w, b) for w in ws]
         return lambda: [mixed_linear(x, w, b, kernel) for w in ws]
 
-    medians = {}
+    best = {}
     for rows in ROWS:
         x = torch.randn(rows, in_features, generator=g).to(dtype)
         candidates = _candidates(dtype, weights, rows)
         calls = {c: call(c, x) for c in candidates}
-        first = _interleaved_medians(calls, 1)  # also the warm-up
+        first = _interleaved_best(calls, 1)  # also the warm-up
         # A candidate PRUNE times slower per product than the best on its first call is not timed
         # again; F.linear in each layout always is (the fallback of every bucket).
         per_product = {c: t / len(stored(*c[:2])) for c, t in first.items()}
@@ -173,11 +174,11 @@ def measure(
         once = max(first[c] for c in calls)
         reps = max(3, min(REPS, int(TIME_BUDGET_S / max(once, 1e-6))))
         # Per product: a candidate stores as many copies as fit in STREAM_BYTES, bf16 twice as many.
-        medians[rows] = {c: t / len(stored(*c[:2])) for c, t in _interleaved_medians(calls, reps).items()}
+        best[rows] = {c: t / len(stored(*c[:2])) for c, t in _interleaved_best(calls, reps).items()}
     default = (str(dtype).removeprefix("torch."), False, "linear")
-    kind, layout, _ = _fastest(medians[1], default)
+    kind, layout, _ = _fastest(best[1], default)
     kernels = tuple(
-        _fastest({c: t for c, t in medians[rows].items() if c[:2] == (kind, layout)}, (kind, layout, "linear"))[2]
+        _fastest({c: t for c, t in best[rows].items() if c[:2] == (kind, layout)}, (kind, layout, "linear"))[2]
         for rows in ROWS
     )
     return Choice(layout, kernels, kind)

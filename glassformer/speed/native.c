@@ -20,11 +20,23 @@ static inline float bf16_value(uint16_t h) {
     return v.f;
 }
 
-/* fp32 weight row w [n] times rows x[0..R) [n each, x_stride apart]: R = 4 or 1. */
+/* fp32 weight row w [n] times four rows of x, x_stride apart, into s[0..4). Two sums per row, so
+   that each chain of dependent multiply-adds leaves the others time to finish. */
 static void row4_f32(const float* w, const float* x, int64_t x_stride, int64_t n, float* s) {
     const float *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
     int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 v = _mm256_loadu_ps(w + i), u = _mm256_loadu_ps(w + i + 8);
+        a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + i), a0);
+        a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x1 + i), a1);
+        a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + i), a2);
+        a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + i), a3);
+        c0 = _mm256_fmadd_ps(u, _mm256_loadu_ps(x0 + i + 8), c0);
+        c1 = _mm256_fmadd_ps(u, _mm256_loadu_ps(x1 + i + 8), c1);
+        c2 = _mm256_fmadd_ps(u, _mm256_loadu_ps(x2 + i + 8), c2);
+        c3 = _mm256_fmadd_ps(u, _mm256_loadu_ps(x3 + i + 8), c3);
+    }
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(w + i);
         a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + i), a0);
@@ -32,19 +44,22 @@ static void row4_f32(const float* w, const float* x, int64_t x_stride, int64_t n
         a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + i), a2);
         a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + i), a3);
     }
-    s[0] = hsum(a0), s[1] = hsum(a1), s[2] = hsum(a2), s[3] = hsum(a3);
+    s[0] = hsum(_mm256_add_ps(a0, c0)), s[1] = hsum(_mm256_add_ps(a1, c1));
+    s[2] = hsum(_mm256_add_ps(a2, c2)), s[3] = hsum(_mm256_add_ps(a3, c3));
     for (; i < n; i++) s[0] += w[i] * x0[i], s[1] += w[i] * x1[i], s[2] += w[i] * x2[i], s[3] += w[i] * x3[i];
 }
 
 static float row1_f32(const float* w, const float* x, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+    for (; i + 32 <= n; i += 32) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum(_mm256_add_ps(a0, a1));
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += w[i] * x[i];
     return s;
 }
@@ -59,17 +74,22 @@ static float row1_f32(const float* w, const float* x, int64_t n) {
 static void row4_bf16(const uint16_t* w, const float* e, const float* o, int64_t m,
                       const float* x, int64_t x_stride, int64_t n, float* s) {
     const __m256i upper = _mm256_set1_epi32((int)0xffff0000);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
     int64_t i = 0, j = 0;
     for (; i + 16 <= n; i += 16, j += 8) {
         __m256i v = _mm256_loadu_si256((const __m256i*)(w + i));
         __m256 ev = EVEN(v), ov = ODD(v);
-        a0 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + j), a0));
-        a1 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 2 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 2 * m + j), a1));
-        a2 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 4 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 4 * m + j), a2));
-        a3 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 6 * m + j), _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 6 * m + j), a3));
+        a0 = _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + j), a0);
+        a1 = _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 2 * m + j), a1);
+        a2 = _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 4 * m + j), a2);
+        a3 = _mm256_fmadd_ps(ev, _mm256_loadu_ps(e + 6 * m + j), a3);
+        c0 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + j), c0);
+        c1 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 2 * m + j), c1);
+        c2 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 4 * m + j), c2);
+        c3 = _mm256_fmadd_ps(ov, _mm256_loadu_ps(o + 6 * m + j), c3);
     }
-    s[0] = hsum(a0), s[1] = hsum(a1), s[2] = hsum(a2), s[3] = hsum(a3);
+    s[0] = hsum(_mm256_add_ps(a0, c0)), s[1] = hsum(_mm256_add_ps(a1, c1));
+    s[2] = hsum(_mm256_add_ps(a2, c2)), s[3] = hsum(_mm256_add_ps(a3, c3));
     for (; i < n; i++)
         for (int r = 0; r < 4; r++) s[r] += bf16_value(w[i]) * x[r * x_stride + i];
 }

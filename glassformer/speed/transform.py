@@ -10,7 +10,8 @@ What it does, by device:
   one token at a time looks up a few hundred times per token.
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
-  fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`).
+  fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`), C compiled
+  here at first use among them (`native`).
 - a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
   operations without a module call per part, whenever no hook watches the model.
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
@@ -35,6 +36,7 @@ from torch import nn
 from glassformer.errors import UserError
 from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.speed import native
 from glassformer.speed.bf16_weights import widen_bf16_embeddings
 from glassformer.speed.choice import WEIGHTS, Choice
 from glassformer.speed.decode_step import install_flat_decode
@@ -76,7 +78,8 @@ class Optimized:
             parts.append(f"fused Q/K/V in {self.fused_qkv} self-attention modules")
         if self.kernels:
             used = ", ".join(f"{name} x{n}" for name, n in self.kernels.most_common())
-            parts.append(f"small-batch kernels measured on this CPU ({used})")
+            missing = "" if native.available() else f"; C kernels not built: {native.why_unavailable()}"
+            parts.append(f"small-batch kernels measured on this CPU ({used}{missing})")
         if self.lookups:
             parts.append("submodules as plain attributes")
         if self.flat_decode:
