@@ -116,8 +116,8 @@ static float row1_bf16(const uint16_t* w, const float* e, const float* o, const 
 }
 
 /* y[r, f] = sum_i w[f, i] x[r, i] + b[f] (b may be NULL) for r < rows, f < out; w row-major
-   [out, in], fp32; x [rows, in] and y [rows, out] contiguous. */
-void linear_f32(const float* w, const float* x, const float* b, float* y,
+   [out, in], fp32; x [rows, in] and y [rows, out] contiguous. Returns 0, or 1 if it could not run. */
+int linear_f32(const float* w, const float* x, const float* b, float* y,
                 int64_t rows, int64_t out, int64_t in, int threads) {
     int64_t fours = rows / 4 * 4;
     #pragma omp parallel for num_threads(threads) schedule(static)
@@ -130,14 +130,15 @@ void linear_f32(const float* w, const float* x, const float* b, float* y,
         }
         for (int64_t r = fours; r < rows; r++) y[r * out + f] = row1_f32(wf, x + r * in, in) + bias;
     }
+    return 0;
 }
 
 /* The same for a bf16 weight (its raw 16-bit patterns) and fp32 x, b and y. */
-void linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
+int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
                  int64_t rows, int64_t out, int64_t in, int threads) {
     int64_t m = in / 16 * 8, fours = rows / 4 * 4;
     float* split = (float*)malloc(sizeof(float) * (size_t)(rows * 2 * m + 1)); /* row r: e at 2rm, o at 2rm + m */
-    if (!split) return;
+    if (!split) return 1;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < m; j++) {
             split[2 * r * m + j] = x[r * in + 2 * j];
@@ -155,4 +156,5 @@ void linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
             y[r * out + f] = row1_bf16(wf, split + 2 * r * m, split + 2 * r * m + m, x + r * in, in) + bias;
     }
     free(split);
+    return 0;
 }

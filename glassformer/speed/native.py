@@ -18,6 +18,7 @@ then never a candidate of `glassformer.speed.choice`, and `native_linear` falls 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -44,9 +45,9 @@ def _cache_folder() -> Path:
 
 def _compile(compiler: str, target: Path) -> str | None:
     """Build the shared library at target (atomically); returns None, or why it failed in one line."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
                               timeout=COMPILE_TIMEOUT_S)
         if done.returncode != 0:
@@ -57,7 +58,8 @@ def _compile(compiler: str, target: Path) -> str | None:
     except (OSError, subprocess.SubprocessError) as e:
         return f"{compiler} failed: {e}"
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,7 +86,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, f"could not load {target}: {e}"
     for function in (lib.linear_f32, lib.linear_bf16):
         function.argtypes = _ARGS
-        function.restype = None
+        function.restype = ctypes.c_int
     return lib, ""
 
 
@@ -125,6 +127,8 @@ def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     function = lib.linear_f32 if weight.dtype == torch.float32 else lib.linear_bf16
     if bias is not None:
         bias = bias.contiguous()
-    function(weight.data_ptr(), flat.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(),
-             rows, out_features, in_features, torch.get_num_threads())
+    failed = function(weight.data_ptr(), flat.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(),
+                      rows, out_features, in_features, torch.get_num_threads())
+    if failed:  # no memory for the split copy of x
+        return F.linear(x, weight.to(x.dtype), bias)
     return y.view(*x.shape[:-1], out_features)

@@ -92,6 +92,12 @@ def test_a_failing_compiler_is_reported_in_one_line_and_leaves_no_library(monkey
     monkeypatch.setenv("CC", "false")  # exits 1 without a word
     assert not native.available() and native.why_unavailable() == "false failed: exit 1"
     assert list((tmp_path / "native").iterdir()) == []
+    # A cache folder that cannot be made: the same, never an exception.
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GLASSFORMER_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.delenv("CC")
+    native._load.cache_clear()
+    assert not native.available() and native.why_unavailable().startswith("cc failed: [Errno 20] Not a directory")
 
 
 @needs_native
