@@ -5,7 +5,8 @@ fast inference on its device. Nothing in `glassformer.nn` or `glassformer.models
     fused_qkv.py    Q, K and V of self-attention from one product, set up once
     decode_step.py  FlatDecode: a decoder-only LM's one-token step without a module call per part
     small_batch.py  SmallBatchLinear: a few rows through the kernel measured fastest
-    kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm, gemv)
+    kernels.py      the candidate kernels (F.linear, embedding_bag, split baddbmm, gemv, native)
+    native.py       native.c: products of a few rows in C, compiled on this machine at first use
     choice.py       measuring them once per machine and shape, and remembering the winner
     bf16_weights.py bf16 weights with fp32 activations, where the measurement shows them faster
     weights_check.py  what bf16 weights cost: greedy agreement and held-out perplexity
