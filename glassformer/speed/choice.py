@@ -3,7 +3,7 @@
 For each weight shape the candidates of `glassformer.speed.kernels` run on random inputs of 1, 4
 and 16 rows, interleaved rep by rep, after a warm-up; each is judged by its best rep, since
 whatever else runs on the machine only ever makes a rep slower (medians measured on a busy
-2-core machine once kept the slowest kernel of a shape for good). Each timed call goes through enough
+2-core machine once kept a slow kernel for a shape for good). Each timed call goes through enough
 copies of the weight to overflow the CPU's caches, so that every product reads its weight from
 memory, as decoding does. F.linear on the row-major weight (what nn.Linear does) stays unless
 another candidate beats it by more than MARGIN. The weight layout (row-major, or column-major)
