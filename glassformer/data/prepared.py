@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from glassformer.errors import DataError
+from glassformer.files import sha256_of
 
 FORMAT = "glassformer-prepared"
 VERSION = 1
 TOKENS_FILE = "tokens.bin"
 OFFSETS_FILE = "offsets.npy"
 META_FILE = "meta.json"
-_HASH_BLOCK = 16 << 20
 
 
 def cache_root() -> Path:
@@ -50,11 +50,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_HASH_BLOCK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_of(f)[0]
 
 
 class TokenStore:
