@@ -49,6 +49,13 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
 
+def narrowest(counts: np.ndarray) -> np.ndarray:
+    """Counts (never negative) as uint8 or uint16 when they fit, else as int64; no copy when already so."""
+    top = int(counts.max()) if len(counts) else 0
+    dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
+    return counts.astype(dtype, copy=False)
+
+
 def _file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return sha256_of(f)[0]
@@ -75,8 +82,9 @@ class TokenStore:
 
     @cached_property
     def lengths(self) -> np.ndarray:
-        """The framed length of every example, [n_examples] (computed once: 8 bytes an example)."""
-        return np.diff(self.offsets)
+        """The framed length of every example, [n_examples], in the narrowest unsigned dtype that holds
+        them (computed once: 1 or 2 bytes an example, fast to pick from in any order)."""
+        return narrowest(np.diff(self.offsets))
 
     def example(self, i: int) -> list[int]:
         """The framed ids of example i."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from glassformer.data.prepared import narrowest
 from glassformer.text import Tokenizer
 
 IGNORE = -100
@@ -87,26 +88,16 @@ BUCKET_BATCHES = 50
 """Batches whose examples are sorted by length together when batches are bucketed."""
 
 
-def narrowest(lengths: np.ndarray) -> np.ndarray:
-    """lengths as uint8 or uint16 when they fit (numpy sorts those stably by radix, and gathers them
-    from a quarter of the memory or less), else as int64."""
-    if len(lengths) and lengths.min() >= 0:
-        for dtype in (np.uint8, np.uint16):
-            if lengths.max() <= np.iinfo(dtype).max:
-                return lengths.astype(dtype)
-    return lengths.astype(np.int64)
-
-
 def sorted_in_runs(indices: np.ndarray, lengths: np.ndarray, run: int) -> np.ndarray:
     """indices with each run of `run` consecutive ones (the last may be shorter) sorted by their
     lengths[index], ties keeping their order: a stable sort of each run, all full runs at once."""
-    keys = lengths[indices]
-    whole = len(indices) // run * run
-    order = np.empty(len(indices), dtype=np.int64)
-    within = np.argsort(keys[:whole].reshape(-1, run), axis=1, kind="stable")
-    order[:whole] = (within + np.arange(0, whole, run)[:, None]).ravel()
-    order[whole:] = whole + np.argsort(keys[whole:], kind="stable")
-    return indices[order]
+    keys, whole = lengths[indices], len(indices) // run * run
+    out = np.empty_like(indices)
+    within = np.argsort(keys[:whole].reshape(-1, run), axis=1, kind="stable")  # by radix for uint8 and uint16
+    within += np.arange(0, whole, run)[:, None]
+    np.take(indices, within.ravel(), out=out[:whole])
+    out[whole:] = indices[whole:][np.argsort(keys[whole:], kind="stable")]
+    return out
 
 
 class BatchOrder:
