@@ -232,9 +232,9 @@ def build_trainer(
         config, run, splits, corpus = resume_run(config, resume_changes, run_dir, world, device, logger)
     else:
         run, splits, corpus = start_run(config, run_dir, overwrite, world, device, logger)
-    # torch's first optimizer imports torch._dynamo (2 s of Python on 2 cores): from here on it is imported
-    # in a thread while this one reads the data's lengths and sorts the batch order (work that mostly
-    # releases the GIL, in few long calls); the files were hashed before, undisturbed.
+    # torch's first optimizer imports torch._dynamo (about 2 s): it is imported in a thread from here on,
+    # while this one picks the examples' lengths and sorts the batch order (numpy and torch calls that
+    # release the GIL); the data files were hashed before it started, at full speed.
     import_in_background()
     check_batch(config.batch_size, config.accumulate, world)
     data = training_data(config, run, splits, corpus, world, logger)

@@ -32,8 +32,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 def import_in_background() -> None:
     """Start importing what torch's first optimizer imports (torch._dynamo: about 2 s of Python) in a
-    thread, so that it runs while the data is hashed, read and sorted (work that releases the GIL);
-    `make_optimizer` then finds it done, or waits for the rest. It touches no random state."""
+    thread, to run while the caller does work that releases the GIL in a few long calls (numpy, torch);
+    `make_optimizer` then finds it done, or waits for the rest. The import touches no random state.
+
+    Work that releases the GIL in many short calls (hashing a file in blocks) is slowed by it
+    instead: each call waits up to the switch interval (5 ms) for the GIL back."""
     if "torch._dynamo" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("torch._dynamo",), name="import torch._dynamo",
                          daemon=True).start()
