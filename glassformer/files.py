@@ -1,4 +1,4 @@
-"""Reading a user's file, with the one-line errors every reader gives; writing files atomically."""
+"""Reading (and hashing) a user's file, with the one-line errors every reader gives; writing files atomically."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def open_store(path: str | Path, verify: bool = True) -> TokenStore:
     """Open a store folder; DataError (one line) when it is missing, incomplete, truncated or damaged.
 
     Args:
-        verify: also compare both files' SHA-256 with those recorded (about a second per 600 MB).
+        verify: also compare both files' SHA-256 with those recorded (about a second per GB).
     """
     path = Path(path)
     meta_path = path / META_FILE
