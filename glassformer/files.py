@@ -1,10 +1,12 @@
-"""Reading a user's file, with the one-line errors every reader gives; writing files atomically."""
+"""Reading (and hashing) a user's file, with the one-line errors every reader gives; writing files atomically."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from glassformer.errors import DataError
 
@@ -26,23 +28,33 @@ def read_bytes(path: str | Path, expected: str) -> bytes:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
 
 
+HASH_BLOCK = 4 << 20
+"""Bytes read and hashed at a time: one buffer, read into and hashed while it is still in the cache."""
+
+
+def sha256_of(f: BinaryIO) -> tuple[str, int]:
+    """(SHA-256 hex digest, number of bytes) of what is left to read in an open binary file."""
+    digest, size, known = hashlib.sha256(), 0, os.fstat(f.fileno()).st_size
+    buffer = bytearray(min(HASH_BLOCK, known) if known else 1 << 20)  # 0: empty, or a pipe
+    view = memoryview(buffer)
+    while n := f.readinto(buffer):
+        digest.update(view[:n])
+        size += n
+    return digest.hexdigest(), size
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, in hex; DataError as read_bytes gives for a missing file."""
-    import hashlib
-
-    digest = hashlib.sha256()
     p = Path(path)
     if p.is_dir():
         raise DataError(f"{path}: is a directory (expected a data file)")
     try:
         with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            return sha256_of(f)[0]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    return digest.hexdigest()
 
 
 def check_output_file(path: str | Path, what: str = "the output file") -> Path:

@@ -7,11 +7,11 @@ order, as `read_text` gives).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from glassformer.errors import DataError
+from glassformer.files import sha256_of
 
 BLOCK_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -109,9 +109,5 @@ def numbered_lines(path: str | Path, expected: str, block_bytes: int = BLOCK_BYT
 
 def file_digest(path: str | Path) -> tuple[str, int]:
     """(SHA-256 hex digest of the file's bytes, its size in bytes), read in blocks."""
-    digest, size = hashlib.sha256(), 0
     with _open(path) as f:
-        while chunk := f.read(BLOCK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return sha256_of(f)

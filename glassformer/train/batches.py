@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from glassformer.data.prepared import narrowest
 from glassformer.text import Tokenizer
 
 IGNORE = -100
@@ -87,6 +88,18 @@ BUCKET_BATCHES = 50
 """Batches whose examples are sorted by length together when batches are bucketed."""
 
 
+def sorted_in_runs(indices: np.ndarray, lengths: np.ndarray, run: int) -> np.ndarray:
+    """indices with each run of `run` consecutive ones (the last may be shorter) sorted by their
+    lengths[index], ties keeping their order: a stable sort of each run, all full runs at once."""
+    keys, whole = lengths[indices], len(indices) // run * run
+    out = np.empty_like(indices)
+    within = np.argsort(keys[:whole].reshape(-1, run), axis=1, kind="stable")  # by radix for uint8 and uint16
+    within += np.arange(0, whole, run)[:, None]
+    np.take(indices, within.ravel(), out=out[:whole])
+    out[whole:] = indices[whole:][np.argsort(keys[whole:], kind="stable")]
+    return out
+
+
 class BatchOrder:
     """Shuffled batches of example indices, epoch after epoch, fixed by (seed, epoch).
 
@@ -108,7 +121,7 @@ class BatchOrder:
             raise ValueError(f"{len(lengths)} lengths for {n_examples} examples")
         self.n, self.batch_size, self.seed = n_examples, batch_size, seed
         self.rank, self.world = rank, world
-        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths, dtype=np.int64))
+        self.lengths = None if lengths is None else narrowest(np.asarray(lengths))
         self.epoch, self.position = 0, 0
         self._batches: torch.Tensor | None = None
 
@@ -124,9 +137,7 @@ class BatchOrder:
             width = min(self.batch_size, self.n)
             used = perm[: self.batches_per_epoch * width]
             if self.lengths is not None:
-                run = torch.arange(len(used)) // (width * BUCKET_BATCHES)
-                key = run * (int(self.lengths.max()) + 1) + self.lengths[used]
-                used = used[torch.sort(key, stable=True).indices]
+                used = torch.from_numpy(sorted_in_runs(used.numpy(), self.lengths, width * BUCKET_BATCHES))
             batches = used.view(self.batches_per_epoch, width)
             if self.lengths is not None:
                 batches = batches[torch.randperm(len(batches), generator=self._generator(salt=500_009))]

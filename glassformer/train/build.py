@@ -30,7 +30,7 @@ from glassformer.train.corpus_source import uses_prepared_data
 from glassformer.train.distributed import World, barrier, check_batch, init_world, local_device, parallelize
 from glassformer.train.fine_tune import carry_over, check_same_body, freeze
 from glassformer.train.log import Logger
-from glassformer.train.optimizer import make_optimizer
+from glassformer.train.optimizer import import_in_background, make_optimizer
 from glassformer.train import budget
 from glassformer.train.setup import load_prepared_corpus, load_splits, prepare
 from glassformer.train.trainer import Trainer
@@ -232,11 +232,18 @@ def build_trainer(
         config, run, splits, corpus = resume_run(config, resume_changes, run_dir, world, device, logger)
     else:
         run, splits, corpus = start_run(config, run_dir, overwrite, world, device, logger)
+    # torch's first optimizer imports torch._dynamo (about 2 s): it is imported in a thread from here on,
+    # while this one picks the examples' lengths and sorts the batch order (numpy and torch calls that
+    # release the GIL); the data files were hashed before it started, at full speed.
+    import_in_background()
     check_batch(config.batch_size, config.accumulate, world)
     data = training_data(config, run, splits, corpus, world, logger)
     checkpoint = read_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
         checkpoint.load_model(run.model)
+        data.order.load_state(checkpoint.state.order)
+    if isinstance(data.order, BatchOrder):
+        data.order.epoch_batches()  # the order of the epoch training starts in
     frozen = freeze(run.model, config)
     if frozen:
         logger(f"frozen: {len(frozen)} tensors ({frozen[0]} ... {frozen[-1]})")
@@ -249,7 +256,6 @@ def build_trainer(
         if world.rank:  # each process its own dropout masks, still reproducible
             torch.manual_seed(config.seed + 7_777 * world.rank + checkpoint.state.step)
         state = checkpoint.state
-        data.order.load_state(state.order)
         logger(f"resumed from step {state.step}")
     schedule = budget.schedule_for(config, run.config.d_model, state.schedule)
     state.schedule = schedule.saved()

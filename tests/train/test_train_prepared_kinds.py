@@ -126,6 +126,29 @@ def test_bucketed_batches_keep_each_epochs_examples_and_are_fixed_by_the_seed():
     assert BatchOrder(1003, 4, 8, lengths=lengths).next() != whole
 
 
+def _order_by_one_sort(n, batch_size, seed, lengths, epoch=0):
+    """An epoch's bucketed batches as BatchOrder made them before its sort ran in numpy: one stable torch
+    sort of the key (run, length) over all the epoch's examples."""
+    generator = lambda salt=0: torch.Generator().manual_seed(seed * 1_000_003 + epoch + salt)  # noqa: E731
+    perm, width = torch.randperm(n, generator=generator()), min(batch_size, n)
+    per_epoch = max(1, n // batch_size)
+    used, lengths = perm[: per_epoch * width], torch.as_tensor(lengths, dtype=torch.int64)
+    key = torch.arange(len(used)) // (width * BUCKET_BATCHES) * (int(lengths.max()) + 1) + lengths[used]
+    batches = used[torch.sort(key, stable=True).indices].view(per_epoch, width)
+    return batches[torch.randperm(per_epoch, generator=generator(salt=500_009))]
+
+
+@pytest.mark.parametrize("n,batch_size,high", [(5003, 8, 40), (4000, 16, 300), (7001, 32, 70_000), (7, 16, 5)])
+def test_bucketed_batches_are_those_of_one_stable_sort_of_run_and_length(n, batch_size, high):
+    # lengths below 256, 65,536 and above (uint8, uint16, int64 keys); full runs of 50 batches and a
+    # shorter last one; fewer examples than a batch
+    lengths = np.random.default_rng(n).integers(0, high, n)
+    order = BatchOrder(n, batch_size, 11, lengths=lengths)
+    for epoch in range(2):
+        assert torch.equal(order.epoch_batches(), _order_by_one_sort(n, batch_size, 11, lengths, epoch))
+        order.load_state({"epoch": epoch + 1, "position": 0})
+
+
 def test_a_changed_file_is_prepared_again_and_a_damaged_column_is_found_and_rebuilt(tmp_path, capsys, monkeypatch):
     path = write_kind(tmp_path / "pairs.tsv", "seq2seq", seed=2)
     built = []
