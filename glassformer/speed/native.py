@@ -4,14 +4,14 @@ Decoding one token multiplies one row by every weight, so a step's time is the t
 the weights. PyTorch's products are built for many rows: on a quiet 2-core AVX2 EPYC, F.linear
 of one row read a 768 x 3072 or 50,257 x 768 fp32 weight at 10-15 GB/s, where summing a large
 tensor reads 30-35 GB/s. `native.c` reads each weight row once, front to back, and multiplies it
-with up to four rows of x at a time in AVX2 fused multiply-adds (18-24 GB/s on the same shapes);
+with up to four rows of x at a time in AVX2 fused multiply-adds (16-24 GB/s on the same shapes);
 a bf16 weight is widened in registers, so half the bytes are read and the sums stay fp32.
 
 The source ships with the package and is compiled by the system's C compiler (`CC`, else `cc`)
 with AVX2, FMA and OpenMP, into the cache folder (`GLASSFORMER_CACHE_DIR`, default
 ~/.cache/glassformer) under the hash of the source and the flags: about a second, once per machine.
 Its OpenMP runtime is the one PyTorch has loaded (the same `libgomp.so.1`), and it runs on
-`torch.get_num_threads()` threads. Without a compiler, on a CPU without AVX2, or with
+`torch.get_num_threads()` threads. Without a compiler, on a CPU without AVX2 and FMA, or with
 `GLASSFORMER_NATIVE=0`, `available()` is False and `why_unavailable()` says why; the kernel is
 then never a candidate of `glassformer.speed.choice`, and `native_linear` falls back to F.linear.
 """
@@ -62,6 +62,17 @@ def _compile(compiler: str, target: Path) -> str | None:
             tmp.unlink(missing_ok=True)
 
 
+def _has_avx2_and_fma() -> bool:
+    """Whether the CPU itself has the instructions native.c uses (whatever kernels PyTorch is told to use)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return {"avx2", "fma"} <= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")  # no /proc: PyTorch's own detection
+
+
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[ctypes.CDLL | None, str]:
     """The compiled library (built now if needed), or None and the reason it is not there."""
@@ -69,8 +80,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, "turned off by GLASSFORMER_NATIVE=0"
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None, f"written for x86-64 with AVX2, not {platform.machine()}"
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        return None, f"this CPU (PyTorch's kernel level {torch.backends.cpu.get_cpu_capability()}) has no AVX2"
+    if not _has_avx2_and_fma():
+        return None, "this CPU has no AVX2 and FMA"
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
         return None, f"no C compiler ({compiler}) on PATH"
