@@ -28,6 +28,11 @@ def read_bytes(path: str | Path, expected: str) -> bytes:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
 
 
+def cache_dir() -> Path:
+    """The folder glassformer keeps what it can rebuild in: $GLASSFORMER_CACHE_DIR, else ~/.cache/glassformer."""
+    return Path(os.environ.get("GLASSFORMER_CACHE_DIR") or Path.home() / ".cache" / "glassformer")
+
+
 HASH_BLOCK = 4 << 20
 """Bytes read and hashed at a time: one buffer, read into and hashed while it is still in the cache."""
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from glassformer.errors import DataError
-from glassformer.files import sha256_of
+from glassformer.files import cache_dir, sha256_of
 
 FORMAT = "glassformer-prepared"
 VERSION = 1
@@ -40,8 +40,7 @@ META_FILE = "meta.json"
 
 def cache_root() -> Path:
     """Where prepared corpora are kept: $GLASSFORMER_CACHE_DIR/prepared, else ~/.cache/glassformer/prepared."""
-    root = os.environ.get("GLASSFORMER_CACHE_DIR") or Path.home() / ".cache" / "glassformer"
-    return Path(root) / "prepared"
+    return cache_dir() / "prepared"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from glassformer.files import cache_dir
 from glassformer.speed import native
 from glassformer.speed.bf16_weights import mixed_linear
 from glassformer.speed.kernels import KERNELS, column_major
@@ -69,8 +70,7 @@ DEFAULT: Candidate = ("float32", False, "linear")
 
 
 def cache_file() -> Path:
-    root = os.environ.get("GLASSFORMER_CACHE_DIR") or Path.home() / ".cache" / "glassformer"
-    return Path(root) / "kernels.json"
+    return cache_dir() / "kernels.json"
 
 
 def machine() -> str:

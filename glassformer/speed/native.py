@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from glassformer.files import cache_dir
+
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-fopenmp")
 COMPILE_TIMEOUT_S = 120
@@ -39,8 +41,7 @@ _ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
 
 
 def _cache_folder() -> Path:
-    root = os.environ.get("GLASSFORMER_CACHE_DIR") or Path.home() / ".cache" / "glassformer"
-    return Path(root) / "native"
+    return cache_dir() / "native"
 
 
 def _compile(compiler: str, target: Path) -> str | None:
