@@ -44,6 +44,7 @@ from glassformer.nn.output import OutputProjection
 from glassformer.nn.positional_encoding import LearnedPositions, SinusoidalPositions
 from glassformer.nn.rms_norm import RMSNorm
 from glassformer.speed.fused_qkv import FusedSelfAttention
+from glassformer.speed.native_layers import NativeLayers
 from glassformer.speed.small_batch import SmallBatchLinear, small_batch_linear
 
 _GLOBAL_FORWARD = getattr(_module, "_global_forward_hooks", {})
@@ -107,10 +108,12 @@ class FlatDecode:
 
     Args:
         model: a DecoderOnly for which `supported(model)` holds.
+        native: run the layers of each step in C where `NativeLayers` fits the model and the call.
     """
 
-    def __init__(self, model: DecoderOnly):
+    def __init__(self, model: DecoderOnly, native: bool = False):
         self.model = model
+        self.native = NativeLayers.build(model) if native else None
         modules = list(model.modules())
         # The dicts themselves: hooks registered later land in them.
         self.hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
@@ -159,10 +162,14 @@ class FlatDecode:
         model = self.model
         x = _embed(model.embed, ids, positions)
         rope = _rope(model.rotary(positions)) if model.rotary is not None else None
-        for layer, layer_cache in zip(model.decoder.layers, cache.layers):
-            x = _residual(layer.self_attn_residual, x, _attention, layer.self_attn, mask, layer_cache.self_attn,
-                          cache_pos, rope)
-            x = _residual(layer.ffn_residual, x, _feed_forward, layer.ffn)
+        layers_out = self.native(x, mask, cache, cache_pos, rope) if self.native is not None else None
+        if layers_out is not None:
+            x = layers_out
+        else:
+            for layer, layer_cache in zip(model.decoder.layers, cache.layers):
+                x = _residual(layer.self_attn_residual, x, _attention, layer.self_attn, mask, layer_cache.self_attn,
+                              cache_pos, rope)
+                x = _residual(layer.ffn_residual, x, _feed_forward, layer.ffn)
         if model.decoder.final_norm is not None:
             x = _norm(model.decoder.final_norm, x)
         head = model.lm_head
@@ -245,9 +252,10 @@ def _feed_forward(ffn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return _linear(gate * _linear(x, ffn.w_up), ffn.w_down)
 
 
-def install_flat_decode(model: nn.Module) -> bool:
-    """Give model the flat decoding step if `supported(model)`; returns whether it did."""
+def install_flat_decode(model: nn.Module, native: bool = False) -> FlatDecode | None:
+    """Give model the flat decoding step if `supported(model)`, its layers in C if native and they fit;
+    returns the step installed, or None."""
     if not supported(model):
-        return False
-    model.forward = FlatDecode(model)
-    return True
+        return None
+    model.forward = FlatDecode(model, native)
+    return model.forward

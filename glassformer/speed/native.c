@@ -7,7 +7,10 @@
    in 8-wide AVX2 registers and fp32 sums. A bf16 weight is widened to fp32 in registers. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <omp.h>
 #include <stdlib.h>
+
+#include "native.h"
 
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -64,6 +67,8 @@ static float row1_f32(const float* w, const float* x, int64_t n) {
     return s;
 }
 
+float dot_f32(const float* a, const float* b, int64_t n) { return row1_f32(a, b, n); }
+
 /* bf16: a 32-byte load holds 16 weights. Shifted left by 16 bits, its even-numbered weights are
    their fp32 values; masked to the upper half, its odd-numbered ones are. So x comes split: e
    holds each row's even-numbered features, o its odd-numbered ones (m = n / 16 * 8 of each),
@@ -116,11 +121,11 @@ static float row1_bf16(const uint16_t* w, const float* e, const float* o, const 
 }
 
 /* y[r, f] = sum_i w[f, i] x[r, i] + b[f] (b may be NULL) for r < rows, f < out; w row-major
-   [out, in], fp32; x [rows, in] and y [rows, out] contiguous. Returns 0, or 1 if it could not run. */
-int linear_f32(const float* w, const float* x, const float* b, float* y,
-                int64_t rows, int64_t out, int64_t in, int threads) {
+   [out, in], fp32; x [rows, in] and y [rows, out] contiguous. Called by every thread of a
+   parallel region, each takes its share of the output features (an orphaned `omp for`). */
+void rows_times_f32(const float* w, const float* x, const float* b, float* y, int64_t rows, int64_t out, int64_t in) {
     int64_t fours = rows / 4 * 4;
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    #pragma omp for schedule(static)
     for (int64_t f = 0; f < out; f++) {
         const float* wf = w + f * in;
         float bias = b ? b[f] : 0.f, s[4];
@@ -130,21 +135,24 @@ int linear_f32(const float* w, const float* x, const float* b, float* y,
         }
         for (int64_t r = fours; r < rows; r++) y[r * out + f] = row1_f32(wf, x + r * in, in) + bias;
     }
-    return 0;
 }
 
-/* The same for a bf16 weight (its raw 16-bit patterns) and fp32 x, b and y. */
-int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
-                 int64_t rows, int64_t out, int64_t in, int threads) {
-    int64_t m = in / 16 * 8, fours = rows / 4 * 4;
-    float* split = (float*)malloc(sizeof(float) * (size_t)(rows * 2 * m + 1)); /* row r: e at 2rm, o at 2rm + m */
-    if (!split) return 1;
+/* x [rows, in] split into each row's even- and odd-numbered features, the layout row4_bf16 reads:
+   row r's even ones at split[2rm], its odd ones at split[2rm + m], m = in / 16 * 8. */
+void split_even_odd(const float* x, int64_t rows, int64_t in, float* split) {
+    int64_t m = in / 16 * 8;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < m; j++) {
             split[2 * r * m + j] = x[r * in + 2 * j];
             split[2 * r * m + m + j] = x[r * in + 2 * j + 1];
         }
-    #pragma omp parallel for num_threads(threads) schedule(static)
+}
+
+/* rows_times_f32 for a bf16 weight (its raw 16-bit patterns), x already split by split_even_odd. */
+void rows_times_bf16(const uint16_t* w, const float* x, const float* split, const float* b, float* y,
+                     int64_t rows, int64_t out, int64_t in) {
+    int64_t m = in / 16 * 8, fours = rows / 4 * 4;
+    #pragma omp for schedule(static)
     for (int64_t f = 0; f < out; f++) {
         const uint16_t* wf = w + f * in;
         float bias = b ? b[f] : 0.f, s[4];
@@ -155,6 +163,74 @@ int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
         for (int64_t r = fours; r < rows; r++)
             y[r * out + f] = row1_bf16(wf, split + 2 * r * m, split + 2 * r * m + m, x + r * in, in) + bias;
     }
+}
+
+/* The output features [first, end) of thread `me` of `threads`: equal shares, multiples of 8. */
+static void share(int64_t out, int me, int threads, int64_t* first, int64_t* end) {
+    int64_t eights = (out + 7) / 8;
+    *first = eights * me / threads * 8;
+    *end = eights * (me + 1) / threads * 8;
+    if (*first > out) *first = out;
+    if (*end > out) *end = out;
+}
+
+/* rows_times_f32 and rows_times_bf16 for a column-major weight: wt [in, out] is W's transpose,
+   row-major (the layout the measured choice may have given it), and x W^T = sum_i x_i wt[i], a
+   weighted sum of wt's rows. Each thread takes a share of the input features and reads their rows
+   of wt front to back, CM_TILE outputs at a time (contiguous reads the prefetcher follows), adding
+   them, times each row's x_i, into its own partial sums [rows, out] in `partial` (threads x rows x
+   out floats); then the threads add up the partial sums, each for its share of the outputs. */
+void rows_times_cm(const void* wt, int64_t bf16, const float* x, const float* b, float* y,
+                   int64_t rows, int64_t out, int64_t in, float* partial) {
+    int me = omp_get_thread_num(), threads = omp_get_num_threads();
+    int64_t i0 = in * me / threads, i1 = in * (me + 1) / threads, first, end;
+    float* mine = partial + (int64_t)me * rows * out;
+    const float* wf = (const float*)wt;
+    const uint16_t* wh = (const uint16_t*)wt;
+    float wide[CM_TILE];
+    for (int64_t f0 = 0; f0 < out; f0 += CM_TILE) {
+        int64_t n = out - f0 < CM_TILE ? out - f0 : CM_TILE;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++) mine[r * out + f0 + j] = 0.f;
+        for (int64_t i = i0; i < i1; i++) {
+            const float* w = wf + i * out + f0;
+            if (bf16) {
+                for (int64_t j = 0; j < n; j++) wide[j] = bf16_value(wh[i * out + f0 + j]);
+                w = wide;
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                float xi = x[r * in + i], *sums = mine + r * out + f0;
+                for (int64_t j = 0; j < n; j++) sums[j] += xi * w[j];
+            }
+        }
+    }
+    #pragma omp barrier
+    share(out, me, threads, &first, &end);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t f = first; f < end; f++) {
+            float s = 0.f;
+            for (int t = 0; t < threads; t++) s += partial[((int64_t)t * rows + r) * out + f];
+            y[r * out + f] = s + (b ? b[f] : 0.f);
+        }
+    #pragma omp barrier
+}
+
+/* y = x W^T + b on `threads` threads, for an fp32 weight. Returns 0, or 1 if it could not run. */
+int linear_f32(const float* w, const float* x, const float* b, float* y,
+               int64_t rows, int64_t out, int64_t in, int threads) {
+    #pragma omp parallel num_threads(threads)
+    rows_times_f32(w, x, b, y, rows, out, in);
+    return 0;
+}
+
+/* The same for a bf16 weight and fp32 x, b and y. */
+int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
+                int64_t rows, int64_t out, int64_t in, int threads) {
+    float* split = (float*)malloc(sizeof(float) * (size_t)SPLIT_FLOATS(rows, in));
+    if (!split) return 1;
+    split_even_odd(x, rows, in, split);
+    #pragma omp parallel num_threads(threads)
+    rows_times_bf16(w, x, split, b, y, rows, out, in);
     free(split);
     return 0;
 }

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from glassformer.files import cache_dir
 
-SOURCE = Path(__file__).with_name("native.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("native.c", "native_layers.c"))
+HEADER = Path(__file__).with_name("native.h")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fPIC", "-shared", "-fopenmp")
 COMPILE_TIMEOUT_S = 120
 
@@ -49,7 +50,7 @@ def _compile(compiler: str, target: Path) -> str | None:
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
+        done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", str(tmp)], capture_output=True, text=True,
                               timeout=COMPILE_TIMEOUT_S)
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -86,7 +87,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
         return None, f"no C compiler ({compiler}) on PATH"
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
+    sources = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
+    key = hashlib.sha256(sources + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
     target = _cache_folder() / f"native-{key}.so"
     if not target.is_file():
         failed = _compile(compiler, target)
@@ -99,7 +101,14 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     for function in (lib.linear_f32, lib.linear_bf16):
         function.argtypes = _ARGS
         function.restype = ctypes.c_int
+    lib.decode_layers.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    lib.decode_layers.restype = ctypes.c_int
     return lib, ""
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled library (compiling it on the first call), or None where it cannot be built."""
+    return _load()[0]
 
 
 def available() -> bool:

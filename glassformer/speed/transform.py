@@ -13,7 +13,8 @@ What it does, by device:
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`), C compiled
   here at first use among them (`native`).
 - a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
-  operations without a module call per part, whenever no hook watches the model.
+  operations without a module call per part, whenever no hook watches the model; on CPU, where the
+  C kernels are built, all its layers in one call into C (`native_layers`), equal within rounding.
 - CUDA: the same fusion, and bf16 weights where the GPU computes in bf16 natively
   (`glassformer.hardware`).
 - `weights="bf16"`: the weights of the linear layers stored in bf16 and multiplied in bf16, the
@@ -58,6 +59,7 @@ class Optimized:
         products: all products the transform chose for (the same counting).
         lookups: whether submodules are found as plain attributes.
         flat_decode: whether one-token decoding steps run as one flat function (`decode_step`).
+        native_layers: whether those steps run their layers in one call into C (`native_layers`).
         compiled: whether the entry points are wrapped in torch.compile.
     """
 
@@ -69,6 +71,7 @@ class Optimized:
     products: int = 0
     lookups: bool = False
     flat_decode: bool = False
+    native_layers: bool = False
     compiled: bool = False
 
     def summary(self) -> str:
@@ -83,7 +86,7 @@ class Optimized:
         if self.lookups:
             parts.append("submodules as plain attributes")
         if self.flat_decode:
-            parts.append("one flat function per decoding step")
+            parts.append("one flat function per decoding step" + (", its layers in C" if self.native_layers else ""))
         if self.bf16_products:
             parts.append(f"bf16 weights in {self.bf16_products} of {self.products} products, fp32 elsewhere")
         if self.dtype != torch.float32:
@@ -108,6 +111,7 @@ def optimize_for_inference(
     compile: bool = False,
     weights: str | None = None,
     flat_decode: bool = True,
+    native_layers: bool = True,
 ) -> Optimized:
     """Prepare model, in place, for inference on its device, and put it in eval mode.
 
@@ -126,6 +130,8 @@ def optimize_for_inference(
             all; None: as `bf16` says. Either string overrides `bf16`.
         flat_decode: one-token decoding steps of a decoder-only LM as one flat function, while no
             hook watches the model (`glassformer.speed.decode_step`); not with compile.
+        native_layers: the flat step's layers in one call into C on CPU (`glassformer.speed.native_layers`),
+            where the C kernels are built and fit the model; outputs equal within fp32 rounding.
     """
     if weights not in (None, *WEIGHTS):
         raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
@@ -168,7 +174,9 @@ def optimize_for_inference(
         cache_submodule_lookups(model)
         done.lookups = True
     if flat_decode and not compile:
-        done.flat_decode = install_flat_decode(model)
+        step = install_flat_decode(model, native=native_layers and small_batch and device.type == "cpu")
+        done.flat_decode = step is not None
+        done.native_layers = step is not None and step.native is not None
     if compile:
         for name in ("forward", "encode", "decode"):
             if hasattr(model, name):

@@ -24,7 +24,12 @@ CONFIGS = {
 
 
 def _models(preset, changes, **switches):
-    """(plain, prepared with the flat step, prepared without it), the same weights."""
+    """(plain, prepared with the flat step, prepared without it), the same weights.
+
+    The flat step's own loop over the layers (not the C layers of `native_layers`, which equal
+    it within rounding and are tested in test_speed_native_layers.py).
+    """
+    switches.setdefault("native_layers", False)
     torch.manual_seed(0)
     plain = build_model(get_preset(preset).replace(vocab_size=40, max_len=64, **changes)).eval()
     flat, modules = copy.deepcopy(plain), copy.deepcopy(plain)

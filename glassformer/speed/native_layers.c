@@ -1,0 +1,184 @@
+/* Every layer of a decoder-only Transformer for one decoding step, in one call.
+
+   Decoding one token runs each layer's norms, products, attention over the KV cache and
+   feed-forward for a few rows. Through PyTorch that is a few dozen operator calls per layer, each
+   costing microseconds before any arithmetic: on a 6-layer, 384-wide model more time than reading
+   the weights. Here the whole stack runs in one parallel region: the threads share each product's
+   output features (native.c's kernels), each attention head, each row's norm, and meet at a
+   barrier between the steps. Compiled with native.c by glassformer/speed/native.py; the layout
+   of the structs below is mirrored there with ctypes. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "native.h"
+
+typedef struct {
+    const void* w;  /* W [out, in], fp32 or bf16; NULL: no such product */
+    const float* b; /* [out] or NULL */
+    int64_t out, in, bf16;
+    int64_t column_major; /* 1: w holds W's transpose [in, out], row-major */
+} Product;
+
+typedef struct {
+    const float* w;
+    const float* b; /* or NULL */
+    double eps;
+    int64_t rms; /* 1: RMSNorm, x / rms(x) w; 0: LayerNorm, (x - mean) / std w + b */
+} Norm;
+
+typedef struct {
+    Norm attn_norm, ffn_norm;
+    Product qkv, o; /* qkv: [(H + 2 H_kv) D, d_model], queries, then keys, then values */
+    Product up, gate, down; /* gate.w NULL: act(x W_up) W_down; else act(x W_gate) * (x W_up), then W_down */
+    float *k, *v; /* caches [rows, H_kv, max_len, D] */
+    int64_t pre_norm;
+} Layer;
+
+typedef struct {
+    int64_t rows, d_model, n_heads, n_kv_heads, d_head, d_ff, max_len, pos;
+    int64_t activation; /* 0 relu, 1 gelu (erf), 2 gelu (tanh), 3 silu */
+    double scale;       /* of the scores q . k */
+    const float* cos;   /* rotary positions: cos and signed sin [rows or 1, D], or NULL */
+    const float* sin;
+    int64_t rope_stride; /* 0 (one for every row) or D */
+    const uint8_t* valid; /* [rows, pos + 1]: the keys each row may attend to; NULL: all */
+    int64_t threads;
+} Step;
+
+/* y = x W^T + b inside the parallel region; split is scratch for a bf16 weight's input or a
+   column-major weight's partial sums. */
+static void product(const Product* p, const float* x, int64_t rows, float* y, float* split) {
+    if (p->column_major) { /* split has room for its partial sums too */
+        rows_times_cm(p->w, p->bf16, x, p->b, y, rows, p->out, p->in, split);
+        return;
+    }
+    if (!p->bf16) {
+        rows_times_f32((const float*)p->w, x, p->b, y, rows, p->out, p->in);
+        return;
+    }
+    #pragma omp single
+    split_even_odd(x, rows, p->in, split);
+    rows_times_bf16((const uint16_t*)p->w, x, split, p->b, y, rows, p->out, p->in);
+}
+
+/* y[r] = norm(x[r]) for each row (y may be x). */
+static void norm_rows(const Norm* n, const float* x, float* y, int64_t rows, int64_t d) {
+    #pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float* xr = x + r * d;
+        float* yr = y + r * d;
+        double mean = 0.0, sq = 0.0;
+        if (!n->rms) {
+            for (int64_t i = 0; i < d; i++) mean += xr[i];
+            mean /= (double)d;
+        }
+        for (int64_t i = 0; i < d; i++) sq += (xr[i] - mean) * (xr[i] - mean);
+        float m = (float)mean, rstd = (float)(1.0 / sqrt(sq / (double)d + n->eps));
+        for (int64_t i = 0; i < d; i++) yr[i] = (xr[i] - m) * rstd * n->w[i] + (n->b ? n->b[i] : 0.f);
+    }
+}
+
+/* x = x + y (pre-norm) or norm(x + y) (post-norm), each row. */
+static void add_residual(const Layer* l, const Norm* n, float* x, const float* y, int64_t rows, int64_t d) {
+    #pragma omp for schedule(static)
+    for (int64_t i = 0; i < rows * d; i++) x[i] += y[i];
+    if (!l->pre_norm) norm_rows(n, x, x, rows, d);
+}
+
+static float activate(float x, int64_t activation) {
+    switch (activation) {
+        case 0: return x > 0.f ? x : 0.f;
+        case 1: return 0.5f * x * (1.f + erff(x * (float)M_SQRT1_2));
+        case 2: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        default: return x / (1.f + expf(-x));
+    }
+}
+
+/* x [D] rotated in place: x cos + roll(x, D / 2) sin, with sin's first half negated. */
+static void rotate(float* x, const float* cos, const float* sin, int64_t d) {
+    float rolled[1024];
+    int64_t half = d / 2;
+    for (int64_t i = 0; i < d; i++) rolled[i] = x[(i + half) % d];
+    for (int64_t i = 0; i < d; i++) x[i] = x[i] * cos[i] + rolled[i] * sin[i];
+}
+
+/* Queries and keys rotated, this step's keys and values written to the caches at pos, then each
+   row's heads attend over keys 0..pos; the heads' contexts merged into ctx [rows, H D]. */
+static void attend(const Step* s, const Layer* l, float* qkv, float* scores, float* ctx) {
+    int64_t R = s->rows, H = s->n_heads, Hkv = s->n_kv_heads, D = s->d_head, L = s->max_len, T = s->pos + 1;
+    int64_t width = (H + 2 * Hkv) * D;
+    #pragma omp for schedule(static)
+    for (int64_t i = 0; i < R * (H + Hkv); i++) {
+        int64_t r = i / (H + Hkv), j = i % (H + Hkv);
+        float* part = qkv + r * width + j * D;
+        if (s->cos) rotate(part, s->cos + r * s->rope_stride, s->sin + r * s->rope_stride, D);
+        if (j >= H) { /* a key head, and its value head: into the caches */
+            int64_t at = ((r * Hkv + (j - H)) * L + s->pos) * D;
+            const float* value = part + Hkv * D;
+            for (int64_t e = 0; e < D; e++) l->k[at + e] = part[e], l->v[at + e] = value[e];
+        }
+    }
+    #pragma omp for schedule(static)
+    for (int64_t i = 0; i < R * H; i++) {
+        int64_t r = i / H, h = i % H, g = h / (H / Hkv);
+        const float* q = qkv + r * width + h * D;
+        const float* keys = l->k + (r * Hkv + g) * L * D;
+        const float* values = l->v + (r * Hkv + g) * L * D;
+        const uint8_t* valid = s->valid ? s->valid + r * T : NULL;
+        float* p = scores + i * T;
+        float top = -INFINITY, total = 0.f;
+        for (int64_t t = 0; t < T; t++) {
+            p[t] = (valid && !valid[t]) ? -INFINITY : (float)s->scale * dot_f32(q, keys + t * D, D);
+            if (p[t] > top) top = p[t];
+        }
+        for (int64_t t = 0; t < T; t++) total += (p[t] = expf(p[t] - top));
+        float* c = ctx + r * H * D + h * D;
+        for (int64_t e = 0; e < D; e++) c[e] = 0.f;
+        for (int64_t t = 0; t < T; t++) {
+            float w = p[t] / total;
+            const float* vt = values + t * D;
+            for (int64_t e = 0; e < D; e++) c[e] += w * vt[e];
+        }
+    }
+}
+
+/* x [rows, d_model]: this step's hidden states in, every layer's output out. Returns 0, or 1 when
+   there is no memory for the scratch buffers (x is then unchanged). */
+int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x) {
+    int64_t R = s->rows, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff;
+    int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
+    if (H * D > widest) widest = H * D;
+    if (width > widest) widest = width;
+    int64_t scratch = SPLIT_FLOATS(R, widest) > s->threads * R * widest ? SPLIT_FLOATS(R, widest) : s->threads * R * widest;
+    size_t floats = (size_t)(R * (2 * d + width + H * D + 2 * F + H * (s->pos + 1)) + scratch);
+    float* buffer = (float*)malloc(sizeof(float) * floats);
+    if (!buffer) return 1;
+    float *h = buffer, *qkv = h + R * d, *ctx = qkv + R * width, *y = ctx + R * H * D, *a = y + R * d;
+    float *g = a + R * F, *scores = g + R * F, *split = scores + R * H * (s->pos + 1);
+    #pragma omp parallel num_threads(s->threads)
+    for (int64_t n = 0; n < n_layers; n++) {
+        const Layer* l = layers + n;
+        if (l->pre_norm) norm_rows(&l->attn_norm, x, h, R, d);
+        product(&l->qkv, l->pre_norm ? h : x, R, qkv, split);
+        attend(s, l, qkv, scores, ctx);
+        product(&l->o, ctx, R, y, split);
+        add_residual(l, &l->attn_norm, x, y, R, d);
+
+        if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, R, d);
+        const float* in = l->pre_norm ? h : x;
+        product(&l->up, in, R, a, split);
+        if (l->gate.w) {
+            product(&l->gate, in, R, g, split);
+            #pragma omp for schedule(static)
+            for (int64_t i = 0; i < R * F; i++) a[i] = activate(g[i], s->activation) * a[i];
+        } else {
+            #pragma omp for schedule(static)
+            for (int64_t i = 0; i < R * F; i++) a[i] = activate(a[i], s->activation);
+        }
+        product(&l->down, a, R, y, split);
+        add_residual(l, &l->ffn_norm, x, y, R, d);
+    }
+    free(buffer);
+    return 0;
+}

@@ -1,0 +1,182 @@
+"""Every layer of a decoding step in one call into C: the time between the products taken away.
+
+Batch-1 decoding reads each weight once per token, and the products of `glassformer.speed.native`
+read them at about the speed of memory. What is left is the time between them: the flat step of
+`decode_step` still makes some 25 PyTorch calls per layer (norms, attention, activation, residual
+additions, views), 2-5 microseconds each, plus the products' own checks. On a 6-layer, 384-wide
+GPT-2 that was as long as reading its weights. `native_layers.c` runs all the layers of one step
+in one parallel region, with the same kernels for the products, and hands back the hidden states
+for the final norm and the output projection, which stay in PyTorch.
+
+The results equal the flat step's within fp32 rounding (sums in another order, `erff`/`tanhf`/`expf`
+for the activations), not bit for bit; greedy tokens are the same in the tests. It runs only where
+everything is as the C code expects, checked at each call: fp32 hidden states on CPU, at most
+MAX_ROWS rows, each layer's keys and values cached contiguously in fp32 and written up to this
+position, a boolean key mask or none, the weights still the tensors it was given (fp32 or bf16,
+in the layout their measured choice gave them). Otherwise the flat step runs its own loop over the layers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import torch
+from torch import nn
+
+from glassformer.models.decoder_only import DecoderOnly
+from glassformer.nn.add_norm import PreNormResidual
+from glassformer.nn.feedforward import ACTIVATIONS
+from glassformer.nn.gated_feedforward import GatedFeedForward
+from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.rms_norm import RMSNorm
+from glassformer.speed import native
+from glassformer.speed.fused_qkv import FusedSelfAttention
+from glassformer.speed.kernels import is_column_major
+
+MAX_ROWS = 16  # CM_ROWS in native.h
+MAX_HEAD = 1024  # the widest head the C code rotates in place
+ACTIVATION_CODES = {ACTIVATIONS[name]: code for code, name in enumerate(("relu", "gelu", "gelu_tanh", "silu"))}
+
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+class _Product(ctypes.Structure):
+    _fields_ = [("w", _ptr), ("b", _ptr), ("out", _i64), ("in_", _i64), ("bf16", _i64), ("column_major", _i64)]
+
+
+class _Norm(ctypes.Structure):
+    _fields_ = [("w", _ptr), ("b", _ptr), ("eps", ctypes.c_double), ("rms", _i64)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("attn_norm", _Norm), ("ffn_norm", _Norm), ("qkv", _Product), ("o", _Product), ("up", _Product),
+                ("gate", _Product), ("down", _Product), ("k", _ptr), ("v", _ptr), ("pre_norm", _i64)]
+
+
+class _Step(ctypes.Structure):
+    _fields_ = [(name, _i64) for name in ("rows", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff", "max_len",
+                                          "pos", "activation")] + [
+        ("scale", ctypes.c_double), ("cos", _ptr), ("sin", _ptr), ("rope_stride", _i64), ("valid", _ptr),
+        ("threads", _i64)]
+
+
+def _ptr_of(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class NativeLayers:
+    """The decoder layers of one model, as one C call per decoding step; made by `NativeLayers.build`."""
+
+    def __init__(self, lib: ctypes.CDLL, layers: list, step: _Step, tensors: list[torch.Tensor]):
+        self.lib = lib
+        self.layers = (_Layer * len(layers))(*layers)
+        self.step_args = step
+        self.tensors = tensors  # kept alive, and compared at each call: a replaced weight ends the C path
+        self.pointers = [t.data_ptr() for t in tensors]
+
+    @classmethod
+    def build(cls, model: DecoderOnly) -> NativeLayers | None:
+        """For a model `decode_step.supported` accepts; None where the C code does not fit it or is not built."""
+        lib = native.library()
+        if lib is None:
+            return None
+        tensors: list[torch.Tensor] = []
+
+        def product(weight: torch.Tensor, bias: torch.Tensor | None) -> _Product | None:
+            column = is_column_major(weight)
+            if (weight.dim() != 2 or not (column or weight.is_contiguous()) or weight.device.type != "cpu"
+                    or weight.dtype not in (torch.float32, torch.bfloat16)):
+                return None
+            if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
+                return None
+            tensors.extend(t for t in (weight, bias) if t is not None)
+            return _Product(_ptr_of(weight), _ptr_of(bias), weight.size(0), weight.size(1),
+                            int(weight.dtype == torch.bfloat16), int(column))
+
+        def norm(module: nn.Module, d: int) -> _Norm | None:
+            rms = type(module) is RMSNorm
+            if not rms and (type(module) is not nn.LayerNorm or module.normalized_shape != (d,)):
+                return None
+            weight, bias = module.weight, None if rms else module.bias
+            if weight is None or weight.shape != (d,) or any(
+                    t is not None and (t.dtype != torch.float32 or not t.is_contiguous() or not t.is_cpu)
+                    for t in (weight, bias)):
+                return None
+            tensors.extend(t for t in (weight, bias) if t is not None)
+            return _Norm(_ptr_of(weight), _ptr_of(bias), module.eps, int(rms))
+
+        first = model.decoder.layers[0]
+        shape = (first.self_attn.n_heads, first.self_attn.n_kv_heads, first.self_attn.d_head)
+        activation = ACTIVATION_CODES.get(first.ffn.activation)
+        d = model.config.d_model
+        layers = []
+        for layer in model.decoder.layers:
+            attn, ffn = layer.self_attn, layer.ffn
+            if (type(attn) is not FusedSelfAttention or attn.q_norm is not None or attn.attn_scale != first.self_attn.attn_scale
+                    or (attn.n_heads, attn.n_kv_heads, attn.d_head) != shape
+                    or ACTIVATION_CODES.get(ffn.activation) != activation or activation is None):
+                return None
+            gated = type(ffn) is GatedFeedForward
+            parts = [product(attn.qkv_weight, attn.qkv_bias), product(attn.w_o.weight, attn.w_o.bias)]
+            if gated:
+                parts += [product(m.weight, m.bias) for m in (ffn.w_up, ffn.w_gate, ffn.w_down)]
+            else:
+                parts += [product(ffn.w_1.weight, ffn.w_1.bias), _Product(), product(ffn.w_2.weight, ffn.w_2.bias)]
+            norms = [norm(layer.self_attn_residual.norm, d), norm(layer.ffn_residual.norm, d)]
+            pre = type(layer.self_attn_residual) is PreNormResidual
+            if None in parts or None in norms or pre != (type(layer.ffn_residual) is PreNormResidual):
+                return None
+            layers.append(_Layer(*norms, *parts, None, None, int(pre)))
+        h, h_kv, d_head = shape
+        d_ff = layers[0].up.out
+        if h % h_kv or d_head > MAX_HEAD or any(layer.up.out != d_ff for layer in layers):
+            return None
+        scale = 1.0 / math.sqrt(d_head) if first.self_attn.attn_scale else 1.0
+        step = _Step(0, d, h, h_kv, d_head, d_ff, 0, 0, activation, scale, None, None, 0, None, 0)
+        return cls(lib, layers, step, tensors)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: DecoderCache,
+        cache_pos: int,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor | None:
+        """Hidden states [B, 1, d_model] after every layer, for x [B, 1, d_model] at cache_pos; None where
+        this call is not one the C code takes (the caller then runs the layers itself)."""
+        s = self.step_args
+        rows = x.size(0)
+        if (rows > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
+                or [t.data_ptr() for t in self.tensors] != self.pointers):
+            return None
+        caches = [layer.self_attn for layer in cache.layers]
+        if len(caches) != len(self.layers):
+            return None
+        expected = (rows, s.n_kv_heads, caches[0].max_len, s.d_head)
+        for kv, layer in zip(caches, self.layers):
+            k, v = kv.k, kv.v
+            if (k is None or kv.length != cache_pos or cache_pos >= kv.max_len or k.shape != expected
+                    or k.dtype != torch.float32 or v.dtype != torch.float32 or not (k.is_contiguous() and v.is_contiguous())):
+                return None
+            layer.k, layer.v = k.data_ptr(), v.data_ptr()
+        valid = None
+        if mask is not None:
+            if mask.dtype != torch.bool or mask.numel() != rows * (cache_pos + 1):
+                return None
+            valid = mask.reshape(rows, cache_pos + 1).contiguous().view(torch.uint8)
+        cos = sin = None
+        if rope is not None:
+            cos, sin = (t.reshape(-1, s.d_head).float().contiguous() for t in rope)
+            if cos.size(0) not in (1, rows):
+                return None
+        hidden = x.reshape(rows, s.d_model).clone()
+        s.rows, s.max_len, s.pos, s.threads = rows, caches[0].max_len, cache_pos, torch.get_num_threads()
+        s.cos, s.sin, s.rope_stride = _ptr_of(cos), _ptr_of(sin), 0 if cos is None or cos.size(0) == 1 else s.d_head
+        s.valid = _ptr_of(valid)
+        if self.lib.decode_layers(ctypes.byref(s), self.layers, len(caches), hidden.data_ptr()):
+            return None  # no memory for its scratch buffers: nothing was written
+        for kv in caches:
+            kv.length = cache_pos + 1
+        return hidden.view(rows, 1, s.d_model)

@@ -1,0 +1,151 @@
+"""The decoding step's layers in one C call: the flat step's numbers within fp32 rounding, and its
+own loop wherever the C code does not fit the model or the call."""
+
+import copy
+
+import pytest
+import torch
+
+from glassformer.config import get_preset
+from glassformer.generate import Stopping, beam_search_lm, generate_lm
+from glassformer.models import build_model
+from glassformer.speed import native, optimize_for_inference
+from glassformer.speed.choice import Choice
+from glassformer.speed.native_layers import MAX_ROWS, NativeLayers
+
+pytestmark = pytest.mark.skipif(not native.available(), reason=f"native kernels: {native.why_unavailable()}")
+
+PROMPTS = [[5, 6, 7, 8], [9, 10]]  # two lengths: the left-padded batch passes a key-padding mask
+CONFIGS = {
+    "gpt2 pre-norm, tied": ("tiny-lm", {}),
+    "post-norm, sinusoidal, untied, relu": ("tiny-lm", dict(norm="post", positions="sinusoidal", tie_output=False,
+                                                            activation="relu")),
+    "llama: rmsnorm, rotary, gqa, swiglu": ("small-llama", dict(d_model=64, n_heads=4, n_kv_heads=2, d_ff=128,
+                                                                n_layers=2)),
+    "gelu (erf), no biases": ("tiny-lm", dict(activation="gelu", bias=False)),
+}
+TOLERANCE = dict(atol=1e-5, rtol=1e-5)  # fp32 sums in another order; the logits are ~0.1-1
+
+
+@pytest.fixture
+def c_calls(monkeypatch):
+    """The results of every NativeLayers call: None where the call fell back to the flat step's loop."""
+    results = []
+    original = NativeLayers.__call__
+
+    def counted(self, *args):
+        out = original(self, *args)
+        results.append(out)
+        return out
+
+    monkeypatch.setattr(NativeLayers, "__call__", counted)
+    return results
+
+
+def _layout(monkeypatch, column_major: bool, dtype: str):
+    """Every product's choice fixed to one layout and dtype, as the measurement may give them. With
+    bf16 weights the flat step widens them ("upcast"), keeping x fp32 as the C code does (the bf16
+    kernels would round x to bf16 too)."""
+    kernel = "upcast" if dtype == "bfloat16" else "linear"
+
+    def fixed(out_features, in_features, bias, dt, w="fp32"):
+        return Choice(column_major, (kernel,) * 3, dtype)
+
+    monkeypatch.setattr("glassformer.speed.small_batch.choose", fixed)
+    monkeypatch.setattr("glassformer.speed.fused_qkv.choose", fixed)
+
+
+def _pair(preset, changes, **switches):
+    """(with the C layers, the flat step's own loop), the same weights, both prepared."""
+    torch.manual_seed(0)
+    model = build_model(get_preset(preset).replace(vocab_size=40, max_len=64, **changes)).eval()
+    c_layers, flat = model, copy.deepcopy(model)
+    done = optimize_for_inference(c_layers, **switches)
+    assert done.native_layers and "its layers in C" in done.summary()
+    assert not optimize_for_inference(flat, native_layers=False, **switches).native_layers
+    return c_layers, flat
+
+
+def _same_generations(a, b, prompts=PROMPTS, **kwargs):
+    stopping = Stopping(max_new_tokens=10)
+    got = generate_lm(a, prompts, stopping=stopping, keep_logits=True, **kwargs)
+    want = generate_lm(b, prompts, stopping=stopping, keep_logits=True, **kwargs)
+    for x, y in zip(got, want):
+        assert x.tokens == y.tokens
+        torch.testing.assert_close(x.logits, y.logits, **TOLERANCE)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("column_major", [False, True])
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, monkeypatch, c_calls):
+    _layout(monkeypatch, column_major, "bfloat16" if weights == "bf16" else "float32")
+    c_layers, flat = _pair(*CONFIGS[name], weights=weights)
+    _same_generations(c_layers, flat)
+    _same_generations(c_layers, flat, prompts=PROMPTS[:1])  # one row, no mask
+    assert len(c_layers.decoder.layers) == 2 and len(c_calls) == 18 and all(r is not None for r in c_calls)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
+    c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _same_generations(c_layers, flat)
+    finally:
+        torch.set_num_threads(before)
+    assert c_calls and all(r is not None for r in c_calls)
+
+
+def test_beam_search_reorders_the_caches_the_c_layers_read(c_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    got, want = (beam_search_lm(model, PROMPTS, end_id=0, beam_size=3, max_new_tokens=8) for model in (c_layers, flat))
+    assert [[h.tokens for h in hs] for hs in got] == [[h.tokens for h in hs] for hs in want]
+    assert [h.log_prob for hs in got for h in hs] == pytest.approx([h.log_prob for hs in want for h in hs], rel=1e-5)
+    assert c_calls and all(r is not None for r in c_calls)
+
+
+def test_more_rows_than_the_c_code_takes_fall_back_to_the_loop(c_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    prompts = [[1 + i % 30, 2 + i % 29] for i in range(MAX_ROWS + 1)]
+    _same_generations(c_layers, flat, prompts=prompts)
+    assert c_calls and all(r is None for r in c_calls)
+
+
+def test_weights_changed_in_place_are_read_and_replaced_ones_end_the_c_path(c_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    with torch.no_grad():  # in place: the same storage, and the C code reads the new values
+        for model in (c_layers, flat):
+            model.decoder.layers[0].ffn.w_1.bias.add_(0.5)
+            model.decoder.layers[1].self_attn.qkv_weight.mul_(1.5)
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is not None for r in c_calls)
+    c_calls.clear()
+    for model in (c_layers, flat):  # new storage: the C code's pointer would be stale
+        model.decoder.layers[1].ffn.w_2.weight.data = model.decoder.layers[1].ffn.w_2.weight.data * 2.0
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is None for r in c_calls)
+
+
+def test_models_the_c_code_does_not_fit_keep_the_flat_steps_loop():
+    torch.manual_seed(0)
+    qwen3 = build_model(get_preset("small-llama").replace(vocab_size=40, max_len=64, d_model=64, n_heads=4,
+                                                          n_kv_heads=2, d_ff=128, n_layers=2, qk_norm=True))
+    done = optimize_for_inference(qwen3)
+    assert done.flat_decode and not done.native_layers  # per-head norms: the flat step's loop
+    unfused = build_model(get_preset("tiny-lm").replace(vocab_size=40, max_len=64))
+    assert not optimize_for_inference(unfused, fused_qkv=False).native_layers
+    assert not optimize_for_inference(build_model(get_preset("tiny-lm")), native_layers=False).native_layers
+
+
+def test_without_the_c_kernels_the_flat_step_runs_its_loop(monkeypatch, tmp_path):
+    monkeypatch.setenv("GLASSFORMER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GLASSFORMER_NATIVE", "0")
+    native._load.cache_clear()
+    try:
+        model = build_model(get_preset("tiny-lm").replace(vocab_size=40, max_len=64))
+        done = optimize_for_inference(model)
+        assert done.flat_decode and not done.native_layers and model.forward.native is None
+    finally:
+        native._load.cache_clear()
