@@ -9,7 +9,9 @@ reps give the limit. (The best of 5 before and after the section is printed too.
 counted from the model as prepared (`bytes_per_step`): the weights once per step, lookup tables
 as one row, and each step's keys and values at its own context length. "reached" is (bytes read
 by the whole generation / its time) / bandwidth, for each side; HF `generate` reads the same fp32
-bytes. The line also says which kernel the measured choice gave each product of one row.
+bytes. The line also says whether each step's layers ran as one call into C
+(`glassformer.speed.native_layers`) and which kernel the measured choice gave each product of one
+row (the kernel of the products outside the C call, the output projection among them).
 
 Models: the 6-layer, 384-wide GPT-2 (vocabulary 8,000), gpt2-small's shape (124M parameters,
 vocabulary 50,257) and the 6-layer LLaMA-shaped model of `models.LLAMA_SIZES` (against
@@ -96,7 +98,7 @@ def run(ctx: Context) -> None:
         plain, peer = pair(ctx.device)
         plain.eval(), peer.eval()
         fp32 = copy.deepcopy(plain)
-        kernels = optimize_for_inference(fp32).kernels
+        prepared = optimize_for_inference(fp32)
         bf16 = copy.deepcopy(plain)
         done = optimize_for_inference(bf16, weights="bf16")
         del plain
@@ -109,9 +111,10 @@ def run(ctx: Context) -> None:
         name = f"greedy batch 1, {label}, {PROMPT_LEN}-token prompt + {new_tokens} new, fp32"
         note = read_note(read["ours"], new_tokens, {"glassformer": timing.median("ours"),
                                                     "HF generate": timing.median("peer")}, bandwidth)
-        used = ", ".join(f"{name} x{n}" for name, n in kernels.most_common())
+        used = ", ".join(f"{name} x{n}" for name, n in prepared.kernels.most_common())
+        layers = "each step's layers in one C call" if prepared.native_layers else "layers through PyTorch"
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", work=new_tokens,
-                        unit="tok", note=f"{note}; one-row kernels: {used}; {timing.noise()}"))
+                        unit="tok", note=f"{note}; {layers}; one-row kernels: {used}; {timing.noise()}"))
         check = compare_models(fp32, bf16, batch_prompts + prompts(4, vocab)[1:], min(new_tokens, 50), [])
         ctx.report(Line(f"greedy batch 1, {label}, bf16 weights", timing.median("bf16"), timing.median("ours"),
                         "glassformer fp32", work=new_tokens, unit="tok", ratio_label="bf16 speed / fp32",

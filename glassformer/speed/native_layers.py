@@ -73,7 +73,10 @@ class NativeLayers:
         self.layers = (_Layer * len(layers))(*layers)
         self.step_args = step
         self.tensors = tensors  # kept alive, and compared at each call: a replaced weight ends the C path
-        self.pointers = [t.data_ptr() for t in tensors]
+        self.pointers = self._pointers()
+
+    def _pointers(self) -> tuple[int, ...]:
+        return tuple(map(torch.Tensor.data_ptr, self.tensors))
 
     @classmethod
     def build(cls, model: DecoderOnly) -> NativeLayers | None:
@@ -149,7 +152,7 @@ class NativeLayers:
         s = self.step_args
         rows = x.size(0)
         if (rows > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
-                or [t.data_ptr() for t in self.tensors] != self.pointers):
+                or self._pointers() != self.pointers):
             return None
         caches = [layer.self_attn for layer in cache.layers]
         if len(caches) != len(self.layers):
