@@ -15,7 +15,11 @@ module path) and takes a call only when nothing could see the difference:
   their calls take the module path;
 - no step-by-step attention (`glassformer.inspect.step_by_step`).
 
-Every other call (a prompt, training, a hooked model) goes to the module path unchanged. It is
+With `native=True` (what `optimize_for_inference` installs on CPU), the layers of each step run in
+one call into C where it fits the model and the call (`native_layers`): the same numbers within
+fp32 rounding, not bit for bit; a prompt of at most MAX_ROWS tokens in all rows takes it too.
+
+Every other call (a longer prompt, training, a hooked model) goes to the module path unchanged. It is
 built only for the structures it knows: a decoder-only LM of `glassformer.nn` parts (pre- or
 post-norm, LayerNorm or RMSNorm, the paper's or the gated feed-forward, learned, sinusoidal or
 rotary positions, grouped-query attention, Qwen3's per-head norms); anything else (a classifier
@@ -44,7 +48,7 @@ from glassformer.nn.output import OutputProjection
 from glassformer.nn.positional_encoding import LearnedPositions, SinusoidalPositions
 from glassformer.nn.rms_norm import RMSNorm
 from glassformer.speed.fused_qkv import FusedSelfAttention
-from glassformer.speed.native_layers import NativeLayers
+from glassformer.speed.native_layers import MAX_ROWS, NativeLayers
 from glassformer.speed.small_batch import SmallBatchLinear, small_batch_linear
 
 _GLOBAL_FORWARD = getattr(_module, "_global_forward_hooks", {})
@@ -137,15 +141,18 @@ class FlatDecode:
     ) -> torch.Tensor:
         """As `DecoderOnly.forward`."""
         if self.takes(ids, positions, cache):
-            return self.step(ids, mask, positions, cache, cache_pos)
+            logits = self.step(ids, mask, positions, cache, cache_pos, last_only)
+            if logits is not None:
+                return logits
         return DecoderOnly.forward(self.model, ids, mask, positions, cache, cache_pos, last_only)
 
     def takes(self, ids: torch.Tensor, positions: torch.Tensor | None, cache: DecoderCache | None) -> bool:
-        """Whether this call is a plain decoding step that nothing watches."""
+        """Whether this call is a plain decoding step (or a prompt short enough for the C layers) that
+        nothing watches."""
         return (
             cache is not None
             and positions is not None
-            and ids.size(1) == 1
+            and (ids.size(1) == 1 or (self.native is not None and ids.numel() <= MAX_ROWS))
             and not self.model.training
             and not torch.is_grad_enabled()
             and not _GLOBAL_FORWARD
@@ -156,15 +163,19 @@ class FlatDecode:
         )
 
     def step(
-        self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DecoderCache, cache_pos: int
-    ) -> torch.Tensor:
-        """Logits [B, 1, V] for ids [B, 1] at positions [B, 1], keys and values read from and written to cache."""
+        self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DecoderCache, cache_pos: int,
+        last_only: bool = False,
+    ) -> torch.Tensor | None:
+        """Logits [B, T, V] (T = 1 with last_only) for ids [B, T] at positions [B, T], keys and values read
+        from and written to cache; None for a prompt (T > 1) that the C layers do not take."""
         model = self.model
         x = _embed(model.embed, ids, positions)
         rope = _rope(model.rotary(positions)) if model.rotary is not None else None
         layers_out = self.native(x, mask, cache, cache_pos, rope) if self.native is not None else None
         if layers_out is not None:
-            x = layers_out
+            x = layers_out[:, -1:] if last_only else layers_out
+        elif ids.size(1) > 1:
+            return None
         else:
             for layer, layer_cache in zip(model.decoder.layers, cache.layers):
                 x = _residual(layer.self_attn_residual, x, _attention, layer.self_attn, mask, layer_cache.self_attn,

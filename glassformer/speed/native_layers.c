@@ -36,13 +36,14 @@ typedef struct {
 } Layer;
 
 typedef struct {
-    int64_t rows, d_model, n_heads, n_kv_heads, d_head, d_ff, max_len, pos;
+    int64_t rows, tokens; /* rows of `tokens` new tokens each, at positions pos ... pos + tokens - 1 */
+    int64_t d_model, n_heads, n_kv_heads, d_head, d_ff, max_len, pos;
     int64_t activation; /* 0 relu, 1 gelu (erf), 2 gelu (tanh), 3 silu */
     double scale;       /* of the scores q . k */
-    const float* cos;   /* rotary positions: cos and signed sin [rows or 1, D], or NULL */
+    const float* cos;   /* rotary positions: cos and signed sin [rows x tokens or 1, D], or NULL */
     const float* sin;
-    int64_t rope_stride; /* 0 (one for every row) or D */
-    const uint8_t* valid; /* [rows, pos + 1]: the keys each row may attend to; NULL: all */
+    int64_t rope_stride; /* 0 (one for every token) or D */
+    const uint8_t* valid; /* [rows, pos + tokens]: the keys each row may attend to; NULL: all */
     int64_t threads;
 } Step;
 
@@ -103,81 +104,85 @@ static void rotate(float* x, const float* cos, const float* sin, int64_t d) {
     for (int64_t i = 0; i < d; i++) x[i] = x[i] * cos[i] + rolled[i] * sin[i];
 }
 
-/* Queries and keys rotated, this step's keys and values written to the caches at pos, then each
-   row's heads attend over keys 0..pos; the heads' contexts merged into ctx [rows, H D]. */
+/* Queries and keys rotated, this step's keys and values written to the caches, then each token's
+   heads attend over the keys up to its own position (causal); the heads' contexts merged into ctx
+   [rows x tokens, H D]. A query whose keys are all masked (a left-padding token) gets zeros. */
 static void attend(const Step* s, const Layer* l, float* qkv, float* scores, float* ctx) {
-    int64_t R = s->rows, H = s->n_heads, Hkv = s->n_kv_heads, D = s->d_head, L = s->max_len, T = s->pos + 1;
-    int64_t width = (H + 2 * Hkv) * D;
+    int64_t n = s->rows * s->tokens, H = s->n_heads, Hkv = s->n_kv_heads, D = s->d_head, L = s->max_len;
+    int64_t width = (H + 2 * Hkv) * D, keys = s->pos + s->tokens;
     #pragma omp for schedule(static)
-    for (int64_t i = 0; i < R * (H + Hkv); i++) {
-        int64_t r = i / (H + Hkv), j = i % (H + Hkv);
-        float* part = qkv + r * width + j * D;
-        if (s->cos) rotate(part, s->cos + r * s->rope_stride, s->sin + r * s->rope_stride, D);
+    for (int64_t i = 0; i < n * (H + Hkv); i++) {
+        int64_t token = i / (H + Hkv), j = i % (H + Hkv), r = token / s->tokens, t = token % s->tokens;
+        float* part = qkv + token * width + j * D;
+        if (s->cos) rotate(part, s->cos + token * s->rope_stride, s->sin + token * s->rope_stride, D);
         if (j >= H) { /* a key head, and its value head: into the caches */
-            int64_t at = ((r * Hkv + (j - H)) * L + s->pos) * D;
+            int64_t at = ((r * Hkv + (j - H)) * L + s->pos + t) * D;
             const float* value = part + Hkv * D;
             for (int64_t e = 0; e < D; e++) l->k[at + e] = part[e], l->v[at + e] = value[e];
         }
     }
     #pragma omp for schedule(static)
-    for (int64_t i = 0; i < R * H; i++) {
-        int64_t r = i / H, h = i % H, g = h / (H / Hkv);
-        const float* q = qkv + r * width + h * D;
-        const float* keys = l->k + (r * Hkv + g) * L * D;
-        const float* values = l->v + (r * Hkv + g) * L * D;
-        const uint8_t* valid = s->valid ? s->valid + r * T : NULL;
-        float* p = scores + i * T;
+    for (int64_t i = 0; i < n * H; i++) {
+        int64_t token = i / H, h = i % H, g = h / (H / Hkv), r = token / s->tokens;
+        int64_t seen = s->pos + token % s->tokens + 1; /* keys 0 .. its own position */
+        const float* q = qkv + token * width + h * D;
+        const float* k = l->k + (r * Hkv + g) * L * D;
+        const float* v = l->v + (r * Hkv + g) * L * D;
+        const uint8_t* valid = s->valid ? s->valid + r * keys : NULL;
+        float* p = scores + i * keys;
         float top = -INFINITY, total = 0.f;
-        for (int64_t t = 0; t < T; t++) {
-            p[t] = (valid && !valid[t]) ? -INFINITY : (float)s->scale * dot_f32(q, keys + t * D, D);
+        for (int64_t t = 0; t < seen; t++) {
+            p[t] = (valid && !valid[t]) ? -INFINITY : (float)s->scale * dot_f32(q, k + t * D, D);
             if (p[t] > top) top = p[t];
         }
-        for (int64_t t = 0; t < T; t++) total += (p[t] = expf(p[t] - top));
-        float* c = ctx + r * H * D + h * D;
+        float* c = ctx + token * H * D + h * D;
         for (int64_t e = 0; e < D; e++) c[e] = 0.f;
-        for (int64_t t = 0; t < T; t++) {
+        if (top == -INFINITY) continue;
+        for (int64_t t = 0; t < seen; t++) total += (p[t] = expf(p[t] - top));
+        for (int64_t t = 0; t < seen; t++) {
             float w = p[t] / total;
-            const float* vt = values + t * D;
+            const float* vt = v + t * D;
             for (int64_t e = 0; e < D; e++) c[e] += w * vt[e];
         }
     }
 }
 
-/* x [rows, d_model]: this step's hidden states in, every layer's output out. Returns 0, or 1 when
-   there is no memory for the scratch buffers (x is then unchanged). */
+/* x [rows x tokens, d_model]: this step's hidden states in, every layer's output out. Returns 0, or
+   1 when there is no memory for the scratch buffers (x is then unchanged). */
 int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x) {
-    int64_t R = s->rows, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff;
+    int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
+    int64_t keys = s->pos + s->tokens;
     int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
     if (H * D > widest) widest = H * D;
     if (width > widest) widest = width;
-    int64_t scratch = SPLIT_FLOATS(R, widest) > s->threads * R * widest ? SPLIT_FLOATS(R, widest) : s->threads * R * widest;
-    size_t floats = (size_t)(R * (2 * d + width + H * D + 2 * F + H * (s->pos + 1)) + scratch);
+    int64_t scratch = SPLIT_FLOATS(n, widest) > s->threads * n * widest ? SPLIT_FLOATS(n, widest) : s->threads * n * widest;
+    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys) + scratch);
     float* buffer = (float*)malloc(sizeof(float) * floats);
     if (!buffer) return 1;
-    float *h = buffer, *qkv = h + R * d, *ctx = qkv + R * width, *y = ctx + R * H * D, *a = y + R * d;
-    float *g = a + R * F, *scores = g + R * F, *split = scores + R * H * (s->pos + 1);
+    float *h = buffer, *qkv = h + n * d, *ctx = qkv + n * width, *y = ctx + n * H * D, *a = y + n * d;
+    float *g = a + n * F, *scores = g + n * F, *split = scores + n * H * keys;
     #pragma omp parallel num_threads(s->threads)
-    for (int64_t n = 0; n < n_layers; n++) {
-        const Layer* l = layers + n;
-        if (l->pre_norm) norm_rows(&l->attn_norm, x, h, R, d);
-        product(&l->qkv, l->pre_norm ? h : x, R, qkv, split);
+    for (int64_t i = 0; i < n_layers; i++) {
+        const Layer* l = layers + i;
+        if (l->pre_norm) norm_rows(&l->attn_norm, x, h, n, d);
+        product(&l->qkv, l->pre_norm ? h : x, n, qkv, split);
         attend(s, l, qkv, scores, ctx);
-        product(&l->o, ctx, R, y, split);
-        add_residual(l, &l->attn_norm, x, y, R, d);
+        product(&l->o, ctx, n, y, split);
+        add_residual(l, &l->attn_norm, x, y, n, d);
 
-        if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, R, d);
+        if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, n, d);
         const float* in = l->pre_norm ? h : x;
-        product(&l->up, in, R, a, split);
+        product(&l->up, in, n, a, split);
         if (l->gate.w) {
-            product(&l->gate, in, R, g, split);
+            product(&l->gate, in, n, g, split);
             #pragma omp for schedule(static)
-            for (int64_t i = 0; i < R * F; i++) a[i] = activate(g[i], s->activation) * a[i];
+            for (int64_t e = 0; e < n * F; e++) a[e] = activate(g[e], s->activation) * a[e];
         } else {
             #pragma omp for schedule(static)
-            for (int64_t i = 0; i < R * F; i++) a[i] = activate(a[i], s->activation);
+            for (int64_t e = 0; e < n * F; e++) a[e] = activate(a[e], s->activation);
         }
-        product(&l->down, a, R, y, split);
-        add_residual(l, &l->ffn_norm, x, y, R, d);
+        product(&l->down, a, n, y, split);
+        add_residual(l, &l->ffn_norm, x, y, n, d);
     }
     free(buffer);
     return 0;

@@ -6,14 +6,17 @@ read them at about the speed of memory. What is left is the time between them: t
 additions, views), 2-5 microseconds each, plus the products' own checks. On a 6-layer, 384-wide
 GPT-2 that was as long as reading its weights. `native_layers.c` runs all the layers of one step
 in one parallel region, with the same kernels for the products, and hands back the hidden states
-for the final norm and the output projection, which stay in PyTorch.
+for the final norm and the output projection, which stay in PyTorch. A short prompt (at most
+MAX_ROWS tokens in all rows) goes through it too, its tokens attending causally: through the
+modules a 16-token prompt cost a 6-layer model as much as five generated tokens.
 
 The results equal the flat step's within fp32 rounding (sums in another order, `erff`/`tanhf`/`expf`
 for the activations), not bit for bit; greedy tokens are the same in the tests. It runs only where
 everything is as the C code expects, checked at each call: fp32 hidden states on CPU, at most
-MAX_ROWS rows, each layer's keys and values cached contiguously in fp32 and written up to this
-position, a boolean key mask or none, the weights still the tensors it was given (fp32 or bf16,
-in the layout their measured choice gave them). Otherwise the flat step runs its own loop over the layers.
+MAX_ROWS tokens in all, each layer's keys and values cached contiguously in fp32 and written up to
+this position, a boolean key mask or none, the weights still the tensors it was given (fp32 or bf16,
+in the layout their measured choice gave them). Otherwise the flat step runs its own loop over the
+layers (one token per row), or the call takes the module path (a prompt).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from glassformer.speed import native
 from glassformer.speed.fused_qkv import FusedSelfAttention
 from glassformer.speed.kernels import is_column_major
 
-MAX_ROWS = 16  # CM_ROWS in native.h
+MAX_ROWS = 16  # rows x tokens; beyond, the products are compute-bound and PyTorch's are faster
 MAX_HEAD = 1024  # the widest head the C code rotates in place
 ACTIVATION_CODES = {ACTIVATIONS[name]: code for code, name in enumerate(("relu", "gelu", "gelu_tanh", "silu"))}
 
@@ -55,8 +58,8 @@ class _Layer(ctypes.Structure):
 
 
 class _Step(ctypes.Structure):
-    _fields_ = [(name, _i64) for name in ("rows", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff", "max_len",
-                                          "pos", "activation")] + [
+    _fields_ = [(name, _i64) for name in ("rows", "tokens", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff",
+                                          "max_len", "pos", "activation")] + [
         ("scale", ctypes.c_double), ("cos", _ptr), ("sin", _ptr), ("rope_stride", _i64), ("valid", _ptr),
         ("threads", _i64)]
 
@@ -136,7 +139,7 @@ class NativeLayers:
         if h % h_kv or d_head > MAX_HEAD or any(layer.up.out != d_ff for layer in layers):
             return None
         scale = 1.0 / math.sqrt(d_head) if first.self_attn.attn_scale else 1.0
-        step = _Step(0, d, h, h_kv, d_head, d_ff, 0, 0, activation, scale, None, None, 0, None, 0)
+        step = _Step(0, 0, d, h, h_kv, d_head, d_ff, 0, 0, activation, scale, None, None, 0, None, 0)
         return cls(lib, layers, step, tensors)
 
     def __call__(
@@ -147,11 +150,13 @@ class NativeLayers:
         cache_pos: int,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor | None:
-        """Hidden states [B, 1, d_model] after every layer, for x [B, 1, d_model] at cache_pos; None where
-        this call is not one the C code takes (the caller then runs the layers itself)."""
+        """Hidden states [B, T, d_model] after every layer, for x [B, T, d_model] at positions cache_pos ...
+        cache_pos + T - 1 (T > 1: a prompt, causal); None where this call is not one the C code takes
+        (the caller then runs the layers itself)."""
         s = self.step_args
-        rows = x.size(0)
-        if (rows > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
+        rows, tokens = x.size(0), x.size(1)
+        end = cache_pos + tokens
+        if (rows * tokens > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
                 or self._pointers() != self.pointers):
             return None
         caches = [layer.self_attn for layer in cache.layers]
@@ -159,27 +164,30 @@ class NativeLayers:
             return None
         expected = (rows, s.n_kv_heads, caches[0].max_len, s.d_head)
         for kv, layer in zip(caches, self.layers):
+            if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update makes it
+                kv.k, kv.v = torch.zeros(expected), torch.zeros(expected)
             k, v = kv.k, kv.v
-            if (k is None or kv.length != cache_pos or cache_pos >= kv.max_len or k.shape != expected
+            if (k is None or kv.length != cache_pos or end > kv.max_len or k.shape != expected
                     or k.dtype != torch.float32 or v.dtype != torch.float32 or not (k.is_contiguous() and v.is_contiguous())):
                 return None
             layer.k, layer.v = k.data_ptr(), v.data_ptr()
         valid = None
         if mask is not None:
-            if mask.dtype != torch.bool or mask.numel() != rows * (cache_pos + 1):
+            if mask.dtype != torch.bool or mask.shape != (rows, 1, 1, end):  # a key mask, not a per-query one
                 return None
-            valid = mask.reshape(rows, cache_pos + 1).contiguous().view(torch.uint8)
+            valid = mask.reshape(rows, end).contiguous().view(torch.uint8)
         cos = sin = None
-        if rope is not None:
-            cos, sin = (t.reshape(-1, s.d_head).float().contiguous() for t in rope)
-            if cos.size(0) not in (1, rows):
-                return None
-        hidden = x.reshape(rows, s.d_model).clone()
-        s.rows, s.max_len, s.pos, s.threads = rows, caches[0].max_len, cache_pos, torch.get_num_threads()
+        if rope is not None:  # [B|1, 1, T, D] -> one row per token, or one for all
+            shared = rope[0].size(0) == 1 and tokens == 1
+            cos, sin = (t.expand(rows, 1, tokens, s.d_head).reshape(-1, s.d_head).float().contiguous()
+                        if not shared else t.reshape(1, s.d_head).float().contiguous() for t in rope)
+        hidden = x.reshape(rows * tokens, s.d_model).clone()
+        s.rows, s.tokens, s.max_len, s.pos = rows, tokens, caches[0].max_len, cache_pos
+        s.threads = torch.get_num_threads()
         s.cos, s.sin, s.rope_stride = _ptr_of(cos), _ptr_of(sin), 0 if cos is None or cos.size(0) == 1 else s.d_head
         s.valid = _ptr_of(valid)
         if self.lib.decode_layers(ctypes.byref(s), self.layers, len(caches), hidden.data_ptr()):
             return None  # no memory for its scratch buffers: nothing was written
         for kv in caches:
-            kv.length = cache_pos + 1
-        return hidden.view(rows, 1, s.d_model)
+            kv.length = end
+        return hidden.view(rows, tokens, s.d_model)

@@ -83,7 +83,7 @@ def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weig
     c_layers, flat = _pair(*CONFIGS[name], weights=weights)
     _same_generations(c_layers, flat)
     _same_generations(c_layers, flat, prompts=PROMPTS[:1])  # one row, no mask
-    assert len(c_layers.decoder.layers) == 2 and len(c_calls) == 18 and all(r is not None for r in c_calls)
+    assert len(c_calls) == 2 * 10 and all(r is not None for r in c_calls)  # each prompt, then 9 steps
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -149,3 +149,29 @@ def test_without_the_c_kernels_the_flat_step_runs_its_loop(monkeypatch, tmp_path
         assert done.flat_decode and not done.native_layers and model.forward.native is None
     finally:
         native._load.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["gpt2 pre-norm, tied", "llama: rmsnorm, rotary, gqa, swiglu"])
+def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_through_the_modules(name, c_calls):
+    c_layers, _ = _pair(*CONFIGS[name])
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]])  # the first row left-padded
+    valid = ids != 0
+    valid[1] = True
+    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+    mask = valid[:, None, None, :]
+    with torch.inference_mode():
+        cache, modules_cache = c_layers.new_cache(16), c_layers.new_cache(16)
+        got = c_layers(ids, mask=mask, positions=positions, cache=cache)
+        want = type(c_layers).forward(c_layers, ids, mask=mask, positions=positions, cache=modules_cache)
+        assert len(c_calls) == 1 and c_calls[0] is not None and cache.length == 6
+        torch.testing.assert_close(got[valid], want[valid], **TOLERANCE)  # the padding's own outputs are unused
+        for ours, theirs in zip(cache.layers, modules_cache.layers):  # keys and values the next steps read
+            for a, b in ((ours.self_attn.k, theirs.self_attn.k), (ours.self_attn.v, theirs.self_attn.v)):
+                torch.testing.assert_close(a[:, :, :6][valid[:, None].expand(-1, a.size(1), -1)],
+                                           b[:, :, :6][valid[:, None].expand(-1, b.size(1), -1)], **TOLERANCE)
+        long_ids = torch.randint(1, 40, (1, MAX_ROWS + 1))
+        long_positions = torch.arange(MAX_ROWS + 1)[None]
+        got = c_layers(long_ids, positions=long_positions, cache=c_layers.new_cache(32), last_only=True)
+        want = type(c_layers).forward(c_layers, long_ids, positions=long_positions, cache=c_layers.new_cache(32),
+                                      last_only=True)
+        assert len(c_calls) == 1 and torch.equal(got, want)  # more tokens than the C layers take: the module path
