@@ -103,6 +103,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         function.restype = ctypes.c_int
     lib.decode_layers.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     lib.decode_layers.restype = ctypes.c_int
+    lib.activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3
+    lib.activation.restype = None
     return lib, ""
 
 

@@ -7,6 +7,7 @@
    output features (native.c's kernels), each attention head, each row's norm, and meet at a
    barrier between the steps. Compiled with native.c by glassformer/speed/native.py; the layout
    of the structs below is mirrored there with ctypes. */
+#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,13 +88,78 @@ static void add_residual(const Layer* l, const Norm* n, float* x, const float* y
     if (!l->pre_norm) norm_rows(n, x, x, rows, d);
 }
 
-static float activate(float x, int64_t activation) {
+/* e^x for 8 floats: 2^n e^r with n = round(x / ln 2) and e^r by Cephes' polynomial for expf
+   (relative error about 1e-7); x clamped to [-87.3, 88.3], where 2^n stays a normal float. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln 2 in two parts */
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
+}
+
+/* The feed-forward's activation of 8 floats, in AVX2 (one scalar call of erff or tanhf per
+   element cost a 6-layer GPT-2 1.4 ms per step at 16 rows). gelu: 0.5 x (1 + erf(x / sqrt 2)),
+   erf by Abramowitz and Stegun's 7.1.26 (absolute error below 1.5e-7); gelu_tanh: tanh(z) as
+   1 - 2 / (e^2z + 1); silu: x / (1 + e^-x). */
+static inline __m256 activate8(__m256 x, int64_t activation) {
+    const __m256 one = _mm256_set1_ps(1.f), half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.f);
     switch (activation) {
-        case 0: return x > 0.f ? x : 0.f;
-        case 1: return 0.5f * x * (1.f + erff(x * (float)M_SQRT1_2));
-        case 2: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-        default: return x / (1.f + expf(-x));
+        case 0: return _mm256_max_ps(x, _mm256_setzero_ps());
+        case 1: {
+            __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)), az = _mm256_andnot_ps(sign, z);
+            __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, one));
+            __m256 poly = _mm256_set1_ps(1.061405429f);
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-1.453152027f));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
+            poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
+            poly = _mm256_mul_ps(poly, t);
+            __m256 erf = _mm256_fnmadd_ps(poly, exp8(_mm256_mul_ps(_mm256_xor_ps(az, sign), az)), one);
+            erf = _mm256_or_ps(erf, _mm256_and_ps(z, sign)); /* odd: the sign of z */
+            return _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, erf));
+        }
+        case 2: {
+            __m256 cube = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+            __m256 z = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                     _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), cube, x));
+            __m256 e = exp8(_mm256_add_ps(z, z));
+            __m256 tanh = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, one)));
+            return _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, tanh));
+        }
+        default: return _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_xor_ps(x, sign))));
     }
+}
+
+/* a = act(a), or act(g) * a where g is not NULL, over n floats, shared among the threads. */
+static void activate_all(float* a, const float* g, int64_t n, int64_t activation) {
+    #pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i += 8) {
+        if (n - i >= 8) {
+            __m256 y = activate8(_mm256_loadu_ps(g ? g + i : a + i), activation);
+            _mm256_storeu_ps(a + i, g ? _mm256_mul_ps(y, _mm256_loadu_ps(a + i)) : y);
+            continue;
+        }
+        float in[8] = {0}, out[8]; /* the last few */
+        for (int64_t k = i; k < n; k++) in[k - i] = g ? g[k] : a[k];
+        _mm256_storeu_ps(out, activate8(_mm256_loadu_ps(in), activation));
+        for (int64_t k = i; k < n; k++) a[k] = g ? out[k - i] * a[k] : out[k - i];
+    }
+}
+
+/* activate_all on `threads` threads, for the tests. */
+void activation(float* a, const float* g, int64_t n, int64_t code, int64_t threads) {
+    #pragma omp parallel num_threads(threads)
+    activate_all(a, g, n, code);
 }
 
 /* x [D] rotated in place: x cos + roll(x, D / 2) sin, with sin's first half negated. */
@@ -173,14 +239,8 @@ int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x
         if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, n, d);
         const float* in = l->pre_norm ? h : x;
         product(&l->up, in, n, a, split);
-        if (l->gate.w) {
-            product(&l->gate, in, n, g, split);
-            #pragma omp for schedule(static)
-            for (int64_t e = 0; e < n * F; e++) a[e] = activate(g[e], s->activation) * a[e];
-        } else {
-            #pragma omp for schedule(static)
-            for (int64_t e = 0; e < n * F; e++) a[e] = activate(a[e], s->activation);
-        }
+        if (l->gate.w) product(&l->gate, in, n, g, split);
+        activate_all(a, l->gate.w ? g : NULL, n * F, s->activation);
         product(&l->down, a, n, y, split);
         add_residual(l, &l->ffn_norm, x, y, n, d);
     }

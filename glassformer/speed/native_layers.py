@@ -10,8 +10,8 @@ for the final norm and the output projection, which stay in PyTorch. A short pro
 MAX_ROWS tokens in all rows) goes through it too, its tokens attending causally: through the
 modules a 16-token prompt cost a 6-layer model as much as five generated tokens.
 
-The results equal the flat step's within fp32 rounding (sums in another order, `erff`/`tanhf`/`expf`
-for the activations), not bit for bit; greedy tokens are the same in the tests. It runs only where
+The results equal the flat step's within fp32 rounding (sums in another order, the activations'
+exp and erf by polynomials, within 2e-6), not bit for bit; greedy tokens are the same in the tests. It runs only where
 everything is as the C code expects, checked at each call: fp32 hidden states on CPU, at most
 MAX_ROWS tokens in all, each layer's keys and values cached contiguously in fp32 and written up to
 this position, a boolean key mask or none, the weights still the tensors it was given (fp32 or bf16,
