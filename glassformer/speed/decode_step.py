@@ -163,8 +163,8 @@ class FlatDecode:
         )
 
     def step(
-        self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DecoderCache, cache_pos: int,
-        last_only: bool = False,
+        self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DecoderCache,
+        cache_pos: int, last_only: bool = False,
     ) -> torch.Tensor | None:
         """Logits [B, T, V] (T = 1 with last_only) for ids [B, T] at positions [B, T], keys and values read
         from and written to cache; None for a prompt (T > 1) that the C layers do not take."""

@@ -11,12 +11,12 @@ MAX_ROWS tokens in all rows) goes through it too, its tokens attending causally:
 modules a 16-token prompt cost a 6-layer model as much as five generated tokens.
 
 The results equal the flat step's within fp32 rounding (sums in another order, the activations'
-exp and erf by polynomials, within 2e-6), not bit for bit; greedy tokens are the same in the tests. It runs only where
-everything is as the C code expects, checked at each call: fp32 hidden states on CPU, at most
-MAX_ROWS tokens in all, each layer's keys and values cached contiguously in fp32 and written up to
-this position, a boolean key mask or none, the weights still the tensors it was given (fp32 or bf16,
-in the layout their measured choice gave them). Otherwise the flat step runs its own loop over the
-layers (one token per row), or the call takes the module path (a prompt).
+exp and erf by polynomials, within 2e-6), not bit for bit; greedy tokens are the same in the
+tests. It runs only where everything is as the C code expects, checked at each call: fp32 hidden
+states on CPU, at most MAX_ROWS tokens in all, each layer's keys and values cached contiguously in
+fp32 and written up to this position, a boolean key mask or none, the weights still the tensors it
+was given (fp32 or bf16, in the layout their measured choice gave them). Otherwise the flat step
+runs its own loop over the layers (one token per row), or the call takes the module path (a prompt).
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ class NativeLayers:
         layers = []
         for layer in model.decoder.layers:
             attn, ffn = layer.self_attn, layer.ffn
-            if (type(attn) is not FusedSelfAttention or attn.q_norm is not None or attn.attn_scale != first.self_attn.attn_scale
+            if (type(attn) is not FusedSelfAttention or attn.q_norm is not None
+                    or attn.attn_scale != first.self_attn.attn_scale
                     or (attn.n_heads, attn.n_kv_heads, attn.d_head) != shape
                     or ACTIVATION_CODES.get(ffn.activation) != activation or activation is None):
                 return None
@@ -164,11 +165,12 @@ class NativeLayers:
             return None
         expected = (rows, s.n_kv_heads, caches[0].max_len, s.d_head)
         for kv, layer in zip(caches, self.layers):
-            if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update makes it
+            if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update does
                 kv.k, kv.v = torch.zeros(expected), torch.zeros(expected)
             k, v = kv.k, kv.v
             if (k is None or kv.length != cache_pos or end > kv.max_len or k.shape != expected
-                    or k.dtype != torch.float32 or v.dtype != torch.float32 or not (k.is_contiguous() and v.is_contiguous())):
+                    or k.dtype != torch.float32 or v.dtype != torch.float32
+                    or not (k.is_contiguous() and v.is_contiguous())):
                 return None
             layer.k, layer.v = k.data_ptr(), v.data_ptr()
         valid = None
