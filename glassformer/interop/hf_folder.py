@@ -11,8 +11,7 @@ treats as non-weights (old causal-mask buffers, position_ids) are skipped, and t
 one tensor under two names (GPT-2's lm_head.weight, BART's embed_tokens) are accepted.
 
 A family module defines: MODEL_TYPE; BASE_PREFIX and HEAD_PREFIXES (how names sit inside the
-head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads, and optionally REFUSED
-(class -> why glassformer cannot hold it, said in the one-line refusal); IGNORED and DROPPED name
+head model: "transformer.", "bert.", "model."); ARCHITECTURES it loads; IGNORED and DROPPED name
 patterns; SPECIAL_TOKENS (role -> tokenizer_config key, config.json id key, usual token);
 read_config, framing, aliases and rules for import; check_export, export_config, headless and
 write_config for export. A rule is (ours, hf) for a tensor that only changes name, or
@@ -466,9 +465,7 @@ def _load(path: Path, device: str | torch.device, dtype: str | torch.dtype) -> R
     unknown = [a for a in architectures if a not in family.ARCHITECTURES]
     if unknown:
         supported = ", ".join(family.ARCHITECTURES)
-        reason = getattr(family, "REFUSED", {}).get(unknown[0])
-        why = f"; {reason}" if reason else ""
-        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}{why}")
+        raise UserError(f"{unknown[0]} is not supported; {family.MODEL_TYPE} models load as: {supported}")
     settings = {**hf, **_read_json(path / GENERATION_FILE, required=False)}
     state, prefixed = _canonical(family, read_weights(path))
     dtype = resolve_dtype(dtype, state)
