@@ -88,7 +88,10 @@ def decode_loop(
     previous, valid = penalty_context(sampling, previous, valid, len(max_new), device)
     rows = [Partial()] * len(max_new)
     for _ in range(max(max_new)):
-        active = torch.tensor([row.reason is None for row in rows], device=device)  # [B]
+        stopped = [row.reason is not None for row in rows]
+        # [B], False where the row has stopped; None while none has (no masking: a few cold-cache
+        # tensor operations fewer per token, which a small model's decoding notices)
+        active = torch.tensor([not s for s in stopped], device=device) if any(stopped) else None
         chosen, log_probs = next_tokens(logits, sampling, active, pad_id, previous, valid, generator)
         tokens = chosen.tolist()
         stream(on_token, rows, tokens)
@@ -123,7 +126,7 @@ def penalty_context(
 def next_tokens(
     logits: torch.Tensor,
     sampling: Sampling,
-    active: torch.Tensor,
+    active: torch.Tensor | None,
     pad_id: int,
     previous: torch.Tensor | None,
     valid: torch.Tensor | None,
@@ -132,12 +135,14 @@ def next_tokens(
     """Each row's next token under `sampling`, and its log-probability under the model.
 
     Args:
-        logits: [B, V]; active: [B], False where the row has stopped (it gets pad_id).
+        logits: [B, V]; active: [B], False where the row has stopped (it gets pad_id); None: no row has.
         previous, valid: from `penalty_context`.
     Returns:
         tokens [B] and their log-probabilities [B] before any penalty or filter.
     """
-    chosen = choose_next(logits, sampling, previous, valid, generator).masked_fill(~active, pad_id)
+    chosen = choose_next(logits, sampling, previous, valid, generator)
+    if active is not None:
+        chosen = chosen.masked_fill(~active, pad_id)
     return chosen, torch.log_softmax(logits.float(), dim=-1).gather(-1, chosen[:, None])[:, 0]
 
 
@@ -174,7 +179,9 @@ def record(
 
 
 def extend_context(
-    previous: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor, active: torch.Tensor
+    previous: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor, active: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The penalties' ids [B, L + 1] with this step's tokens [B] appended, padding where a row had stopped."""
-    return torch.cat([previous, tokens[:, None]], dim=1), torch.cat([valid, active[:, None]], dim=1)
+    """The penalties' ids [B, L + 1] with this step's tokens [B] appended, padding where a row had stopped
+    (active None: none had)."""
+    real = torch.ones_like(tokens, dtype=torch.bool) if active is None else active
+    return torch.cat([previous, tokens[:, None]], dim=1), torch.cat([valid, real[:, None]], dim=1)

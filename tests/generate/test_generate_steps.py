@@ -267,6 +267,8 @@ def test_next_tokens_pads_stopped_rows_and_gives_the_unpenalised_log_prob():
     tokens, log_probs = next_tokens(logits, Sampling(), active, 2, None, None, None)
     assert tokens.tolist() == [1, 2]
     assert math.exp(log_probs[0].item()) == pytest.approx(0.5)
+    tokens, log_probs = next_tokens(logits, Sampling(), None, 2, None, None, None)  # None: no row has stopped
+    assert tokens.tolist() == [1, 0] and [math.exp(p) for p in log_probs.tolist()] == pytest.approx([0.5, 0.6])
     # With a repetition penalty on token 1 the choice moves, but the log-probability stays the model's.
     penalised, log_probs = next_tokens(logits, Sampling(repetition_penalty=3.0), torch.tensor([True, True]), 2,
                                        torch.tensor([[1], [1]]), torch.tensor([[True], [True]]), None)
@@ -312,3 +314,5 @@ def test_extend_context_marks_stopped_rows_as_padding():
                                      torch.tensor([A, PAD]), torch.tensor([True, False]))
     assert previous.tolist() == [[5, A], [6, PAD]]
     assert valid.tolist() == [[True, True], [True, False]]
+    previous, valid = extend_context(previous, valid, torch.tensor([B, A]), None)  # None: no row has stopped
+    assert previous.tolist() == [[5, A, B], [6, PAD, A]] and valid.tolist() == [[True, True, True], [True, False, True]]
