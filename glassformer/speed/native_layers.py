@@ -85,7 +85,7 @@ class NativeLayers:
     def build(cls, model: DecoderOnly) -> NativeLayers | None:
         """For a model `decode_step.supported` accepts; None where the C code does not fit it or is not built."""
         lib = native.library()
-        if lib is None:
+        if lib is None or not model.decoder.layers:
             return None
         tensors: list[torch.Tensor] = []
 
@@ -166,7 +166,7 @@ class NativeLayers:
         expected = (rows, s.n_kv_heads, caches[0].max_len, s.d_head)
         for kv, layer in zip(caches, self.layers):
             if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update does
-                kv.k, kv.v = torch.zeros(expected), torch.zeros(expected)
+                kv.k, kv.v = torch.zeros(expected, dtype=torch.float32), torch.zeros(expected, dtype=torch.float32)
             k, v = kv.k, kv.v
             if (k is None or kv.length != cache_pos or end > kv.max_len or k.shape != expected
                     or k.dtype != torch.float32 or v.dtype != torch.float32
