@@ -17,6 +17,9 @@ states on CPU, at most MAX_ROWS tokens in all, each layer's keys and values cach
 fp32 and written up to this position, a boolean key mask or none, the weights still the tensors it
 was given (fp32 or bf16, in the layout their measured choice gave them). Otherwise the flat step
 runs its own loop over the layers (one token per row), or the call takes the module path (a prompt).
+The structure (norms, activation, heads, attention scale) is read once, when it is built: a
+submodule replaced later sends the calls to the module path (`decode_step`), but an attribute such
+as `ffn.activation` reassigned in place is not seen; build the model as wanted, then transform it.
 """
 
 from __future__ import annotations
