@@ -101,7 +101,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     for function in (lib.linear_f32, lib.linear_bf16):
         function.argtypes = _ARGS
         function.restype = ctypes.c_int
-    lib.decode_layers.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    lib.decode_layers.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3
     lib.decode_layers.restype = ctypes.c_int
     lib.activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3
     lib.activation.restype = None

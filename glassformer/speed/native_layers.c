@@ -32,7 +32,6 @@ typedef struct {
     Norm attn_norm, ffn_norm;
     Product qkv, o; /* qkv: [(H + 2 H_kv) D, d_model], queries, then keys, then values */
     Product up, gate, down; /* gate.w NULL: act(x W_up) W_down; else act(x W_gate) * (x W_up), then W_down */
-    float *k, *v; /* caches [rows, H_kv, max_len, D] */
     int64_t pre_norm;
 } Layer;
 
@@ -170,10 +169,11 @@ static void rotate(float* x, const float* cos, const float* sin, int64_t d) {
     for (int64_t i = 0; i < d; i++) x[i] = x[i] * cos[i] + rolled[i] * sin[i];
 }
 
-/* Queries and keys rotated, this step's keys and values written to the caches, then each token's
-   heads attend over the keys up to its own position (causal); the heads' contexts merged into ctx
-   [rows x tokens, H D]. A query whose keys are all masked (a left-padding token) gets zeros. */
-static void attend(const Step* s, const Layer* l, float* qkv, float* scores, float* ctx) {
+/* Queries and keys rotated, this step's keys and values written to the caches k and v [rows, H_kv,
+   max_len, D], then each token's heads attend over the keys up to its own position (causal); the
+   heads' contexts merged into ctx [rows x tokens, H D]. A query whose keys are all masked (a
+   left-padding token) gets zeros. */
+static void attend(const Step* s, float* k_cache, float* v_cache, float* qkv, float* scores, float* ctx) {
     int64_t n = s->rows * s->tokens, H = s->n_heads, Hkv = s->n_kv_heads, D = s->d_head, L = s->max_len;
     int64_t width = (H + 2 * Hkv) * D, keys = s->pos + s->tokens;
     #pragma omp for schedule(static)
@@ -184,7 +184,7 @@ static void attend(const Step* s, const Layer* l, float* qkv, float* scores, flo
         if (j >= H) { /* a key head, and its value head: into the caches */
             int64_t at = ((r * Hkv + (j - H)) * L + s->pos + t) * D;
             const float* value = part + Hkv * D;
-            for (int64_t e = 0; e < D; e++) l->k[at + e] = part[e], l->v[at + e] = value[e];
+            for (int64_t e = 0; e < D; e++) k_cache[at + e] = part[e], v_cache[at + e] = value[e];
         }
     }
     #pragma omp for schedule(static)
@@ -192,8 +192,8 @@ static void attend(const Step* s, const Layer* l, float* qkv, float* scores, flo
         int64_t token = i / H, h = i % H, g = h / (H / Hkv), r = token / s->tokens;
         int64_t seen = s->pos + token % s->tokens + 1; /* keys 0 .. its own position */
         const float* q = qkv + token * width + h * D;
-        const float* k = l->k + (r * Hkv + g) * L * D;
-        const float* v = l->v + (r * Hkv + g) * L * D;
+        const float* k = k_cache + (r * Hkv + g) * L * D;
+        const float* v = v_cache + (r * Hkv + g) * L * D;
         const uint8_t* valid = s->valid ? s->valid + r * keys : NULL;
         float* p = scores + i * keys;
         float top = -INFINITY, total = 0.f;
@@ -213,9 +213,11 @@ static void attend(const Step* s, const Layer* l, float* qkv, float* scores, flo
     }
 }
 
-/* x [rows x tokens, d_model]: this step's hidden states in, every layer's output out. Returns 0, or
-   1 when there is no memory for the scratch buffers (x is then unchanged). */
-int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x) {
+/* x [rows x tokens, d_model]: this step's hidden states in, every layer's output out; k[i] and v[i]:
+   layer i's caches. Nothing but x, the caches and its own scratch is written, so calls from several
+   threads on the same layers (each with its own step and caches) do not meet. Returns 0, or 1 when
+   there is no memory for the scratch buffers (x is then unchanged). */
+int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x, float* const* k, float* const* v) {
     int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
     int64_t keys = s->pos + s->tokens;
     int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
@@ -232,7 +234,7 @@ int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x
         const Layer* l = layers + i;
         if (l->pre_norm) norm_rows(&l->attn_norm, x, h, n, d);
         product(&l->qkv, l->pre_norm ? h : x, n, qkv, split);
-        attend(s, l, qkv, scores, ctx);
+        attend(s, k[i], v[i], qkv, scores, ctx);
         product(&l->o, ctx, n, y, split);
         add_residual(l, &l->attn_norm, x, y, n, d);
 

@@ -57,7 +57,7 @@ class _Norm(ctypes.Structure):
 
 class _Layer(ctypes.Structure):
     _fields_ = [("attn_norm", _Norm), ("ffn_norm", _Norm), ("qkv", _Product), ("o", _Product), ("up", _Product),
-                ("gate", _Product), ("down", _Product), ("k", _ptr), ("v", _ptr), ("pre_norm", _i64)]
+                ("gate", _Product), ("down", _Product), ("pre_norm", _i64)]
 
 
 class _Step(ctypes.Structure):
@@ -74,10 +74,10 @@ def _ptr_of(t: torch.Tensor | None) -> int | None:
 class NativeLayers:
     """The decoder layers of one model, as one C call per decoding step; made by `NativeLayers.build`."""
 
-    def __init__(self, lib: ctypes.CDLL, layers: list, step: _Step, tensors: list[torch.Tensor]):
+    def __init__(self, lib: ctypes.CDLL, layers: list, shape: dict, tensors: list[torch.Tensor]):
         self.lib = lib
-        self.layers = (_Layer * len(layers))(*layers)
-        self.step_args = step
+        self.layers = (_Layer * len(layers))(*layers)  # only read by the C code: one for every call and thread
+        self.shape = shape  # what every step shares: d_model, heads, d_ff, activation, scale
         self.tensors = tensors  # kept alive, and compared at each call: a replaced weight ends the C path
         self.pointers = self._pointers()
 
@@ -137,14 +137,14 @@ class NativeLayers:
             pre = type(layer.self_attn_residual) is PreNormResidual
             if None in parts or None in norms or pre != (type(layer.ffn_residual) is PreNormResidual):
                 return None
-            layers.append(_Layer(*norms, *parts, None, None, int(pre)))
+            layers.append(_Layer(*norms, *parts, int(pre)))
         h, h_kv, d_head = shape
         d_ff = layers[0].up.out
         if h % h_kv or d_head > MAX_HEAD or any(layer.up.out != d_ff for layer in layers):
             return None
         scale = 1.0 / math.sqrt(d_head) if first.self_attn.attn_scale else 1.0
-        step = _Step(0, 0, d, h, h_kv, d_head, d_ff, 0, 0, activation, scale, None, None, 0, None, 0)
-        return cls(lib, layers, step, tensors)
+        return cls(lib, layers, dict(d_model=d, n_heads=h, n_kv_heads=h_kv, d_head=d_head, d_ff=d_ff,
+                                     activation=activation, scale=scale), tensors)
 
     def __call__(
         self,
@@ -157,7 +157,7 @@ class NativeLayers:
         """Hidden states [B, T, d_model] after every layer, for x [B, T, d_model] at positions cache_pos ...
         cache_pos + T - 1 (T > 1: a prompt, causal); None where this call is not one the C code takes
         (the caller then runs the layers itself)."""
-        s = self.step_args
+        d_head, n_kv_heads = self.shape["d_head"], self.shape["n_kv_heads"]
         rows, tokens = x.size(0), x.size(1)
         end = cache_pos + tokens
         if (rows * tokens > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
@@ -166,8 +166,8 @@ class NativeLayers:
         caches = [layer.self_attn for layer in cache.layers]
         if len(caches) != len(self.layers):
             return None
-        expected = (rows, s.n_kv_heads, caches[0].max_len, s.d_head)
-        for kv, layer in zip(caches, self.layers):
+        expected = (rows, n_kv_heads, caches[0].max_len, d_head)
+        for kv in caches:
             if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update does
                 kv.k, kv.v = torch.zeros(expected, dtype=torch.float32), torch.zeros(expected, dtype=torch.float32)
             k, v = kv.k, kv.v
@@ -175,7 +175,6 @@ class NativeLayers:
                     or k.dtype != torch.float32 or v.dtype != torch.float32
                     or not (k.is_contiguous() and v.is_contiguous())):
                 return None
-            layer.k, layer.v = k.data_ptr(), v.data_ptr()
         valid = None
         if mask is not None:
             if mask.dtype != torch.bool or mask.shape != (rows, 1, 1, end):  # a key mask, not a per-query one
@@ -184,15 +183,16 @@ class NativeLayers:
         cos = sin = None
         if rope is not None:  # [B|1, 1, T, D] -> one row per token, or one for all
             shared = rope[0].size(0) == 1 and tokens == 1
-            cos, sin = (t.expand(rows, 1, tokens, s.d_head).reshape(-1, s.d_head).float().contiguous()
-                        if not shared else t.reshape(1, s.d_head).float().contiguous() for t in rope)
-        hidden = x.reshape(rows * tokens, s.d_model).clone()
-        s.rows, s.tokens, s.max_len, s.pos = rows, tokens, caches[0].max_len, cache_pos
-        s.threads = torch.get_num_threads()
-        s.cos, s.sin, s.rope_stride = _ptr_of(cos), _ptr_of(sin), 0 if cos is None or cos.size(0) == 1 else s.d_head
-        s.valid = _ptr_of(valid)
-        if self.lib.decode_layers(ctypes.byref(s), self.layers, len(caches), hidden.data_ptr()):
+            cos, sin = (t.expand(rows, 1, tokens, d_head).reshape(-1, d_head).float().contiguous()
+                        if not shared else t.reshape(1, d_head).float().contiguous() for t in rope)
+        hidden = x.reshape(rows * tokens, self.shape["d_model"]).clone()
+        step = _Step(rows=rows, tokens=tokens, max_len=caches[0].max_len, pos=cache_pos, cos=_ptr_of(cos),
+                     sin=_ptr_of(sin), rope_stride=0 if cos is None or cos.size(0) == 1 else d_head,
+                     valid=_ptr_of(valid), threads=torch.get_num_threads(), **self.shape)
+        pointers = ctypes.c_void_p * len(caches)
+        k, v = pointers(*(kv.k.data_ptr() for kv in caches)), pointers(*(kv.v.data_ptr() for kv in caches))
+        if self.lib.decode_layers(ctypes.byref(step), self.layers, len(caches), hidden.data_ptr(), k, v):
             return None  # no memory for its scratch buffers: nothing was written
         for kv in caches:
             kv.length = end
-        return hidden.view(rows, tokens, s.d_model)
+        return hidden.view(rows, tokens, self.shape["d_model"])

@@ -2,6 +2,7 @@
 own loop wherever the C code does not fit the model or the call."""
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -189,3 +190,23 @@ def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_throug
         want = type(c_layers).forward(c_layers, long_ids, positions=long_positions, cache=c_layers.new_cache(32),
                                       last_only=True)
         assert len(c_calls) == 1 and torch.equal(got, want)  # more tokens than the C layers take: the module path
+
+
+def test_threads_decoding_at_once_with_one_model_get_their_own_results(c_calls):
+    """ctypes lets go of the GIL during the C call: two generations in two threads run it at once."""
+    c_layers, _ = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    prompts = [[[5, 6, 7]], [[9, 10, 11, 12], [13]]]
+    stopping = Stopping(max_new_tokens=12)
+    alone = [[g.tokens for g in generate_lm(c_layers, p, stopping=stopping)] for p in prompts]
+    results: dict = {}
+
+    def generate(i: int) -> None:
+        results[i] = [[g.tokens for g in generate_lm(c_layers, prompts[i % 2], stopping=stopping)] for _ in range(5)]
+
+    threads = [threading.Thread(target=generate, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i] == [alone[i % 2]] * 5 for i in range(4))
+    assert all(r is not None for r in c_calls)
