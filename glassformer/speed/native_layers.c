@@ -217,7 +217,8 @@ static void attend(const Step* s, float* k_cache, float* v_cache, float* qkv, fl
    layer i's caches. Nothing but x, the caches and its own scratch is written, so calls from several
    threads on the same layers (each with its own step and caches) do not meet. Returns 0, or 1 when
    there is no memory for the scratch buffers (x is then unchanged). */
-int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x, float* const* k, float* const* v) {
+int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x,
+                  float* const* k, float* const* v) {
     int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
     int64_t keys = s->pos + s->tokens;
     int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
