@@ -224,7 +224,8 @@ int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x
     int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
     if (H * D > widest) widest = H * D;
     if (width > widest) widest = width;
-    int64_t scratch = SPLIT_FLOATS(n, widest) > s->threads * n * widest ? SPLIT_FLOATS(n, widest) : s->threads * n * widest;
+    int64_t even_odd = SPLIT_FLOATS(n, widest), partial = s->threads * n * widest; /* bf16 input, column-major sums */
+    int64_t scratch = even_odd > partial ? even_odd : partial;
     size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys) + scratch);
     float* buffer = (float*)malloc(sizeof(float) * floats);
     if (!buffer) return 1;
