@@ -113,15 +113,24 @@ def _device(name: str) -> str:
     return name
 
 
-def _load(args: argparse.Namespace, command: str, kind: str) -> Run:
+def _load(args: argparse.Namespace, command: str, kind: str) -> tuple[Run, str]:
+    """The model, prepared for speed unless --plain, and the line saying what that applied ("" with
+    --plain), for the command to print on stderr once it has succeeded (a mistake stays one line)."""
     run = load_model(args.model, device=_device(args.device))
     if run.kind != kind:
         raise UserError(f"{args.model} is a {run.kind!r} model; {command} needs a {kind!r} model")
     if args.plain and args.weights == "bf16":
         raise UserError("--weights bf16 is part of preparing the model for speed; it cannot go with --plain")
-    if not args.plain:
-        optimize_for_inference(run.model, weights=args.weights)
-    return run
+    if args.plain:
+        return run, ""
+    return run, optimize_for_inference(run.model, weights=args.weights).summary()
+
+
+def _done(speed_ups: str) -> int:
+    """The speed-ups line on stderr (stdout holds only the outputs); the command's exit status."""
+    if speed_ups:
+        print(speed_ups, file=sys.stderr)
+    return 0
 
 
 def _positive(value: int | None, flag: str) -> None:
@@ -136,7 +145,7 @@ def translate_command(args: argparse.Namespace) -> int:
         _positive(value, flag)
     if args.nbest > args.beam:
         raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
-    run = _load(args, "translate", "seq2seq")  # before waiting on stdin: a wrong model fails at once
+    run, speed_ups = _load(args, "translate", "seq2seq")  # before waiting on stdin: a wrong model fails at once
     texts = args.text if args.text else sys.stdin.read().splitlines()
     if not any(t.strip() for t in texts):
         raise UserError("no input: give TEXT arguments or lines on stdin")
@@ -155,7 +164,7 @@ def translate_command(args: argparse.Namespace) -> int:
                 for h in hyps:
                     print(f"{first + i}\t{h.score:.4f}\t{decode(h.tokens)}")
         sys.stdout.flush()
-    return 0
+    return _done(speed_ups)
 
 
 # generate ----------------------------------------------------------------------------------------
@@ -169,7 +178,7 @@ def generate_command(args: argparse.Namespace) -> int:
         raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
     if args.beam > 1:
         _no_sampling_with_beam(args)
-    run = _load(args, "generate", "lm")
+    run, speed_ups = _load(args, "generate", "lm")
     tok = run.tokenizer
     prompt = sequence_ids(tok, args.prompt, Framing.from_meta(run.meta), end=False)
     if args.beam > 1:
@@ -179,7 +188,7 @@ def generate_command(args: argparse.Namespace) -> int:
         )
         for h in hyps:
             print(tok.decode(h.tokens) if args.nbest == 1 else f"{h.score:.4f}\t{tok.decode(h.tokens)}")
-        return 0
+        return _done(speed_ups)
     sampling = Sampling(
         greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty,
@@ -197,7 +206,7 @@ def generate_command(args: argparse.Namespace) -> int:
     generate_lm(run.model, [prompt], sampling, stopping, on_token=TextStreamer(tok.decode, write))
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return 0
+    return _done(speed_ups)
 
 
 def _no_sampling_with_beam(args: argparse.Namespace) -> None:
@@ -220,7 +229,7 @@ def fill_mask_command(args: argparse.Namespace) -> int:
         raise UserError(f"empty text: give a text containing {MASK_TEXT}")
     if MASK_TEXT not in args.text:
         raise UserError(f"the text has no {MASK_TEXT} to fill")
-    run = _load(args, "fill-mask", "mlm")
+    run, speed_ups = _load(args, "fill-mask", "mlm")
     tok = run.tokenizer
     ids = sequence_ids(tok, args.text, Framing.from_meta(run.meta))
     [fills] = fill_mask(run.model, [ids], tok.mask_id, args.top_k)
@@ -228,4 +237,4 @@ def fill_mask_command(args: argparse.Namespace) -> int:
         print(f"{MASK_TEXT} {n} (position {fill.position}):")
         for token, prob in zip(fill.tokens, fill.probs):
             print(f"  {prob:.4f}  {tok.id_to_token(token)}")
-    return 0
+    return _done(speed_ups)

@@ -57,6 +57,18 @@ def test_generate_streams_the_same_text_as_the_library(runs, capsys):
     assert first == tok.decode(g.tokens) + "\n"
 
 
+def test_decoding_commands_say_on_stderr_which_speed_ups_apply_unless_plain(runs, capsys):
+    argv = ["generate", "--model", runs["lm"], "--prompt", "a dog", "--greedy", "--max-new-tokens", "4"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("inference speed-ups on cpu: fused Q/K/V in ") and err.count("\n") == 1
+    assert "one flat function per decoding step" in err and "speed-ups" not in out
+    assert main(argv + ["--plain"]) == 0
+    assert capsys.readouterr() == (out, "")  # the same words, nothing said
+    assert main(["translate", "--model", runs["seq2seq"], "--max-new-tokens", "4", "the cat"]) == 0
+    assert capsys.readouterr().err.startswith("inference speed-ups on cpu: ")
+
+
 def test_generate_greedy_with_a_stop_string(runs, capsys):
     base = ["generate", "--model", runs["lm"], "--prompt", "a dog", "--greedy", "--max-new-tokens", "10"]
     assert main(base) == 0
