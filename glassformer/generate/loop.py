@@ -88,10 +88,10 @@ def decode_loop(
     previous, valid = penalty_context(sampling, previous, valid, len(max_new), device)
     rows = [Partial()] * len(max_new)
     for _ in range(max(max_new)):
-        stopped = [row.reason is not None for row in rows]
+        running = [row.reason is None for row in rows]
         # [B], False where the row has stopped; None while none has (no masking: a few cold-cache
         # tensor operations fewer per token, which a small model's decoding notices)
-        active = torch.tensor([not s for s in stopped], device=device) if any(stopped) else None
+        active = None if all(running) else torch.tensor(running, device=device)
         chosen, log_probs = next_tokens(logits, sampling, active, pad_id, previous, valid, generator)
         tokens = chosen.tolist()
         stream(on_token, rows, tokens)
