@@ -25,6 +25,9 @@ CONFIGS = {
     "llama: rmsnorm, rotary, gqa, swiglu": ("small-llama", dict(d_model=64, n_heads=4, n_kv_heads=2, d_ff=128,
                                                                 n_layers=2)),
     "gelu (erf), no biases": ("tiny-lm", dict(activation="gelu", bias=False)),
+    # Widths that leave each thread's share of features a remainder after its four parts, and
+    # products whose outputs are no multiple of 8.
+    "odd widths": ("tiny-lm", dict(d_model=38, n_heads=2, d_ff=102)),
 }
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)  # fp32 sums in another order; the logits are ~0.1-1
 
