@@ -10,10 +10,11 @@ another candidate beats it by more than MARGIN. The weight layout (row-major, or
 is the one of the winner at 1 row, the case batch-1 decoding lives in. With `weights="bf16"` bf16
 copies of the weight compete too (multiplied with fp32 rows, `glassformer.speed.bf16_weights`),
 and the 1-row winner also decides the storage dtype. A candidate more than PRUNE times slower
-than the best on its first call is not timed again. Choices are kept per
-machine, PyTorch version, thread count, dtype, shape and weights setting in a small JSON file
-(`GLASSFORMER_CACHE_DIR`, default ~/.cache/glassformer), so only the first use on a machine pays
-for the measurement (a second or two for a 124M-parameter model).
+than the best on its first call is not timed again. Choices are kept per machine, PyTorch
+version, thread count, dtype, shape, weights setting and build of the C kernels (changed C code
+is measured again) in a small JSON file (`GLASSFORMER_CACHE_DIR`, default ~/.cache/glassformer),
+so only the first use on a machine pays for the measurement (a second or two for a
+124M-parameter model).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def machine() -> str:
 
 def cache_key(out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32") -> str:
     return (f"v{VERSION}|{machine()}|threads {torch.get_num_threads()}|{dtype}|{out_features}x{in_features}"
-            f"|bias {bias}|weights {weights}|native {native.available()}")
+            f"|bias {bias}|weights {weights}|native {native.build_key() or 'none'}")
 
 
 def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:

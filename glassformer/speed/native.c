@@ -344,3 +344,28 @@ int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
     free(split);
     return 0;
 }
+
+/* The sum of x [n], read on `threads` threads the way few_rows reads a weight: each thread its
+   share, in four parts side by side. Measures the read bandwidth of memory as these kernels see it
+   (glassformer/speed/bandwidth.py): on the machine measured, faster than x.sum()'s one stream per
+   thread. */
+double read_f32(const float* x, int64_t n, int threads) {
+    double total = 0.0;
+    #pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+        int me = omp_get_thread_num(), all = omp_get_num_threads();
+        int64_t first = n * me / all, end = n * (me + 1) / all, part = (end - first) / 32 * 8;
+        const float *x0 = x + first, *x1 = x0 + part, *x2 = x1 + part, *x3 = x2 + part;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < part; i += 8) {
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x0 + i));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x1 + i));
+            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x2 + i));
+            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x3 + i));
+        }
+        double s = (double)hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (int64_t i = first + 4 * part; i < end; i++) s += x[i];
+        total += s;
+    }
+    return total;
+}

@@ -76,28 +76,29 @@ def _has_avx2_and_fma() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> tuple[ctypes.CDLL | None, str]:
-    """The compiled library (built now if needed), or None and the reason it is not there."""
+def _load() -> tuple[ctypes.CDLL | None, str, str]:
+    """The compiled library (built now if needed), "" and its key (the hash of its sources, compiler
+    and flags); or None, the reason it is not there, and ""."""
     if os.environ.get("GLASSFORMER_NATIVE", "1") == "0":
-        return None, "turned off by GLASSFORMER_NATIVE=0"
+        return None, "turned off by GLASSFORMER_NATIVE=0", ""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None, f"written for x86-64 with AVX2, not {platform.machine()}"
+        return None, f"written for x86-64 with AVX2, not {platform.machine()}", ""
     if not _has_avx2_and_fma():
-        return None, "this CPU has no AVX2 and FMA"
+        return None, "this CPU has no AVX2 and FMA", ""
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
-        return None, f"no C compiler ({compiler}) on PATH"
+        return None, f"no C compiler ({compiler}) on PATH", ""
     sources = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
     key = hashlib.sha256(sources + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
     target = _cache_folder() / f"native-{key}.so"
     if not target.is_file():
         failed = _compile(compiler, target)
         if failed:
-            return None, failed
+            return None, failed, ""
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as e:
-        return None, f"could not load {target}: {e}"
+        return None, f"could not load {target}: {e}", ""
     for function in (lib.linear_f32, lib.linear_bf16):
         function.argtypes = _ARGS
         function.restype = ctypes.c_int
@@ -105,7 +106,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.decode_layers.restype = ctypes.c_int
     lib.activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3
     lib.activation.restype = None
-    return lib, ""
+    lib.read_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.read_f32.restype = ctypes.c_double
+    return lib, "", key
 
 
 def library() -> ctypes.CDLL | None:
@@ -121,6 +124,12 @@ def available() -> bool:
 def why_unavailable() -> str:
     """One line on why `available()` is False; empty when it is True."""
     return _load()[1]
+
+
+def build_key() -> str:
+    """The hash of the compiled kernels' sources, compiler and flags; "" where they are not built.
+    Kernel choices measured against one build are measured again for another (`choice.cache_key`)."""
+    return _load()[2]
 
 
 def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Bytes a decoding step reads, counted exactly, and the measured read bandwidth."""
 
+import pytest
 import torch
 
-from glassformer.speed import optimize_for_inference
-from glassformer.speed.bandwidth import bytes_per_step, kv_bytes, read_bandwidth, weight_bytes
+from glassformer.speed import native, optimize_for_inference
+from glassformer.speed.bandwidth import bytes_per_step, kv_bytes, read_bandwidth, read_probes, weight_bytes
 
 from tiny_models import tiny_model
 
@@ -39,3 +40,14 @@ def test_a_step_reads_the_weights_once_and_every_sequences_keys_and_values():
 def test_read_bandwidth_is_bytes_over_seconds_of_a_sum():
     rate = read_bandwidth(16 << 20, reps=2)
     assert 1e8 < rate < 1e13  # between 0.1 GB/s and 10 TB/s on any machine this runs on
+
+
+@pytest.mark.skipif(not native.available(), reason=f"native kernels: {native.why_unavailable()}")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_c_read_probe_reads_every_element_once(threads):
+    torch.set_num_threads(threads)
+    for n in (5, 32 * 3 + 7, 1_000_003):  # shares too small for four parts, then with remainders
+        x = torch.arange(n, dtype=torch.float32) % 7  # small integers: every order of summing is exact
+        probes = read_probes(x)
+        assert set(probes) == {"x.sum()", "C read"}
+        assert probes["C read"]() == probes["x.sum()"]() == float(sum(i % 7 for i in range(n)))

@@ -78,6 +78,10 @@ def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 2
     cache_file().write_text("not json")
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 3
+    # Another build of the C kernels (changed C code, another compiler) is measured again.
+    monkeypatch.setattr(choice_module.native, "build_key", lambda: "another build")
+    assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
+    assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
 
 
 def test_measuring_picks_a_kernel_for_every_bucket_and_a_layout():
