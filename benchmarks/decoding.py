@@ -93,7 +93,8 @@ def run(ctx: Context) -> None:
     before = read_bandwidth(device=ctx.device)
     probe = torch.ones(BANDWIDTH_BYTES // 4, device=ctx.device)
     probes = {f"read {name}": read for name, read in read_probes(probe).items()}
-    ctx.out(f"read bandwidth (faster of {', '.join(probes)} over 1 GiB fp32, best of 5): {before / 1e9:.1f} GB/s")
+    ctx.out(f"read bandwidth (faster of {' and '.join(read_probes(probe))} over 1 GiB fp32, best of 5): "
+            f"{before / 1e9:.1f} GB/s")
     for label, (pair, vocab, new_tokens) in MODELS.items():
         if ctx.quick:
             new_tokens //= 4

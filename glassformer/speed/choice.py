@@ -6,8 +6,9 @@ whatever else runs on the machine only ever makes a rep slower (medians measured
 2-core machine once kept a slow kernel for a shape for good). Each timed call goes through enough
 copies of the weight to overflow the CPU's caches, so that every product reads its weight from
 memory, as decoding does. F.linear on the row-major weight (what nn.Linear does) stays unless
-another candidate beats it by more than MARGIN. The weight layout (row-major, or column-major)
-is the one of the winner at 1 row, the case batch-1 decoding lives in. With `weights="bf16"` bf16
+another candidate beats it by more than MARGIN (among the C kernels only: the row-major C
+kernel). The weight layout (row-major, or column-major) is the one of the winner at 1 row, the
+case batch-1 decoding lives in. With `weights="bf16"` bf16
 copies of the weight compete too (multiplied with fp32 rows, `glassformer.speed.bf16_weights`),
 and the 1-row winner also decides the storage dtype. A candidate more than PRUNE times slower
 than the best on its first call is not timed again. Choices are kept per machine, PyTorch
@@ -42,7 +43,17 @@ STREAM_BYTES = 64 << 20  # more than the caches of the CPUs this runs on
 MAX_COPIES = 16
 MARGIN = 0.05
 PRUNE = 2.0
-VERSION = 3  # bump when the candidates change, so that old choices are measured again
+VERSION = 4  # bump when the candidates change, so that old choices are measured again
+Layout = tuple[bool, str]  # (column-major, kernel)
+LAYOUTS = {False: "row-major", True: "column-major"}
+NATIVE_ONLY: tuple[Layout, ...] = ((False, "native"),)
+"""The products of a model whose decoding steps run in C (`native_layers`) run on the C kernels, on the
+weight as it is stored: the choice for them is between fp32 and bf16 (with `weights="bf16"`) for the
+row-major C kernel. Row-major, because the column-major C kernel read no faster on any shape measured
+(2-core AMD EPYC, one row, weights streamed from memory: 1152 x 384 25.3 GB/s row-major against 21.4,
+1536 x 384 20.3 against 15.6, 384 x 1536 20.2 against 20.0, 8,000 x 384 35.6 against 26.3), while
+measuring both in a few reps on a busy machine picked column-major for the feed-forward products of
+a 6-layer GPT-2 once and for its Q/K/V the next time: decoding it ran 1.22x slower than row-major."""
 WEIGHTS = ("fp32", "bf16")
 """What `weights` may ask for: fp32 only, or bf16 storage where its products measure faster."""
 
@@ -67,7 +78,6 @@ class Choice:
 
 
 Candidate = tuple[str, bool, str]  # (storage dtype, column-major, kernel)
-DEFAULT: Candidate = ("float32", False, "linear")
 
 
 def cache_file() -> Path:
@@ -87,13 +97,20 @@ def machine() -> str:
     return f"{cpu}|{torch.backends.cpu.get_cpu_capability()}|torch {torch.__version__}"
 
 
-def cache_key(out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32") -> str:
+def cache_key(
+    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32",
+    only: tuple[Layout, ...] | None = None,
+) -> str:
     return (f"v{VERSION}|{machine()}|threads {torch.get_num_threads()}|{dtype}|{out_features}x{in_features}"
-            f"|bias {bias}|weights {weights}|native {native.build_key() or 'none'}")
+            f"|bias {bias}|weights {weights}|native {native.build_key() or 'none'}"
+            + (f"|only {','.join(f'{kernel} {LAYOUTS[cm]}' for cm, kernel in only)}" if only else ""))
 
 
-def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
-    """The (storage dtype, column-major, kernel) triples worth timing for rows rows."""
+def _candidates(
+    dtype: torch.dtype, weights: str, rows: int, only: tuple[Layout, ...] | None = None
+) -> list[Candidate]:
+    """The (storage dtype, column-major, kernel) triples worth timing for rows rows: of the (column-major,
+    kernel) pairs in only, if given and any of them runs on this dtype here; else of all."""
     pairs = [(False, "linear"), (True, "linear")]
     if rows == 1:
         pairs += [(False, "mv"), (True, "mv")]
@@ -104,14 +121,14 @@ def _candidates(dtype: torch.dtype, weights: str, rows: int) -> list[Candidate]:
     if dtype == torch.float32:
         found.append((name, True, "bag"))
         if native.available():
-            found.append((name, False, "native"))
+            found += [(name, layout, "native") for layout in (False, True)]
         if weights == "bf16":
             found += [("bfloat16", layout, kernel) for layout, kernel in pairs]
             if native.available():
-                found.append(("bfloat16", False, "native"))
+                found += [("bfloat16", layout, "native") for layout in (False, True)]
             if rows > 1:  # converting the weight back pays only when several rows share it
                 found += [("bfloat16", layout, "upcast") for layout in (False, True)]
-    return found
+    return [c for c in found if c[1:] in only] or found if only else found
 
 
 def _interleaved_best(calls: dict, reps: int) -> dict:
@@ -135,12 +152,14 @@ def _fastest(seconds: dict, default) -> object:
 
 @torch.inference_mode()
 def measure(
-    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32"
+    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32",
+    only: tuple[Layout, ...] | None = None,
 ) -> Choice:
     """Time every candidate on this machine and return the fastest storage, layout and kernels.
 
     Args:
         weights: "bf16" also times bf16 copies of an fp32 weight, multiplied with fp32 activations.
+        only: time only these (column-major, kernel) pairs (and choose among their dtypes).
     """
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(out_features, in_features, generator=g).to(dtype)
@@ -164,7 +183,7 @@ def measure(
     best = {}
     for rows in ROWS:
         x = torch.randn(rows, in_features, generator=g).to(dtype)
-        candidates = _candidates(dtype, weights, rows)
+        candidates = _candidates(dtype, weights, rows, only)
         calls = {c: call(c, x) for c in candidates}
         first = _interleaved_best(calls, 1)  # also the warm-up
         # A candidate PRUNE times slower per product than the best on its first call is not timed
@@ -176,24 +195,28 @@ def measure(
         reps = max(3, min(REPS, int(TIME_BUDGET_S / max(once, 1e-6))))
         # Per product: a candidate stores as many copies as fit in STREAM_BYTES, bf16 twice as many.
         best[rows] = {c: t / len(stored(*c[:2])) for c, t in _interleaved_best(calls, reps).items()}
-    default = (str(dtype).removeprefix("torch."), False, "linear")
-    kind, layout, _ = _fastest(best[1], default)
+    # What stays unless beaten by MARGIN: F.linear on the row-major weight, or the first of only's pairs.
+    layout, kernel = only[0] if only and any(c[1:] == only[0] for c in best[1]) else (False, "linear")
+    kind, layout, _ = _fastest(best[1], (str(dtype).removeprefix("torch."), layout, kernel))
     kernels = tuple(
-        _fastest({c: t for c, t in best[rows].items() if c[:2] == (kind, layout)}, (kind, layout, "linear"))[2]
+        _fastest({c: t for c, t in best[rows].items() if c[:2] == (kind, layout)}, (kind, layout, kernel))[2]
         for rows in ROWS
     )
     return Choice(layout, kernels, kind)
 
 
 def choose(
-    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32"
+    out_features: int, in_features: int, bias: bool, dtype: torch.dtype, weights: str = "fp32",
+    only: tuple[Layout, ...] | None = None,
 ) -> Choice:
     """The remembered choice for this shape on this machine, measured now if there is none.
 
     Args:
         weights: "fp32" keeps the weight's dtype; "bf16" lets bf16 storage win where it measures faster.
+        only: choose among these (column-major, kernel) pairs only (`NATIVE_ONLY` for the products the C
+            layers run).
     """
-    key = cache_key(out_features, in_features, bias, dtype, weights)
+    key = cache_key(out_features, in_features, bias, dtype, weights, only)
     path = cache_file()
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
@@ -206,7 +229,7 @@ def choose(
             return kept
     except (KeyError, TypeError):
         pass  # not measured yet, or written by another version: measure
-    choice = measure(out_features, in_features, bias, dtype, weights)
+    choice = measure(out_features, in_features, bias, dtype, weights, only)
     known[key] = asdict(choice)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

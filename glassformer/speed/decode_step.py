@@ -169,14 +169,18 @@ class FlatDecode:
         """Logits [B, T, V] (T = 1 with last_only) for ids [B, T] at positions [B, T], keys and values read
         from and written to cache; None for a prompt (T > 1) that the C layers do not take."""
         model = self.model
-        x = _embed(model.embed, ids, positions)
+        native = self.native
+        x = None if native is not None and native.embeds else _embed(model.embed, ids, positions)
         rope = _rope(model.rotary(positions)) if model.rotary is not None else None
-        layers_out = self.native(x, mask, cache, cache_pos, rope) if self.native is not None else None
-        if layers_out is not None:
-            x = layers_out[:, -1:] if last_only else layers_out
+        out = native(ids, positions, x, mask, cache, cache_pos, rope, last_only) if native is not None else None
+        if out is not None:
+            if native.projects:
+                return out
+            x = out[:, -1:] if last_only else out
         elif ids.size(1) > 1:
             return None
         else:
+            x = _embed(model.embed, ids, positions) if x is None else x
             for layer, layer_cache in zip(model.decoder.layers, cache.layers):
                 x = _residual(layer.self_attn_residual, x, _attention, layer.self_attn, mask, layer_cache.self_attn,
                               cache_pos, rope)

@@ -45,13 +45,16 @@ class FusedSelfAttention(SelfAttention):
 
 
 @torch.no_grad()
-def fuse_qkv(attn: SelfAttention, small_batch: bool, weights: str = "fp32") -> Choice | None:
+def fuse_qkv(
+    attn: SelfAttention, small_batch: bool, weights: str = "fp32", only: tuple[tuple[bool, str], ...] | None = None
+) -> Choice | None:
     """Turn attn into a FusedSelfAttention in place (same parameters, names and hooks).
 
     Args:
         small_batch: also use the small-batch kernel measured fastest for the fused shape (CPU).
         weights: "bf16" lets the fused weight be stored in bf16 where that measures faster (CPU),
             or always (a GPU, where the choice is given, not measured).
+        only: measure only these (column-major, kernel) pairs (`choice.choose`).
     Returns:
         the choice of kernels, or None for F.linear.
     """
@@ -61,7 +64,7 @@ def fuse_qkv(attn: SelfAttention, small_batch: bool, weights: str = "fp32") -> C
     dtype = attn.w_q.weight.dtype
     has_bias = attn.w_q.bias is not None
     if small_batch:
-        choice = choose(sum(widths), d_model, has_bias, dtype, weights)
+        choice = choose(sum(widths), d_model, has_bias, dtype, weights, only)
     elif weights == "bf16" and dtype != torch.bfloat16:
         choice = Choice(False, ("linear",) * 3, "bfloat16")
     else:

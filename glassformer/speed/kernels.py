@@ -12,8 +12,8 @@ depends on the CPU, so `glassformer.speed.choice` measures them. Each computes F
 - `split`: one batched product over per-thread blocks of output features (`baddbmm`), in any layout.
 - `mv`: one row as a matrix-vector product (`addmv`, BLAS gemv), which some BLAS libraries read
   the weight with faster than the general product F.linear calls; more rows go to F.linear.
-- `native`: C compiled on this machine at first use (`glassformer.speed.native`), for a row-major
-  weight, fp32 x and an fp32 or bf16 weight; where it cannot be built, F.linear.
+- `native`: C compiled on this machine at first use (`glassformer.speed.native`), for fp32 x and an
+  fp32 or bf16 weight in either layout; where it cannot be built, F.linear.
 
 The others work on weights of any floating dtype, as long as x has the weight's dtype.
 
@@ -124,4 +124,4 @@ def mv_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
 KERNELS: dict[str, Kernel] = {
     "linear": F.linear, "bag": bag_linear, "split": split_linear, "mv": mv_linear, "native": native_linear
 }
-"""Every kernel by name; `bag` needs a column-major fp32 weight, `native` a row-major one and fp32 x."""
+"""Every kernel by name; `bag` needs a column-major fp32 weight, `native` fp32 x."""

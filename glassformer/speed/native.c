@@ -19,11 +19,6 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
-static inline float bf16_value(uint16_t h) {
-    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
-    return v.f;
-}
-
 /* fp32 weight row w [n] times four rows of x, x_stride apart, into s[0..4). Two sums per row, so
    that each chain of dependent multiply-adds leaves the others time to finish. */
 static void row4_f32(const float* w, const float* x, int64_t x_stride, int64_t n, float* s) {
@@ -342,6 +337,18 @@ int linear_bf16(const uint16_t* w, const float* x, const float* b, float* y,
     #pragma omp parallel num_threads(threads)
     rows_times_bf16(w, x, split, b, y, rows, out, in);
     free(split);
+    return 0;
+}
+
+/* rows_times_cm on `threads` threads, for a column-major fp32 or bf16 weight (wt [in, out]). Returns
+   0, or 1 if there was no memory for the partial sums. */
+int linear_cm(const void* wt, int64_t bf16, const float* x, const float* b, float* y,
+              int64_t rows, int64_t out, int64_t in, int threads) {
+    float* partial = (float*)malloc(sizeof(float) * (size_t)(threads * rows * out));
+    if (!partial) return 1;
+    #pragma omp parallel num_threads(threads)
+    rows_times_cm(wt, bf16, x, b, y, rows, out, in, partial);
+    free(partial);
     return 0;
 }
 

@@ -15,6 +15,11 @@ void rows_times_cm(const void* wt, int64_t bf16, const float* x, const float* b,
                    int64_t rows, int64_t out, int64_t in, float* partial);
 /* sum_i a[i] b[i] in 8-wide fused multiply-adds. */
 float dot_f32(const float* a, const float* b, int64_t n);
+/* The fp32 value of a bf16 number's bits (exact). */
+static inline float bf16_value(uint16_t h) {
+    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
+    return v.f;
+}
 /* Floats split_even_odd writes for rows of `in` features. */
 #define SPLIT_FLOATS(rows, in) ((rows) * 2 * ((in) / 16 * 8) + 1)
 

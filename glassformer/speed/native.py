@@ -102,10 +102,13 @@ def _load() -> tuple[ctypes.CDLL | None, str, str]:
     for function in (lib.linear_f32, lib.linear_bf16):
         function.argtypes = _ARGS
         function.restype = ctypes.c_int
-    lib.decode_layers.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3
+    lib.decode_layers.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
     lib.decode_layers.restype = ctypes.c_int
     lib.activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3
     lib.activation.restype = None
+    lib.linear_cm.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [
+        ctypes.c_int]
+    lib.linear_cm.restype = ctypes.c_int
     lib.read_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     lib.read_f32.restype = ctypes.c_double
     return lib, "", key
@@ -136,12 +139,14 @@ def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """F.linear(x, weight, bias) for fp32 x and bias and an fp32 or bf16 weight, with an fp32 result.
 
     Args:
-        x: [..., in] fp32 on CPU; weight: [out, in], row-major, fp32 or bf16; bias: [out] fp32 or None.
+        x: [..., in] fp32 on CPU; weight: [out, in], row-major or column-major ([in, out] in memory),
+            fp32 or bf16; bias: [out] fp32 or None.
     Returns:
         [..., out] fp32: fp32 sums of the products (a bf16 weight is widened exactly).
     """
     lib = _load()[0]
     out_features, in_features = weight.shape
+    column = not weight.is_contiguous() and weight.stride() == (1, out_features)
     tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
     if (
         lib is None
@@ -149,18 +154,22 @@ def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         or x.dtype != torch.float32
         or weight.dtype not in (torch.float32, torch.bfloat16)
         or (bias is not None and bias.dtype != torch.float32)
-        or not weight.is_contiguous()
+        or not (weight.is_contiguous() or column)
         or not x.is_cpu
     ):
         return F.linear(x, weight.to(x.dtype), bias)
     rows = x.numel() // in_features
     flat = x.reshape(rows, in_features).contiguous()
     y = torch.empty(rows, out_features)
-    function = lib.linear_f32 if weight.dtype == torch.float32 else lib.linear_bf16
     if bias is not None:
         bias = bias.contiguous()
-    failed = function(weight.data_ptr(), flat.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(),
-                      rows, out_features, in_features, torch.get_num_threads())
-    if failed:  # no memory for the split copy of x
+    pointers = (flat.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr())
+    shape = (rows, out_features, in_features, torch.get_num_threads())
+    if column:
+        failed = lib.linear_cm(weight.data_ptr(), int(weight.dtype == torch.bfloat16), *pointers, *shape)
+    else:
+        function = lib.linear_f32 if weight.dtype == torch.float32 else lib.linear_bf16
+        failed = function(weight.data_ptr(), *pointers, *shape)
+    if failed:  # no memory for the split copy of x or the partial sums
         return F.linear(x, weight.to(x.dtype), bias)
     return y.view(*x.shape[:-1], out_features)

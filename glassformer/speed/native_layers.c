@@ -35,6 +35,19 @@ typedef struct {
     int64_t pre_norm;
 } Layer;
 
+/* Before the first layer and after the last: the embedding (token table, positions) and the
+   final norm and output projection. A NULL table or head weight leaves that end to the caller. */
+typedef struct {
+    const void* token; /* [vocab, d_model], fp32 or bf16 (token_bf16); NULL: x comes embedded */
+    int64_t vocab, token_bf16, token_stride, feature_stride; /* element (t, i) at t token_stride + i feature_stride */
+    const float* position; /* [n_positions, d_model]: learned or sinusoidal positions; or NULL */
+    int64_t n_positions;
+    double token_scale;
+    Norm embed_norm, final_norm; /* w NULL: none */
+    Product head;                /* w NULL: the caller projects the hidden states itself */
+    double head_scale;           /* of the hidden states before the head */
+} Ends;
+
 typedef struct {
     int64_t rows, tokens; /* rows of `tokens` new tokens each, at positions pos ... pos + tokens - 1 */
     int64_t d_model, n_heads, n_kv_heads, d_head, d_ff, max_len, pos;
@@ -45,6 +58,10 @@ typedef struct {
     int64_t rope_stride; /* 0 (one for every token) or D */
     const uint8_t* valid; /* [rows, pos + tokens]: the keys each row may attend to; NULL: all */
     int64_t threads;
+    const int64_t* ids;       /* [rows x tokens] token ids, where Ends has a token table */
+    const int64_t* positions; /* [rows x tokens] position ids, where Ends has a position table */
+    float* logits;            /* [rows x tokens, vocab], or [rows, vocab] with last_only, where Ends has a head */
+    int64_t last_only;        /* only the last token's logits of each row */
 } Step;
 
 /* y = x W^T + b inside the parallel region; split is scratch for a bf16 weight's input or a
@@ -213,40 +230,106 @@ static void attend(const Step* s, float* k_cache, float* v_cache, float* qkv, fl
     }
 }
 
-/* x [rows x tokens, d_model]: this step's hidden states in, every layer's output out; k[i] and v[i]:
-   layer i's caches. Nothing but x, the caches and its own scratch is written, so calls from several
-   threads on the same layers (each with its own step and caches) do not meet. Returns 0, or 1 when
-   there is no memory for the scratch buffers (x is then unchanged). */
-int decode_layers(const Step* s, const Layer* layers, int64_t n_layers, float* x,
+/* x [n, d] = token rows (times token_scale) + position rows, then the embedding's norm if any:
+   Embeddings.forward's operations in its order. */
+static void embed(const Ends* e, const Step* s, float* x, int64_t n, int64_t d) {
+    #pragma omp for schedule(static)
+    for (int64_t r = 0; r < n; r++) {
+        float* row = x + r * d;
+        const float* pos = e->position ? e->position + s->positions[r] * d : NULL;
+        for (int64_t i = 0; i < d; i++) {
+            int64_t at = s->ids[r] * e->token_stride + i * e->feature_stride;
+            float t = e->token_bf16 ? bf16_value(((const uint16_t*)e->token)[at]) : ((const float*)e->token)[at];
+            if (e->token_scale != 1.0) t *= (float)e->token_scale;
+            row[i] = pos ? t + pos[i] : t;
+        }
+    }
+    if (e->embed_norm.w) norm_rows(&e->embed_norm, x, x, n, d);
+}
+
+/* logits = head(final_norm(x) * head_scale) for every token of x, or each row's last one; h:
+   scratch of n x d floats. */
+static void project(const Ends* e, const Step* s, const float* x, float* h, float* split, int64_t n, int64_t d) {
+    const float* in = x;
+    if (s->last_only && s->tokens > 1) {
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < s->rows; r++)
+            for (int64_t i = 0; i < d; i++) h[r * d + i] = x[((r + 1) * s->tokens - 1) * d + i];
+        in = h, n = s->rows;
+    }
+    if (e->final_norm.w) {
+        norm_rows(&e->final_norm, in, h, n, d);
+        in = h;
+    }
+    if (e->head_scale != 1.0) {
+        #pragma omp for schedule(static)
+        for (int64_t i = 0; i < n * d; i++) h[i] = in[i] * (float)e->head_scale;
+        in = h;
+    }
+    product(&e->head, in, n, s->logits, split);
+}
+
+/* Floats of scratch a product of n rows needs: a bf16 weight's split input, a column-major one's
+   partial sums. */
+static int64_t scratch_for(const Product* p, int64_t n, int64_t threads) {
+    if (!p->w) return 0;
+    if (p->column_major) return threads * n * p->out;
+    return p->bf16 ? SPLIT_FLOATS(n, p->in) : 0;
+}
+
+/* Whether every token id and position id is inside its table (else nothing may be read). */
+static int ids_fit(const Ends* e, const Step* s, int64_t n) {
+    for (int64_t r = 0; r < n; r++) {
+        if (e->token && (s->ids[r] < 0 || s->ids[r] >= e->vocab)) return 0;
+        if (e->token && e->position && (s->positions[r] < 0 || s->positions[r] >= e->n_positions)) return 0;
+    }
+    return 1;
+}
+
+/* x [rows x tokens, d_model]: this step's hidden states in (or, where e has a token table, out
+   only: the step embeds s->ids itself), every layer's output out; k[i] and v[i]: layer i's caches;
+   where e has a head, the logits into s->logits. Nothing but x, the caches, the logits and its own
+   scratch is written, so calls from several threads on the same layers (each with its own step and
+   caches) do not meet. Returns 0; 1 when there is no memory for the scratch buffers, 2 when a
+   token or position id is outside its table (nothing written then). */
+int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, float* x,
                   float* const* k, float* const* v) {
     int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
-    int64_t keys = s->pos + s->tokens;
-    int64_t width = (H + 2 * s->n_kv_heads) * D, widest = d > F ? d : F;
-    if (H * D > widest) widest = H * D;
-    if (width > widest) widest = width;
-    int64_t even_odd = SPLIT_FLOATS(n, widest), partial = s->threads * n * widest; /* bf16 input, column-major sums */
-    int64_t scratch = even_odd > partial ? even_odd : partial;
-    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys) + scratch);
+    int64_t keys = s->pos + s->tokens, width = (H + 2 * s->n_kv_heads) * D;
+    int64_t scratch = scratch_for(&e->head, n, s->threads);
+    for (int64_t i = 0; i < n_layers; i++) {
+        const Product* parts[] = {&layers[i].qkv, &layers[i].o, &layers[i].up, &layers[i].gate, &layers[i].down};
+        for (int j = 0; j < 5; j++) {
+            int64_t need = scratch_for(parts[j], n, s->threads);
+            if (need > scratch) scratch = need;
+        }
+    }
+    if (!ids_fit(e, s, n)) return 2;
+    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys) + scratch + 1);
     float* buffer = (float*)malloc(sizeof(float) * floats);
     if (!buffer) return 1;
     float *h = buffer, *qkv = h + n * d, *ctx = qkv + n * width, *y = ctx + n * H * D, *a = y + n * d;
     float *g = a + n * F, *scores = g + n * F, *split = scores + n * H * keys;
     #pragma omp parallel num_threads(s->threads)
-    for (int64_t i = 0; i < n_layers; i++) {
-        const Layer* l = layers + i;
-        if (l->pre_norm) norm_rows(&l->attn_norm, x, h, n, d);
-        product(&l->qkv, l->pre_norm ? h : x, n, qkv, split);
-        attend(s, k[i], v[i], qkv, scores, ctx);
-        product(&l->o, ctx, n, y, split);
-        add_residual(l, &l->attn_norm, x, y, n, d);
+    {
+        if (e->token) embed(e, s, x, n, d);
+        for (int64_t i = 0; i < n_layers; i++) {
+            const Layer* l = layers + i;
+            if (l->pre_norm) norm_rows(&l->attn_norm, x, h, n, d);
+            product(&l->qkv, l->pre_norm ? h : x, n, qkv, split);
+            attend(s, k[i], v[i], qkv, scores, ctx);
+            product(&l->o, ctx, n, y, split);
+            add_residual(l, &l->attn_norm, x, y, n, d);
 
-        if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, n, d);
-        const float* in = l->pre_norm ? h : x;
-        product(&l->up, in, n, a, split);
-        if (l->gate.w) product(&l->gate, in, n, g, split);
-        activate_all(a, l->gate.w ? g : NULL, n * F, s->activation);
-        product(&l->down, a, n, y, split);
-        add_residual(l, &l->ffn_norm, x, y, n, d);
+            if (l->pre_norm) norm_rows(&l->ffn_norm, x, h, n, d);
+            const float* in = l->pre_norm ? h : x;
+            product(&l->up, in, n, a, split);
+            if (l->gate.w) product(&l->gate, in, n, g, split);
+            activate_all(a, l->gate.w ? g : NULL, n * F, s->activation);
+            product(&l->down, a, n, y, split);
+            add_residual(l, &l->ffn_norm, x, y, n, d);
+        }
+        if (e->head.w) project(e, s, x, h, split, n, d);
     }
     free(buffer);
     return 0;

@@ -35,8 +35,11 @@ from glassformer.nn.add_norm import PreNormResidual
 from glassformer.nn.feedforward import ACTIVATIONS
 from glassformer.nn.gated_feedforward import GatedFeedForward
 from glassformer.nn.kv_cache import DecoderCache
+from glassformer.nn.multi_head_attention import SelfAttention
+from glassformer.nn.positional_encoding import LearnedPositions
 from glassformer.nn.rms_norm import RMSNorm
 from glassformer.speed import native
+from glassformer.speed.bf16_weights import WidenedEmbedding
 from glassformer.speed.fused_qkv import FusedSelfAttention
 from glassformer.speed.kernels import is_column_major
 
@@ -60,23 +63,64 @@ class _Layer(ctypes.Structure):
                 ("gate", _Product), ("down", _Product), ("pre_norm", _i64)]
 
 
+class _Ends(ctypes.Structure):
+    _fields_ = [("token", _ptr), ("vocab", _i64), ("token_bf16", _i64), ("token_stride", _i64), ("feature_stride", _i64),
+                ("position", _ptr), ("n_positions", _i64),
+                ("token_scale", ctypes.c_double), ("embed_norm", _Norm), ("final_norm", _Norm), ("head", _Product),
+                ("head_scale", ctypes.c_double)]
+
+
 class _Step(ctypes.Structure):
     _fields_ = [(name, _i64) for name in ("rows", "tokens", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff",
                                           "max_len", "pos", "activation")] + [
         ("scale", ctypes.c_double), ("cos", _ptr), ("sin", _ptr), ("rope_stride", _i64), ("valid", _ptr),
-        ("threads", _i64)]
+        ("threads", _i64), ("ids", _ptr), ("positions", _ptr), ("logits", _ptr), ("last_only", _i64)]
 
 
 def _ptr_of(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-class NativeLayers:
-    """The decoder layers of one model, as one C call per decoding step; made by `NativeLayers.build`."""
+def structure_fits(model: DecoderOnly, fused_qkv: bool = True) -> bool:
+    """Whether the C code knows every layer of a model `decode_step.supported` accepts: the same heads,
+    attention scale, activation and widths in each, no per-head norms, LayerNorm or RMSNorm with
+    weights, pre- or post-norm throughout. fused_qkv: whether self-attention not fused yet will be
+    (the C code reads one Q/K/V weight). The weights' dtypes and layouts are checked by `NativeLayers.build`."""
+    layers = model.decoder.layers
+    if not layers:
+        return False
+    first = layers[0].self_attn
+    shape = (first.n_heads, first.n_kv_heads, first.d_head, first.attn_scale)
+    activation = ACTIVATION_CODES.get(layers[0].ffn.activation)
+    widths = set()
+    for layer in layers:
+        attn, ffn = layer.self_attn, layer.ffn
+        fused = type(attn) is FusedSelfAttention or (fused_qkv and type(attn) is SelfAttention)
+        if (not fused or attn.q_norm is not None or (attn.n_heads, attn.n_kv_heads, attn.d_head, attn.attn_scale) != shape
+                or activation is None or ACTIVATION_CODES.get(ffn.activation) != activation):
+            return False
+        widths.add((ffn.w_up if type(ffn) is GatedFeedForward else ffn.w_1).out_features)
+        norms = (layer.self_attn_residual.norm, layer.ffn_residual.norm)
+        if any(type(n) not in (nn.LayerNorm, RMSNorm) or n.weight is None for n in norms):
+            return False
+        if (type(layer.self_attn_residual) is PreNormResidual) != (type(layer.ffn_residual) is PreNormResidual):
+            return False
+    return len(widths) == 1 and first.n_heads % first.n_kv_heads == 0 and first.d_head <= MAX_HEAD
 
-    def __init__(self, lib: ctypes.CDLL, layers: list, shape: dict, tensors: list[torch.Tensor]):
+
+class NativeLayers:
+    """The decoder layers of one model, as one C call per decoding step; made by `NativeLayers.build`.
+
+    Where the C code also fits the embedding (`embeds`) and the final norm and output projection
+    (`projects`), the call takes the token ids and returns the logits: the whole step but rotary
+    positions' cos and sin.
+    """
+
+    def __init__(self, lib: ctypes.CDLL, layers: list, ends: _Ends, shape: dict, tensors: list[torch.Tensor]):
         self.lib = lib
         self.layers = (_Layer * len(layers))(*layers)  # only read by the C code: one for every call and thread
+        self.ends = ends
+        self.embeds, self.projects = bool(ends.token), bool(ends.head.w)
         self.shape = shape  # what every step shares: d_model, heads, d_ff, activation, scale
         self.tensors = tensors  # kept alive, and compared at each call: a replaced weight ends the C path
         self.pointers = self._pointers()
@@ -92,12 +136,15 @@ class NativeLayers:
             return None
         tensors: list[torch.Tensor] = []
 
+        def fits(t: torch.Tensor) -> bool:
+            return t.dtype == torch.float32 and t.is_contiguous() and t.is_cpu
+
         def product(weight: torch.Tensor, bias: torch.Tensor | None) -> _Product | None:
             column = is_column_major(weight)
             if (weight.dim() != 2 or not (column or weight.is_contiguous()) or weight.device.type != "cpu"
                     or weight.dtype not in (torch.float32, torch.bfloat16)):
                 return None
-            if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
+            if bias is not None and not fits(bias):
                 return None
             tensors.extend(t for t in (weight, bias) if t is not None)
             return _Product(_ptr_of(weight), _ptr_of(bias), weight.size(0), weight.size(1),
@@ -108,61 +155,77 @@ class NativeLayers:
             if not rms and (type(module) is not nn.LayerNorm or module.normalized_shape != (d,)):
                 return None
             weight, bias = module.weight, None if rms else module.bias
-            if weight is None or weight.shape != (d,) or any(
-                    t is not None and (t.dtype != torch.float32 or not t.is_contiguous() or not t.is_cpu)
-                    for t in (weight, bias)):
+            if weight is None or weight.shape != (d,) or any(t is not None and not fits(t) for t in (weight, bias)):
                 return None
             tensors.extend(t for t in (weight, bias) if t is not None)
             return _Norm(_ptr_of(weight), _ptr_of(bias), module.eps, int(rms))
 
-        first = model.decoder.layers[0]
-        shape = (first.self_attn.n_heads, first.self_attn.n_kv_heads, first.self_attn.d_head)
-        activation = ACTIVATION_CODES.get(first.ffn.activation)
+        if not structure_fits(model, fused_qkv=False):
+            return None
+        first = model.decoder.layers[0].self_attn
         d = model.config.d_model
         layers = []
         for layer in model.decoder.layers:
             attn, ffn = layer.self_attn, layer.ffn
-            if (type(attn) is not FusedSelfAttention or attn.q_norm is not None
-                    or attn.attn_scale != first.self_attn.attn_scale
-                    or (attn.n_heads, attn.n_kv_heads, attn.d_head) != shape
-                    or ACTIVATION_CODES.get(ffn.activation) != activation or activation is None):
-                return None
-            gated = type(ffn) is GatedFeedForward
             parts = [product(attn.qkv_weight, attn.qkv_bias), product(attn.w_o.weight, attn.w_o.bias)]
-            if gated:
+            if type(ffn) is GatedFeedForward:
                 parts += [product(m.weight, m.bias) for m in (ffn.w_up, ffn.w_gate, ffn.w_down)]
             else:
                 parts += [product(ffn.w_1.weight, ffn.w_1.bias), _Product(), product(ffn.w_2.weight, ffn.w_2.bias)]
             norms = [norm(layer.self_attn_residual.norm, d), norm(layer.ffn_residual.norm, d)]
-            pre = type(layer.self_attn_residual) is PreNormResidual
-            if None in parts or None in norms or pre != (type(layer.ffn_residual) is PreNormResidual):
+            if None in parts or None in norms:
                 return None
-            layers.append(_Layer(*norms, *parts, int(pre)))
-        h, h_kv, d_head = shape
-        d_ff = layers[0].up.out
-        if h % h_kv or d_head > MAX_HEAD or any(layer.up.out != d_ff for layer in layers):
-            return None
-        scale = 1.0 / math.sqrt(d_head) if first.self_attn.attn_scale else 1.0
-        return cls(lib, layers, dict(d_model=d, n_heads=h, n_kv_heads=h_kv, d_head=d_head, d_ff=d_ff,
-                                     activation=activation, scale=scale), tensors)
+            layers.append(_Layer(*norms, *parts, int(type(layer.self_attn_residual) is PreNormResidual)))
+        ends = _Ends(token_scale=model.embed.scale, head_scale=model.lm_head.scale)
+        embedding = _embedding(model, d, norm)
+        if embedding is not None:
+            token, position, embed_norm = embedding
+            tensors.extend(t for t in (token, position) if t is not None)
+            ends.token, ends.vocab, ends.token_bf16 = token.data_ptr(), token.size(0), int(token.dtype == torch.bfloat16)
+            ends.token_stride, ends.feature_stride = token.stride()
+            ends.position, ends.n_positions = _ptr_of(position), 0 if position is None else position.size(0)
+            ends.embed_norm = embed_norm
+        final = model.decoder.final_norm
+        final_norm = norm(final, d) if final is not None else _Norm()
+        proj = model.lm_head.proj
+        head = product(proj.weight, proj.bias) if proj.weight.size(1) == d else None
+        if final_norm is not None and head is not None:
+            ends.final_norm, ends.head = final_norm, head
+        scale = 1.0 / math.sqrt(first.d_head) if first.attn_scale else 1.0
+        shape = dict(d_model=d, n_heads=first.n_heads, n_kv_heads=first.n_kv_heads, d_head=first.d_head,
+                     d_ff=layers[0].up.out, activation=ACTIVATION_CODES[model.decoder.layers[0].ffn.activation],
+                     scale=scale)
+        return cls(lib, layers, ends, shape, tensors)
 
     def __call__(
         self,
-        x: torch.Tensor,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        x: torch.Tensor | None,
         mask: torch.Tensor | None,
         cache: DecoderCache,
         cache_pos: int,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
+        last_only: bool = False,
     ) -> torch.Tensor | None:
-        """Hidden states [B, T, d_model] after every layer, for x [B, T, d_model] at positions cache_pos ...
-        cache_pos + T - 1 (T > 1: a prompt, causal); None where this call is not one the C code takes
-        (the caller then runs the layers itself)."""
-        d_head, n_kv_heads = self.shape["d_head"], self.shape["n_kv_heads"]
-        rows, tokens = x.size(0), x.size(1)
+        """One step for ids [B, T] at positions [B, T] (the KV cache positions cache_pos ... cache_pos + T - 1;
+        T > 1: a prompt, causal): the logits [B, T | 1, V] where `projects`, else the hidden states
+        [B, T, d_model] after every layer. x: the embedded ids [B, T, d_model], None where `embeds`. None
+        where this call is not one the C code takes (the caller then runs the step itself)."""
+        d, d_head, n_kv_heads = self.shape["d_model"], self.shape["d_head"], self.shape["n_kv_heads"]
+        rows, tokens = ids.shape
         end = cache_pos + tokens
-        if (rows * tokens > MAX_ROWS or x.dtype != torch.float32 or not x.is_cpu
-                or self._pointers() != self.pointers):
+        if rows * tokens > MAX_ROWS or not ids.is_cpu or self._pointers() != self.pointers:
             return None
+        if self.embeds:
+            if ids.dtype != torch.int64 or positions.dtype != torch.int64:
+                return None
+            ids, positions = ids.contiguous(), positions.expand(rows, tokens).contiguous()
+            hidden = torch.empty(rows * tokens, d)
+        elif x is None or x.dtype != torch.float32 or not x.is_cpu:
+            return None
+        else:
+            hidden = x.reshape(rows * tokens, d).clone()
         caches = [layer.self_attn for layer in cache.layers]
         if len(caches) != len(self.layers):
             return None
@@ -185,14 +248,34 @@ class NativeLayers:
             shared = rope[0].size(0) == 1 and tokens == 1
             cos, sin = (t.expand(rows, 1, tokens, d_head).reshape(-1, d_head).float().contiguous()
                         if not shared else t.reshape(1, d_head).float().contiguous() for t in rope)
-        hidden = x.reshape(rows * tokens, self.shape["d_model"]).clone()
+        logits = torch.empty(rows, 1 if last_only else tokens, self.ends.head.out) if self.projects else None
         step = _Step(rows=rows, tokens=tokens, max_len=caches[0].max_len, pos=cache_pos, cos=_ptr_of(cos),
                      sin=_ptr_of(sin), rope_stride=0 if cos is None or cos.size(0) == 1 else d_head,
-                     valid=_ptr_of(valid), threads=torch.get_num_threads(), **self.shape)
+                     valid=_ptr_of(valid), threads=torch.get_num_threads(), ids=ids.data_ptr(),
+                     positions=positions.data_ptr(), logits=_ptr_of(logits), last_only=int(last_only), **self.shape)
         pointers = ctypes.c_void_p * len(caches)
         k, v = pointers(*(kv.k.data_ptr() for kv in caches)), pointers(*(kv.v.data_ptr() for kv in caches))
-        if self.lib.decode_layers(ctypes.byref(step), self.layers, len(caches), hidden.data_ptr(), k, v):
-            return None  # no memory for its scratch buffers: nothing was written
+        if self.lib.decode_layers(ctypes.byref(step), ctypes.byref(self.ends), self.layers, len(caches),
+                                  hidden.data_ptr(), k, v):
+            return None  # no memory for its scratch buffers, or an id outside its table: nothing was written
         for kv in caches:
             kv.length = end
-        return hidden.view(rows, tokens, self.shape["d_model"])
+        return logits if logits is not None else hidden.view(rows, tokens, d)
+
+
+def _embedding(model: DecoderOnly, d: int, norm) -> tuple | None:
+    """(token table, position table or None, the embedding's _Norm) where the C code can embed the ids
+    as `Embeddings` does; else None. The token table may be strided (column-major where it is also the
+    output projection's weight)."""
+    embed = model.embed
+    token, position = embed.token, embed.position
+    table = token.weight
+    if (type(token) not in (nn.Embedding, WidenedEmbedding) or token.max_norm is not None or table.dim() != 2
+            or table.size(1) != d or table.dtype not in (torch.float32, torch.bfloat16) or not table.is_cpu):
+        return None
+    if position is not None:
+        position = position.weight if type(position) is LearnedPositions else position.table
+        if position.shape[1:] != (d,) or position.dtype != torch.float32 or not position.is_contiguous():
+            return None
+    embed_norm = norm(embed.norm, d) if embed.norm is not None else _Norm()
+    return None if embed_norm is None else (table, position, embed_norm)

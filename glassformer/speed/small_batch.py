@@ -56,16 +56,20 @@ class SmallBatchLinear(nn.Linear):
         return small_batch_linear(x, self.weight, self.bias, self.choice)
 
 
-def use_small_batch_kernels(linear: nn.Linear, weights: str = "fp32", choice: Choice | None = None) -> Choice:
+def use_small_batch_kernels(
+    linear: nn.Linear, weights: str = "fp32", choice: Choice | None = None, only: tuple[tuple[bool, str], ...] | None = None
+) -> Choice:
     """Give linear the storage, layout and kernels measured fastest for its shape; returns the choice.
 
     Args:
         weights: "bf16" lets the weight be stored in bf16 where that measures faster.
         choice: use this choice instead of the measured one (a GPU's bf16 weights).
+        only: measure only these (column-major, kernel) pairs (`choice.choose`).
     """
     weight = linear.weight
     if choice is None:
-        choice = choose(linear.out_features, linear.in_features, linear.bias is not None, weight.dtype, weights)
+        choice = choose(linear.out_features, linear.in_features, linear.bias is not None, weight.dtype, weights,
+                        only)
     if choice.dtype != str(weight.dtype).removeprefix("torch."):
         # In place, so that a weight shared with an embedding (tied) stays one tensor.
         weight.data = weight.data.to(getattr(torch, choice.dtype))

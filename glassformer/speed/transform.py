@@ -11,7 +11,8 @@ What it does, by device:
 - CPU: Q, K and V of each self-attention from one product (`fused_qkv`), and every linear
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`), C compiled
-  here at first use among them (`native`).
+  here at first use among them (`native`). For a model whose decoding steps will run in C (below),
+  the layout and dtype are measured among the C kernels only, since those are what run.
 - a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
   operations without a module call per part, whenever no hook watches the model; on CPU, where the
   C kernels are built, all its layers in one call into C (`native_layers`), equal within rounding.
@@ -39,10 +40,11 @@ from glassformer.hardware import native_bf16
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.speed import native
 from glassformer.speed.bf16_weights import widen_bf16_embeddings
-from glassformer.speed.choice import WEIGHTS, Choice
-from glassformer.speed.decode_step import install_flat_decode
+from glassformer.speed.choice import NATIVE_ONLY, WEIGHTS, Choice
+from glassformer.speed.decode_step import install_flat_decode, supported
 from glassformer.speed.fused_qkv import FusedSelfAttention, fuse_qkv
 from glassformer.speed.lookups import cache_submodule_lookups
+from glassformer.speed.native_layers import structure_fits
 from glassformer.speed.small_batch import use_small_batch_kernels
 
 
@@ -151,11 +153,16 @@ def optimize_for_inference(
     cpu_kernels = small_batch and device.type == "cpu"
     # Without the measurement (off the CPU, or small_batch=False) bf16 weights, when asked for, go everywhere.
     given = None if cpu_kernels or weights == "fp32" else Choice(False, ("linear",) * 3, "bfloat16")
+    # Where the C code will run every decoding step, each product runs on its C kernel in its weight's
+    # layout and dtype: those are measured among the C kernels only.
+    in_c = (cpu_kernels and native_layers and flat_decode and not compile and native.available()
+            and supported(model) and structure_fits(model, fused_qkv))
+    only = NATIVE_ONLY if in_c else None
     fused_parts: set[int] = set()  # w_q, w_k, w_v of fused modules: no longer called
     for module in list(model.modules()):
         if isinstance(module, FusedSelfAttention) or (fused_qkv and isinstance(module, SelfAttention)):
             if not isinstance(module, FusedSelfAttention):
-                chosen = fuse_qkv(module, small_batch=cpu_kernels, weights=weights)
+                chosen = fuse_qkv(module, small_batch=cpu_kernels, weights=weights, only=only)
                 done.products += 1
                 done.bf16_products += mixed and chosen is not None and chosen.dtype == "bfloat16"
             done.fused_qkv += 1
@@ -163,7 +170,7 @@ def optimize_for_inference(
     if cpu_kernels or given is not None:
         for module in list(model.modules()):
             if isinstance(module, nn.Linear) and id(module) not in fused_parts:
-                chosen = use_small_batch_kernels(module, weights, given)
+                chosen = use_small_batch_kernels(module, weights, given, only)
                 done.products += 1
                 done.bf16_products += mixed and chosen.dtype == "bfloat16"
                 if cpu_kernels:

@@ -85,7 +85,7 @@ def test_generate_with_bf16_weights_runs_the_model_prepared_with_them(runs, caps
     from glassformer.speed import optimize_for_inference
     from glassformer.speed.choice import Choice
 
-    def bf16_everywhere(out_features, in_features, bias, dtype, weights="fp32"):  # no measuring in a test
+    def bf16_everywhere(out_features, in_features, bias, dtype, weights="fp32", only=None):  # no measuring in a test
         return Choice(False, ("linear", "linear", "upcast"), "bfloat16" if weights == "bf16" else "float32")
 
     monkeypatch.setattr("glassformer.speed.small_batch.choose", bf16_everywhere)

@@ -137,7 +137,7 @@ def test_every_family_runs_with_bf16_weights_and_fp32_activations(preset):
 def test_the_measured_choice_decides_which_weights_become_bf16(trained, monkeypatch):
     asked = []
 
-    def fake_choose(out_features, in_features, bias, dtype, weights="fp32"):
+    def fake_choose(out_features, in_features, bias, dtype, weights="fp32", only=None):
         asked.append(weights)
         wide = out_features > in_features  # here: bf16 for the fused Q/K/V and W1 only
         return Choice(False, ("mv", "linear", "upcast"), "bfloat16" if wide and weights == "bf16" else "float32")

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from glassformer.speed import choice as choice_module
+from glassformer.speed import native
 from glassformer.speed.choice import Choice, cache_file, choose
 from glassformer.speed.kernels import KERNELS, column_major, is_column_major
 from glassformer.speed.small_batch import MAX_ROWS, SmallBatchLinear, use_small_batch_kernels
@@ -61,7 +62,7 @@ def test_small_batch_linear_uses_its_choice_only_for_few_rows_without_gradients(
 def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     measured = []
 
-    def fake_measure(out_features, in_features, bias, dtype, weights="fp32"):
+    def fake_measure(out_features, in_features, bias, dtype, weights="fp32", only=None):
         measured.append((out_features, in_features))
         return Choice(False, ("split", "linear", "linear"))
 
@@ -82,6 +83,14 @@ def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     monkeypatch.setattr(choice_module.native, "build_key", lambda: "another build")
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
+
+
+def test_measuring_only_the_c_kernels_picks_them_where_they_run():
+    torch.set_num_threads(2)
+    got = choice_module.measure(96, 64, True, torch.float32, only=choice_module.NATIVE_ONLY)
+    assert got.kernels == ("native",) * 3 if native.available() else all(k in KERNELS for k in got.kernels)
+    wide = choice_module.measure(96, 64, True, torch.float64, only=choice_module.NATIVE_ONLY)  # not for the C code
+    assert "native" not in wide.kernels and all(k in KERNELS for k in wide.kernels)
 
 
 def test_measuring_picks_a_kernel_for_every_bucket_and_a_layout():

@@ -28,6 +28,7 @@ CONFIGS = {
     # Widths that leave each thread's share of features a remainder after its four parts, and
     # products whose outputs are no multiple of 8.
     "odd widths": ("tiny-lm", dict(d_model=38, n_heads=2, d_ff=102)),
+    "scaled embeddings, embedding norm": ("tiny-lm", dict(scale_embeddings=True, embedding_norm=True)),
 }
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)  # fp32 sums in another order; the logits are ~0.1-1
 
@@ -53,7 +54,7 @@ def _layout(monkeypatch, column_major: bool, dtype: str):
     kernels would round x to bf16 too)."""
     kernel = "upcast" if dtype == "bfloat16" else "linear"
 
-    def fixed(out_features, in_features, bias, dt, w="fp32"):
+    def fixed(out_features, in_features, bias, dt, w="fp32", only=None):
         return Choice(column_major, (kernel,) * 3, dtype)
 
     monkeypatch.setattr("glassformer.speed.small_batch.choose", fixed)
@@ -99,6 +100,8 @@ def _same_generations(a, b, prompts=PROMPTS, **kwargs):
 def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, monkeypatch, c_calls):
     _layout(monkeypatch, column_major, "bfloat16" if weights == "bf16" else "float32")
     c_layers, flat = _pair(*CONFIGS[name], weights=weights)
+    # The whole step in C: the embedding (a tied bf16 table too) and the final norm and output projection.
+    assert c_layers.forward.native.embeds and c_layers.forward.native.projects
     _same_generations(c_layers, flat)
     _same_generations(c_layers, flat, prompts=PROMPTS[:1])  # one row, no mask
     assert len(c_calls) == 2 * 10 and all(r is not None for r in c_calls)  # each prompt, then 9 steps
@@ -146,6 +149,27 @@ def test_weights_changed_in_place_are_read_and_replaced_ones_end_the_c_path(c_ca
     assert c_calls and all(r is None for r in c_calls)
 
 
+@pytest.mark.parametrize("where", ["token", "position"])
+def test_an_id_outside_its_table_leaves_the_c_code_and_fails_as_the_modules_do(where, c_calls):
+    c_layers, _ = _pair(*CONFIGS["gpt2 pre-norm, tied"])  # vocabulary 40, 64 positions
+    ids, positions = torch.tensor([[40 if where == "token" else 5]]), torch.tensor([[64 if where == "position" else 0]])
+    cache = c_layers.new_cache(8)
+    with torch.inference_mode():
+        with pytest.raises(IndexError):
+            type(c_layers).forward(c_layers, ids, positions=positions, cache=c_layers.new_cache(8))
+        with pytest.raises(IndexError):
+            c_layers(ids, positions=positions, cache=cache)
+    assert c_calls == [None] and cache.length == 0  # the C code checked the ids before writing anything
+
+
+def test_the_products_of_a_model_decoded_in_c_are_measured_among_the_c_kernels():
+    torch.manual_seed(0)
+    model = build_model(get_preset("small-llama").replace(vocab_size=40, max_len=64, d_model=64, n_heads=4,
+                                                          n_kv_heads=2, d_ff=128, n_layers=2))
+    done = optimize_for_inference(model)
+    assert done.native_layers and set(done.kernels) == {"native"} and done.kernels["native"] == 2 * 4 + 1
+
+
 def test_models_the_c_code_does_not_fit_keep_the_flat_steps_loop():
     torch.manual_seed(0)
     qwen3 = build_model(get_preset("small-llama").replace(vocab_size=40, max_len=64, d_model=64, n_heads=4,
@@ -183,6 +207,9 @@ def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_throug
         want = type(c_layers).forward(c_layers, ids, mask=mask, positions=positions, cache=modules_cache)
         assert len(c_calls) == 1 and c_calls[0] is not None and cache.length == 6
         torch.testing.assert_close(got[valid], want[valid], **TOLERANCE)  # the padding's own outputs are unused
+        last = c_layers(ids, mask=mask, positions=positions, cache=c_layers.new_cache(16), last_only=True)
+        assert len(c_calls) == 2 and last.shape == (2, 1, 40)
+        torch.testing.assert_close(last, want[:, -1:], **TOLERANCE)
         for ours, theirs in zip(cache.layers, modules_cache.layers):  # keys and values the next steps read
             for a, b in ((ours.self_attn.k, theirs.self_attn.k), (ours.self_attn.v, theirs.self_attn.v)):
                 torch.testing.assert_close(a[:, :, :6][valid[:, None].expand(-1, a.size(1), -1)],
@@ -192,7 +219,7 @@ def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_throug
         got = c_layers(long_ids, positions=long_positions, cache=c_layers.new_cache(32), last_only=True)
         want = type(c_layers).forward(c_layers, long_ids, positions=long_positions, cache=c_layers.new_cache(32),
                                       last_only=True)
-        assert len(c_calls) == 1 and torch.equal(got, want)  # more tokens than the C layers take: the module path
+        assert len(c_calls) == 2 and torch.equal(got, want)  # more tokens than the C layers take: the module path
 
 
 def test_threads_decoding_at_once_with_one_model_get_their_own_results(c_calls):
