@@ -5,7 +5,8 @@ the weighted embedding_bag sums that `glassformer.speed`'s small-batch kernels m
 elementwise work, softmax and the optimiser are not counted. Attention runs through the math
 kernel while counting, so causal attention is counted in full (the usual convention: kernels
 that skip the masked half do not get credit for it). Work that scales with the batch is counted
-on one row and multiplied, to keep the count cheap.
+on one row and multiplied, to keep the count cheap. Work done in C (`glassformer.speed.native`)
+is not seen: decoding lines count the plain model's generation, which does the same products.
 """
 
 from __future__ import annotations

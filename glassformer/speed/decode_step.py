@@ -15,9 +15,10 @@ module path) and takes a call only when nothing could see the difference:
   their calls take the module path;
 - no step-by-step attention (`glassformer.inspect.step_by_step`).
 
-With `native=True` (what `optimize_for_inference` installs on CPU), the layers of each step run in
-one call into C where it fits the model and the call (`native_layers`): the same numbers within
-fp32 rounding, not bit for bit; a prompt of at most MAX_ROWS tokens in all rows takes it too.
+With `native=True` (what `optimize_for_inference` installs on CPU), each step runs in one call into
+C where it fits the model and the call (`native_layers`): the layers, and where they fit the
+embedding and the output projection; the same numbers within fp32 rounding, not bit for bit; a
+prompt of at most MAX_ROWS tokens in all rows takes it too.
 
 Every other call (a longer prompt, training, a hooked model) goes to the module path unchanged. It is
 built only for the structures it knows: a decoder-only LM of `glassformer.nn` parts (pre- or

@@ -5,18 +5,22 @@ read them at about the speed of memory. What is left is the time between them: t
 `decode_step` still makes some 25 PyTorch calls per layer (norms, attention, activation, residual
 additions, views), 2-5 microseconds each, plus the products' own checks. On a 6-layer, 384-wide
 GPT-2 that was as long as reading its weights. `native_layers.c` runs all the layers of one step
-in one parallel region, with the same kernels for the products, and hands back the hidden states
-for the final norm and the output projection, which stay in PyTorch. A short prompt (at most
-MAX_ROWS tokens in all rows) goes through it too, its tokens attending causally: through the
-modules a 16-token prompt cost a 6-layer model as much as five generated tokens.
+in one parallel region, with the same kernels for the products; where they fit, the embedding
+before them (token and position tables) and the final norm and output projection after them too,
+so that one call takes the token ids and gives the logits (the PyTorch calls around the layers,
+embedding, norm and head, had cost a 6-layer GPT-2 about 0.2 ms per token of ~2.5). Only rotary
+positions' cos and sin come from PyTorch. A short prompt (at most MAX_ROWS tokens in all rows)
+goes through it too, its tokens attending causally: through the modules a 16-token prompt cost a
+6-layer model as much as five generated tokens.
 
 The results equal the flat step's within fp32 rounding (sums in another order, the activations'
 exp and erf by polynomials, within 2e-6), not bit for bit; greedy tokens are the same in the
 tests. It runs only where everything is as the C code expects, checked at each call: fp32 hidden
 states on CPU, at most MAX_ROWS tokens in all, each layer's keys and values cached contiguously in
 fp32 and written up to this position, a boolean key mask or none, the weights still the tensors it
-was given (fp32 or bf16, in the layout their measured choice gave them). Otherwise the flat step
-runs its own loop over the layers (one token per row), or the call takes the module path (a prompt).
+was given (fp32 or bf16, in the layout their measured choice gave them), every token and position
+id inside its table. Otherwise the flat step runs its own loop over the layers (one token per row),
+or the call takes the module path (a prompt).
 The structure (norms, activation, heads, attention scale) is read once, when it is built: a
 submodule replaced later sends the calls to the module path (`decode_step`), but an attribute such
 as `ffn.activation` reassigned in place is not seen; build the model as wanted, then transform it.
