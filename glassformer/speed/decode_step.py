@@ -170,9 +170,10 @@ class FlatDecode:
         """Logits [B, T, V] (T = 1 with last_only) for ids [B, T] at positions [B, T], keys and values read
         from and written to cache; None for a prompt (T > 1) that the C layers do not take."""
         model = self.model
-        native = self.native
+        native, rotary = self.native, model.rotary
         x = None if native is not None and native.embeds else _embed(model.embed, ids, positions)
-        rope = _rope(model.rotary(positions)) if model.rotary is not None else None
+        turned = rotary is None or (native is not None and native.rotates)  # no angles to compute here
+        rope = None if turned else _rope(rotary(positions))
         out = native(ids, positions, x, mask, cache, cache_pos, rope, last_only) if native is not None else None
         if out is not None:
             if native.projects:
@@ -182,6 +183,7 @@ class FlatDecode:
             return None
         else:
             x = _embed(model.embed, ids, positions) if x is None else x
+            rope = _rope(rotary(positions)) if rotary is not None and rope is None else rope
             for layer, layer_cache in zip(model.decoder.layers, cache.layers):
                 x = _residual(layer.self_attn_residual, x, _attention, layer.self_attn, mask, layer_cache.self_attn,
                               cache_pos, rope)

@@ -46,6 +46,7 @@ typedef struct {
     Norm embed_norm, final_norm; /* w NULL: none */
     Product head;                /* w NULL: the caller projects the hidden states itself */
     double head_scale;           /* of the hidden states before the head */
+    const float* inv_freq;       /* rotary positions' theta_i [D / 2]: the step turns its own angles; or NULL */
 } Ends;
 
 typedef struct {
@@ -53,13 +54,13 @@ typedef struct {
     int64_t d_model, n_heads, n_kv_heads, d_head, d_ff, max_len, pos;
     int64_t activation; /* 0 relu, 1 gelu (erf), 2 gelu (tanh), 3 silu */
     double scale;       /* of the scores q . k */
-    const float* cos;   /* rotary positions: cos and signed sin [rows x tokens or 1, D], or NULL */
+    const float* cos;   /* rotary positions: cos and signed sin [rows x tokens or 1, D], or NULL (or Ends' own) */
     const float* sin;
     int64_t rope_stride; /* 0 (one for every token) or D */
     const uint8_t* valid; /* [rows, pos + tokens]: the keys each row may attend to; NULL: all */
     int64_t threads;
     const int64_t* ids;       /* [rows x tokens] token ids, where Ends has a token table */
-    const int64_t* positions; /* [rows x tokens] position ids, where Ends has a position table */
+    const int64_t* positions; /* [rows x tokens] position ids, for Ends' position table or rotary angles */
     float* logits;            /* [rows x tokens, vocab], or [rows, vocab] with last_only, where Ends has a head */
     int64_t last_only;        /* only the last token's logits of each row */
 } Step;
@@ -189,15 +190,17 @@ static void rotate(float* x, const float* cos, const float* sin, int64_t d) {
 /* Queries and keys rotated, this step's keys and values written to the caches k and v [rows, H_kv,
    max_len, D], then each token's heads attend over the keys up to its own position (causal); the
    heads' contexts merged into ctx [rows x tokens, H D]. A query whose keys are all masked (a
-   left-padding token) gets zeros. */
-static void attend(const Step* s, float* k_cache, float* v_cache, float* qkv, float* scores, float* ctx) {
+   left-padding token) gets zeros. cos and sin: rotary positions' (signed sin, see rotate), a row per
+   token (rope_stride D) or one for all (0); or NULL. */
+static void attend(const Step* s, const float* cos, const float* sin, int64_t rope_stride, float* k_cache,
+                   float* v_cache, float* qkv, float* scores, float* ctx) {
     int64_t n = s->rows * s->tokens, H = s->n_heads, Hkv = s->n_kv_heads, D = s->d_head, L = s->max_len;
     int64_t width = (H + 2 * Hkv) * D, keys = s->pos + s->tokens;
     #pragma omp for schedule(static)
     for (int64_t i = 0; i < n * (H + Hkv); i++) {
         int64_t token = i / (H + Hkv), j = i % (H + Hkv), r = token / s->tokens, t = token % s->tokens;
         float* part = qkv + token * width + j * D;
-        if (s->cos) rotate(part, s->cos + token * s->rope_stride, s->sin + token * s->rope_stride, D);
+        if (cos) rotate(part, cos + token * rope_stride, sin + token * rope_stride, D);
         if (j >= H) { /* a key head, and its value head: into the caches */
             int64_t at = ((r * Hkv + (j - H)) * L + s->pos + t) * D;
             const float* value = part + Hkv * D;
@@ -269,6 +272,20 @@ static void project(const Ends* e, const Step* s, const float* x, float* h, floa
     product(&e->head, in, n, s->logits, split);
 }
 
+/* cos and signed sin [n, D] of each token's rotary angles, positions[r] theta_i (as
+   RotaryEmbedding.forward, then decode_step's signed sin: the first half negated). */
+static void turn(const float* inv_freq, const int64_t* positions, float* cos, float* sin, int64_t n, int64_t D) {
+    int64_t half = D / 2;
+    #pragma omp for schedule(static)
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < half; i++) {
+            float angle = (float)positions[r] * inv_freq[i], c = cosf(angle), s = sinf(angle);
+            cos[r * D + i] = cos[r * D + half + i] = c;
+            sin[r * D + i] = -s;
+            sin[r * D + half + i] = s;
+        }
+}
+
 /* Floats of scratch a product of n rows needs: a bf16 weight's split input, a column-major one's
    partial sums. */
 static int64_t scratch_for(const Product* p, int64_t n, int64_t threads) {
@@ -305,19 +322,23 @@ int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_l
         }
     }
     if (!ids_fit(e, s, n)) return 2;
-    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys) + scratch + 1);
+    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys + 2 * D) + scratch + 1);
     float* buffer = (float*)malloc(sizeof(float) * floats);
     if (!buffer) return 1;
     float *h = buffer, *qkv = h + n * d, *ctx = qkv + n * width, *y = ctx + n * H * D, *a = y + n * d;
-    float *g = a + n * F, *scores = g + n * F, *split = scores + n * H * keys;
+    float *g = a + n * F, *scores = g + n * F, *angles = scores + n * H * keys, *split = angles + 2 * n * D;
+    const float *cos = s->cos, *sin = s->sin;
+    int64_t rope_stride = s->rope_stride;
+    if (e->inv_freq) cos = angles, sin = angles + n * D, rope_stride = D;
     #pragma omp parallel num_threads(s->threads)
     {
         if (e->token) embed(e, s, x, n, d);
+        if (e->inv_freq) turn(e->inv_freq, s->positions, angles, angles + n * D, n, D);
         for (int64_t i = 0; i < n_layers; i++) {
             const Layer* l = layers + i;
             if (l->pre_norm) norm_rows(&l->attn_norm, x, h, n, d);
             product(&l->qkv, l->pre_norm ? h : x, n, qkv, split);
-            attend(s, k[i], v[i], qkv, scores, ctx);
+            attend(s, cos, sin, rope_stride, k[i], v[i], qkv, scores, ctx);
             product(&l->o, ctx, n, y, split);
             add_residual(l, &l->attn_norm, x, y, n, d);
 

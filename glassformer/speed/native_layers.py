@@ -7,9 +7,9 @@ additions, views), 2-5 microseconds each, plus the products' own checks. On a 6-
 GPT-2 that was as long as reading its weights. `native_layers.c` runs all the layers of one step
 in one parallel region, with the same kernels for the products; where they fit, the embedding
 before them (token and position tables) and the final norm and output projection after them too,
-so that one call takes the token ids and gives the logits (the PyTorch calls around the layers,
-embedding, norm and head, had cost a 6-layer GPT-2 about 0.2 ms per token of ~2.5). Only rotary
-positions' cos and sin come from PyTorch. A short prompt (at most MAX_ROWS tokens in all rows)
+and rotary positions' angles, so that one call takes the token ids and gives the logits (the
+PyTorch calls around the layers, embedding, norm and head, had cost a 6-layer GPT-2 about 0.2 ms per
+token of ~2.5, rotary angles a LLaMA-shaped model 0.13 ms more). A short prompt (at most MAX_ROWS tokens in all rows)
 goes through it too, its tokens attending causally: through the modules a 16-token prompt cost a
 6-layer model as much as five generated tokens.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import operator
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ from glassformer.nn.kv_cache import DecoderCache
 from glassformer.nn.multi_head_attention import SelfAttention
 from glassformer.nn.positional_encoding import LearnedPositions
 from glassformer.nn.rms_norm import RMSNorm
+from glassformer.nn.rotary import RotaryEmbedding
 from glassformer.speed import native
 from glassformer.speed.bf16_weights import WidenedEmbedding
 from glassformer.speed.fused_qkv import FusedSelfAttention
@@ -71,7 +73,7 @@ class _Ends(ctypes.Structure):
     _fields_ = [("token", _ptr), ("vocab", _i64), ("token_bf16", _i64), ("token_stride", _i64), ("feature_stride", _i64),
                 ("position", _ptr), ("n_positions", _i64),
                 ("token_scale", ctypes.c_double), ("embed_norm", _Norm), ("final_norm", _Norm), ("head", _Product),
-                ("head_scale", ctypes.c_double)]
+                ("head_scale", ctypes.c_double), ("inv_freq", _ptr)]
 
 
 class _Step(ctypes.Structure):
@@ -115,19 +117,20 @@ def structure_fits(model: DecoderOnly, fused_qkv: bool = True) -> bool:
 class NativeLayers:
     """The decoder layers of one model, as one C call per decoding step; made by `NativeLayers.build`.
 
-    Where the C code also fits the embedding (`embeds`) and the final norm and output projection
-    (`projects`), the call takes the token ids and returns the logits: the whole step but rotary
-    positions' cos and sin.
+    Where the C code also fits the embedding (`embeds`), rotary positions (`rotates`: it turns the
+    angles itself) and the final norm and output projection (`projects`), the call takes the token
+    ids and returns the logits: the whole step.
     """
 
     def __init__(self, lib: ctypes.CDLL, layers: list, ends: _Ends, shape: dict, tensors: list[torch.Tensor]):
         self.lib = lib
         self.layers = (_Layer * len(layers))(*layers)  # only read by the C code: one for every call and thread
         self.ends = ends
-        self.embeds, self.projects = bool(ends.token), bool(ends.head.w)
+        self.embeds, self.projects, self.rotates = bool(ends.token), bool(ends.head.w), bool(ends.inv_freq)
         self.shape = shape  # what every step shares: d_model, heads, d_ff, activation, scale
         self.tensors = tensors  # kept alive, and compared at each call: a replaced weight ends the C path
         self.pointers = self._pointers()
+        self.known_caches: tuple = ((),)  # the cache tensors last checked, and their addresses for the C code
 
     def _pointers(self) -> tuple[int, ...]:
         return tuple(map(torch.Tensor.data_ptr, self.tensors))
@@ -195,6 +198,10 @@ class NativeLayers:
         head = product(proj.weight, proj.bias) if proj.weight.size(1) == d else None
         if final_norm is not None and head is not None:
             ends.final_norm, ends.head = final_norm, head
+        rotary = model.rotary
+        if type(rotary) is RotaryEmbedding and rotary.inv_freq.shape == (first.d_head // 2,) and fits(rotary.inv_freq):
+            tensors.append(rotary.inv_freq)
+            ends.inv_freq = rotary.inv_freq.data_ptr()
         scale = 1.0 / math.sqrt(first.d_head) if first.attn_scale else 1.0
         shape = dict(d_model=d, n_heads=first.n_heads, n_kv_heads=first.n_kv_heads, d_head=first.d_head,
                      d_ff=layers[0].up.out, activation=ACTIVATION_CODES[model.decoder.layers[0].ffn.activation],
@@ -214,34 +221,28 @@ class NativeLayers:
     ) -> torch.Tensor | None:
         """One step for ids [B, T] at positions [B, T] (the KV cache positions cache_pos ... cache_pos + T - 1;
         T > 1: a prompt, causal): the logits [B, T | 1, V] where `projects`, else the hidden states
-        [B, T, d_model] after every layer. x: the embedded ids [B, T, d_model], None where `embeds`. None
-        where this call is not one the C code takes (the caller then runs the step itself)."""
-        d, d_head, n_kv_heads = self.shape["d_model"], self.shape["d_head"], self.shape["n_kv_heads"]
+        [B, T, d_model] after every layer. x: the embedded ids [B, T, d_model], None where `embeds`; rope:
+        rotary cos and signed sin (`decode_step._rope`), None where `rotates`. None where this call is
+        not one the C code takes (the caller then runs the step itself)."""
+        d, d_head = self.shape["d_model"], self.shape["d_head"]
         rows, tokens = ids.shape
         end = cache_pos + tokens
         if rows * tokens > MAX_ROWS or not ids.is_cpu or self._pointers() != self.pointers:
             return None
-        if self.embeds:
+        if self.embeds or self.rotates:
             if ids.dtype != torch.int64 or positions.dtype != torch.int64:
                 return None
             ids, positions = ids.contiguous(), positions.expand(rows, tokens).contiguous()
+        if self.embeds:
             hidden = torch.empty(rows * tokens, d)
         elif x is None or x.dtype != torch.float32 or not x.is_cpu:
             return None
         else:
             hidden = x.reshape(rows * tokens, d).clone()
         caches = [layer.self_attn for layer in cache.layers]
-        if len(caches) != len(self.layers):
+        kv_pointers = self._kv_pointers(caches, rows, cache_pos, end)
+        if kv_pointers is None:
             return None
-        expected = (rows, n_kv_heads, caches[0].max_len, d_head)
-        for kv in caches:
-            if kv.k is None and cache_pos == 0 and end <= kv.max_len:  # a prompt's first write, as KVCache.update does
-                kv.k, kv.v = torch.zeros(expected, dtype=torch.float32), torch.zeros(expected, dtype=torch.float32)
-            k, v = kv.k, kv.v
-            if (k is None or kv.length != cache_pos or end > kv.max_len or k.shape != expected
-                    or k.dtype != torch.float32 or v.dtype != torch.float32
-                    or not (k.is_contiguous() and v.is_contiguous())):
-                return None
         valid = None
         if mask is not None:
             if mask.dtype != torch.bool or mask.shape != (rows, 1, 1, end):  # a key mask, not a per-query one
@@ -257,14 +258,39 @@ class NativeLayers:
                      sin=_ptr_of(sin), rope_stride=0 if cos is None or cos.size(0) == 1 else d_head,
                      valid=_ptr_of(valid), threads=torch.get_num_threads(), ids=ids.data_ptr(),
                      positions=positions.data_ptr(), logits=_ptr_of(logits), last_only=int(last_only), **self.shape)
-        pointers = ctypes.c_void_p * len(caches)
-        k, v = pointers(*(kv.k.data_ptr() for kv in caches)), pointers(*(kv.v.data_ptr() for kv in caches))
         if self.lib.decode_layers(ctypes.byref(step), ctypes.byref(self.ends), self.layers, len(caches),
-                                  hidden.data_ptr(), k, v):
+                                  hidden.data_ptr(), *kv_pointers):
             return None  # no memory for its scratch buffers, or an id outside its table: nothing was written
         for kv in caches:
             kv.length = end
         return logits if logits is not None else hidden.view(rows, tokens, d)
+
+
+    def _kv_pointers(self, caches: list, rows: int, cache_pos: int, end: int) -> tuple | None:
+        """The C arrays of every layer's key and of its value cache's address, or None where a cache is not
+        as the C code reads it: fp32, contiguous [rows, H_kv, max_len, D], written up to cache_pos, with
+        room up to end. A prompt's first call allocates the caches, as `KVCache.update` does.
+
+        The checks of the tensors run when they are new: `KVCache` replaces its tensors (beam search's
+        reorder) but never reshapes one in place, so the same tensors passed them before."""
+        if len(caches) != len(self.layers) or any(kv.length != cache_pos or end > kv.max_len for kv in caches):
+            return None
+        tensors = [t for kv in caches for t in (kv.k, kv.v)]
+        known = self.known_caches  # read once: another thread may replace it
+        if len(known[0]) == len(tensors) and all(map(operator.is_, tensors, known[0])):
+            return known[1:]
+        expected = (rows, self.shape["n_kv_heads"], caches[0].max_len, self.shape["d_head"])
+        for kv in caches:
+            if kv.k is None and cache_pos == 0:
+                kv.k, kv.v = torch.zeros(expected, dtype=torch.float32), torch.zeros(expected, dtype=torch.float32)
+        tensors = [t for kv in caches for t in (kv.k, kv.v)]
+        if any(t is None or t.shape != expected or t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+            return None
+        addresses = ctypes.c_void_p * len(caches)
+        keys, values = (addresses(*(t.data_ptr() for t in tensors[start::2])) for start in (0, 1))
+        known = (tensors, keys, values)
+        self.known_caches = known
+        return known[1:]
 
 
 def _embedding(model: DecoderOnly, d: int, norm) -> tuple | None:

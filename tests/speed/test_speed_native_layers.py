@@ -100,8 +100,9 @@ def _same_generations(a, b, prompts=PROMPTS, **kwargs):
 def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, monkeypatch, c_calls):
     _layout(monkeypatch, column_major, "bfloat16" if weights == "bf16" else "float32")
     c_layers, flat = _pair(*CONFIGS[name], weights=weights)
-    # The whole step in C: the embedding (a tied bf16 table too) and the final norm and output projection.
-    assert c_layers.forward.native.embeds and c_layers.forward.native.projects
+    # The whole step in C: the embedding (a tied bf16 table too), rotary angles, final norm and output projection.
+    step = c_layers.forward.native
+    assert step.embeds and step.projects and step.rotates == (c_layers.rotary is not None)
     _same_generations(c_layers, flat)
     _same_generations(c_layers, flat, prompts=PROMPTS[:1])  # one row, no mask
     assert len(c_calls) == 2 * 10 and all(r is not None for r in c_calls)  # each prompt, then 9 steps
