@@ -108,6 +108,20 @@ def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weig
     assert len(c_calls) == 2 * 10 and all(r is not None for r in c_calls)  # each prompt, then 9 steps
 
 
+def test_an_embedding_the_c_code_does_not_know_is_computed_first_and_a_head_scale_is_applied(c_calls):
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny-lm").replace(vocab_size=40, max_len=64)).eval()
+    model.embed.token.__class__ = type("OwnEmbedding", (torch.nn.Embedding,), {})  # the C code embeds only its own
+    model.lm_head.scale = 0.5
+    c_layers, flat = model, copy.deepcopy(model)
+    assert optimize_for_inference(c_layers).native_layers
+    optimize_for_inference(flat, native_layers=False)
+    step = c_layers.forward.native
+    assert not step.embeds and step.projects and step.ends.head_scale == 0.5
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is not None for r in c_calls)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
     c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
