@@ -70,8 +70,8 @@ class _Layer(ctypes.Structure):
 
 
 class _Ends(ctypes.Structure):
-    _fields_ = [("token", _ptr), ("vocab", _i64), ("token_bf16", _i64), ("token_stride", _i64), ("feature_stride", _i64),
-                ("position", _ptr), ("n_positions", _i64),
+    _fields_ = [("token", _ptr), ("vocab", _i64), ("token_bf16", _i64), ("token_stride", _i64),
+                ("feature_stride", _i64), ("position", _ptr), ("n_positions", _i64),
                 ("token_scale", ctypes.c_double), ("embed_norm", _Norm), ("final_norm", _Norm), ("head", _Product),
                 ("head_scale", ctypes.c_double), ("inv_freq", _ptr)]
 
@@ -102,8 +102,9 @@ def structure_fits(model: DecoderOnly, fused_qkv: bool = True) -> bool:
     for layer in layers:
         attn, ffn = layer.self_attn, layer.ffn
         fused = type(attn) is FusedSelfAttention or (fused_qkv and type(attn) is SelfAttention)
-        if (not fused or attn.q_norm is not None or (attn.n_heads, attn.n_kv_heads, attn.d_head, attn.attn_scale) != shape
-                or activation is None or ACTIVATION_CODES.get(ffn.activation) != activation):
+        heads = (attn.n_heads, attn.n_kv_heads, attn.d_head, attn.attn_scale)
+        if (not fused or attn.q_norm is not None or heads != shape or activation is None
+                or ACTIVATION_CODES.get(ffn.activation) != activation):
             return False
         widths.add((ffn.w_up if type(ffn) is GatedFeedForward else ffn.w_1).out_features)
         norms = (layer.self_attn_residual.norm, layer.ffn_residual.norm)
@@ -264,7 +265,6 @@ class NativeLayers:
         for kv in caches:
             kv.length = end
         return logits if logits is not None else hidden.view(rows, tokens, d)
-
 
     def _kv_pointers(self, caches: list, rows: int, cache_pos: int, end: int) -> tuple | None:
         """The C arrays of every layer's key and of its value cache's address, or None where a cache is not

@@ -57,7 +57,10 @@ class SmallBatchLinear(nn.Linear):
 
 
 def use_small_batch_kernels(
-    linear: nn.Linear, weights: str = "fp32", choice: Choice | None = None, only: tuple[tuple[bool, str], ...] | None = None
+    linear: nn.Linear,
+    weights: str = "fp32",
+    choice: Choice | None = None,
+    only: tuple[tuple[bool, str], ...] | None = None,
 ) -> Choice:
     """Give linear the storage, layout and kernels measured fastest for its shape; returns the choice.
 
