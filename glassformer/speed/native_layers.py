@@ -189,8 +189,9 @@ class NativeLayers:
         if embedding is not None:
             token, position, embed_norm = embedding
             tensors.extend(t for t in (token, position) if t is not None)
-            ends.token, ends.vocab, ends.token_bf16 = token.data_ptr(), token.size(0), int(token.dtype == torch.bfloat16)
+            ends.token, ends.vocab = token.data_ptr(), token.size(0)
             ends.token_stride, ends.feature_stride = token.stride()
+            ends.token_bf16 = int(token.dtype == torch.bfloat16)
             ends.position, ends.n_positions = _ptr_of(position), 0 if position is None else position.size(0)
             ends.embed_norm = embed_norm
         final = model.decoder.final_norm
