@@ -22,8 +22,11 @@ was given (fp32 or bf16, in the layout their measured choice gave them), every t
 id inside its table. Otherwise the flat step runs its own loop over the layers (one token per row),
 or the call takes the module path (a prompt).
 The structure (norms, activation, heads, attention scale) is read once, when it is built: a
-submodule replaced later sends the calls to the module path (`decode_step`), but an attribute such
-as `ffn.activation` reassigned in place is not seen; build the model as wanted, then transform it.
+submodule replaced later sends the calls to the module path (`decode_step`); the plain attributes
+an experiment may reassign (each feed-forward's activation, the attention scale, the embedding and
+output scales: `_settings`) are compared at each call, and a changed one sends the call to the flat
+step's own loop, which reads them. Other attributes (a norm's eps, the number of heads) are not:
+build the model as wanted, then transform it.
 """
 
 from __future__ import annotations
@@ -123,8 +126,12 @@ class NativeLayers:
     ids and returns the logits: the whole step.
     """
 
-    def __init__(self, lib: ctypes.CDLL, layers: list, ends: _Ends, shape: dict, tensors: list[torch.Tensor]):
+    def __init__(
+        self, lib: ctypes.CDLL, model: DecoderOnly, layers: list, ends: _Ends, shape: dict, tensors: list[torch.Tensor]
+    ):
         self.lib = lib
+        self.model = model
+        self.settings = _settings(model)
         self.layers = (_Layer * len(layers))(*layers)  # only read by the C code: one for every call and thread
         self.ends = ends
         self.embeds, self.projects, self.rotates = bool(ends.token), bool(ends.head.w), bool(ends.inv_freq)
@@ -208,7 +215,7 @@ class NativeLayers:
         shape = dict(d_model=d, n_heads=first.n_heads, n_kv_heads=first.n_kv_heads, d_head=first.d_head,
                      d_ff=layers[0].up.out, activation=ACTIVATION_CODES[model.decoder.layers[0].ffn.activation],
                      scale=scale)
-        return cls(lib, layers, ends, shape, tensors)
+        return cls(lib, model, layers, ends, shape, tensors)
 
     def __call__(
         self,
@@ -229,7 +236,8 @@ class NativeLayers:
         d, d_head = self.shape["d_model"], self.shape["d_head"]
         rows, tokens = ids.shape
         end = cache_pos + tokens
-        if rows * tokens > MAX_ROWS or not ids.is_cpu or self._pointers() != self.pointers:
+        if (rows * tokens > MAX_ROWS or not ids.is_cpu or self._pointers() != self.pointers
+                or _settings(self.model) != self.settings):
             return None
         if self.embeds or self.rotates:
             if ids.dtype != torch.int64 or positions.dtype != torch.int64:
@@ -292,6 +300,14 @@ class NativeLayers:
         known = (tensors, keys, values)
         self.known_caches = known
         return known[1:]
+
+
+def _settings(model: DecoderOnly) -> tuple:
+    """The plain attributes the C code was built with that an experiment may reassign: the embedding
+    and output scales, and each layer's activation and attention scale (compared by value; functions
+    by identity)."""
+    scales = (model.embed.scale, model.lm_head.scale)
+    return scales + tuple((layer.ffn.activation, layer.self_attn.attn_scale) for layer in model.decoder.layers)
 
 
 def _embedding(model: DecoderOnly, d: int, norm) -> tuple | None:

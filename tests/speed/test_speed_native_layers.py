@@ -122,6 +122,25 @@ def test_an_embedding_the_c_code_does_not_know_is_computed_first_and_a_head_scal
     assert c_calls and all(r is not None for r in c_calls)
 
 
+def test_an_activation_or_scale_reassigned_after_the_transform_leaves_the_c_code(c_calls):
+    """An ablation by assignment (not a hook): the flat step's loop reads the new attribute."""
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    for model in (c_layers, flat):
+        model.decoder.layers[1].ffn.activation = torch.relu
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is None for r in c_calls)
+    c_calls.clear()
+    for model in (c_layers, flat):
+        model.decoder.layers[1].ffn.activation = ACTIVATIONS["gelu_tanh"]  # as built: the C code again
+        model.lm_head.scale = 0.5  # read by value
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is None for r in c_calls)
+    c_layers.lm_head.scale = flat.lm_head.scale = 1.0
+    c_calls.clear()
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is not None for r in c_calls)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
     c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
