@@ -49,9 +49,10 @@ def read_bandwidth(n_bytes: int = BANDWIDTH_BYTES, reps: int = 5, device: str | 
     makes a rep slower.
     """
     x = torch.ones(n_bytes // 4, device=device)
-    times = {name: [] for name in read_probes(x)}
+    probes = read_probes(x)
+    times = {name: [] for name in probes}
     for _ in range(reps + 1):
-        for name, probe in read_probes(x).items():
+        for name, probe in probes.items():
             if x.is_cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()

@@ -12,7 +12,7 @@ What it does, by device:
   layer's products of up to 16 rows (decoding) through the kernel and weight layout measured
   fastest for its shape on this machine (`small_batch`, `glassformer.speed.choice`), C compiled
   here at first use among them (`native`). For a model whose decoding steps will run in C (below),
-  the layout and dtype are measured among the C kernels only, since those are what run.
+  only the dtype is measured, for the row-major C kernel, since that is what runs (`NATIVE_ONLY`).
 - a decoder-only LM: its one-token decoding steps as one flat function (`decode_step`), the same
   operations without a module call per part, whenever no hook watches the model; on CPU, where the
   C kernels are built, all its layers in one call into C (`native_layers`), equal within rounding.
@@ -153,8 +153,8 @@ def optimize_for_inference(
     cpu_kernels = small_batch and device.type == "cpu"
     # Without the measurement (off the CPU, or small_batch=False) bf16 weights, when asked for, go everywhere.
     given = None if cpu_kernels or weights == "fp32" else Choice(False, ("linear",) * 3, "bfloat16")
-    # Where the C code will run every decoding step, each product runs on its C kernel in its weight's
-    # layout and dtype: those are measured among the C kernels only.
+    # Where the C code will run every decoding step, each product runs on the row-major C kernel:
+    # only its dtype is measured (`choice.NATIVE_ONLY`).
     in_c = (cpu_kernels and native_layers and flat_decode and not compile and native.available()
             and supported(model) and structure_fits(model, fused_qkv))
     only = NATIVE_ONLY if in_c else None
