@@ -95,6 +95,29 @@ class _DecoderOnlyStepper:
             self.model, tokens[:, None], self.valid, position, self.cache, cache_pos, self.padded
         )
 
+    def greedy_steps(
+        self, tokens: torch.Tensor, limits: list[int], stop_ids: list[int], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Feed tokens [B] and up to n - 1 greedy choices after them in one call, where the model's
+        forward offers it (`glassformer.speed.decode_step.FlatDecode.greedy_steps`, installed by
+        `optimize_for_inference`); see `GreedySteps`. None where it does not (nothing was fed)."""
+        run = getattr(self.model.forward, "greedy_steps", None)
+        if run is None or self.cache is None:
+            return None
+        ones = torch.ones_like(self.valid[:, :1])
+        mask = torch.cat([self.valid, ones], dim=1)[:, None, None, :] if self.padded else None
+        position = self.next_position.clamp(max=self.model.config.max_len - 1)
+        out = run(tokens[:, None], mask, position, self.cache, self.length, n, limits, stop_ids,
+                  self.model.config.max_len - 1)
+        if out is None:
+            return None
+        fed = out[0].size(1)
+        self.length += fed
+        self.next_position = self.next_position + fed
+        if self.padded:
+            self.valid = torch.cat([self.valid, ones.expand(-1, fed)], dim=1)
+        return out
+
 
 @torch.inference_mode()
 def generate_lm(

@@ -31,6 +31,19 @@ class Stepper(Protocol):
         """Append tokens [B] to every row; logits [B, V] for the token after them."""
 
 
+class GreedySteps(Protocol):
+    """What a `Stepper` may also offer: several greedy steps in one call (the C decoding of
+    `glassformer.speed`), the loop's own choosing and feeding without a return to Python per token."""
+
+    def greedy_steps(
+        self, tokens: torch.Tensor, limits: list[int], stop_ids: list[int], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Append tokens [B], then each step's most probable token, for at most n steps; row r stops
+        after limits[r] more tokens (0: it has stopped) or on a token of stop_ids. Returns the tokens
+        chosen [B, m] and their log-probabilities [B, m], m <= n, the last column not appended yet;
+        None where it cannot (nothing was appended: the loop then steps one token at a time)."""
+
+
 @dataclass(frozen=True)
 class Partial:
     """One row's output so far."""
@@ -86,22 +99,54 @@ def decode_loop(
     device = logits.device
     generator = sampling.generator(device) if not sampling.greedy else None
     previous, valid = penalty_context(sampling, previous, valid, len(max_new), device)
+    # Plain greedy decoding may run many steps per call; a step at a time where each token must be seen
+    # at once (streaming) or stop strings are checked.
+    plain_greedy = sampling.greedy and previous is None and not keep_logits
+    greedy_steps = getattr(stepper, "greedy_steps", None) if plain_greedy else None
+    per_call = 1 if on_token is not None or stopping.stop_strings else max(max_new)
+    stop_ids = [i for i in (stopping.end_id, *stopping.stop_ids) if i is not None]
     rows = [Partial()] * len(max_new)
-    for _ in range(max(max_new)):
+    while True:
         running = [row.reason is None for row in rows]
         # [B], False where the row has stopped; None while none has (no masking: a few cold-cache
         # tensor operations fewer per token, which a small model's decoding notices)
         active = None if all(running) else torch.tensor(running, device=device)
         chosen, log_probs = next_tokens(logits, sampling, active, pad_id, previous, valid, generator)
-        tokens = chosen.tolist()
-        stream(on_token, rows, tokens)
-        rows = record(rows, tokens, log_probs.tolist(), logits if keep_logits else None, stopping, max_new)
-        if all(row.reason is not None for row in rows):
-            break
+        rows = take(rows, chosen.tolist(), log_probs.tolist(), logits if keep_logits else None, stopping, max_new,
+                    on_token)
         if previous is not None:
             previous, valid = extend_context(previous, valid, chosen, active)
+        while greedy_steps is not None and not finished(rows):
+            limits = [limit - len(row.tokens) if row.reason is None else 0 for row, limit in zip(rows, max_new)]
+            steps = greedy_steps(chosen, limits, stop_ids, min(per_call, max(limits)))
+            if steps is None:
+                greedy_steps = None  # not for this model or call: one token at a time from here on
+                break
+            chosen = steps[0][:, -1]
+            for tokens, step_log_probs in zip(steps[0].T.tolist(), steps[1].T.tolist()):
+                rows = take(rows, tokens, step_log_probs, None, stopping, max_new, on_token)
+        if finished(rows):
+            return [row.generation(keep_logits) for row in rows]
         logits = stepper.step(chosen)
-    return [row.generation(keep_logits) for row in rows]
+
+
+def finished(rows: Sequence[Partial]) -> bool:
+    """Whether every row has stopped."""
+    return all(row.reason is not None for row in rows)
+
+
+def take(
+    rows: Sequence[Partial],
+    tokens: list[int],
+    log_probs: list[float],
+    logits: torch.Tensor | None,
+    stopping: Stopping,
+    max_new: list[int],
+    on_token: OnToken | None,
+) -> list[Partial]:
+    """`stream` this step's tokens, then `record` them."""
+    stream(on_token, rows, tokens)
+    return record(rows, tokens, log_probs, logits, stopping, max_new)
 
 
 def penalty_context(

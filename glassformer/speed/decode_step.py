@@ -163,6 +163,26 @@ class FlatDecode:
             and all(map(operator.eq, self.children, self.children_then))  # modules compare by identity
         )
 
+    def greedy_steps(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None,
+        positions: torch.Tensor,
+        cache: DecoderCache,
+        cache_pos: int,
+        n: int,
+        limits: list[int],
+        stops: list[int],
+        max_position: int,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Up to n greedy decoding steps in one call into C (`NativeLayers.greedy`, same arguments), where
+        a decoding step would take the flat path and the C code runs the whole step; None otherwise
+        (the caller then steps one token at a time). Nothing watches the steps in between: a hook
+        registered from another thread during the call takes effect at the next call."""
+        if self.native is None or not self.takes(ids, positions, cache) or ids.size(1) != 1:
+            return None
+        return self.native.greedy(ids, positions, mask, cache, cache_pos, n, limits, stops, max_position)
+
     def step(
         self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DecoderCache,
         cache_pos: int, last_only: bool = False,

@@ -104,6 +104,10 @@ def _load() -> tuple[ctypes.CDLL | None, str, str]:
         function.restype = ctypes.c_int
     lib.decode_layers.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
     lib.decode_layers.restype = ctypes.c_int
+    lib.decode_greedy.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] + [ctypes.c_void_p] * 3 + [
+        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+        ctypes.c_void_p]
+    lib.decode_greedy.restype = ctypes.c_int64
     lib.activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 3
     lib.activation.restype = None
     lib.linear_cm.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [

@@ -303,17 +303,10 @@ static int ids_fit(const Ends* e, const Step* s, int64_t n) {
     return 1;
 }
 
-/* x [rows x tokens, d_model]: this step's hidden states in (or, where e has a token table, out
-   only: the step embeds s->ids itself), every layer's output out; k[i] and v[i]: layer i's caches;
-   where e has a head, the logits into s->logits. Nothing but x, the caches, the logits and its own
-   scratch is written, so calls from several threads on the same layers (each with its own step and
-   caches) do not meet. Returns 0; 1 when there is no memory for the scratch buffers, 2 when a
-   token or position id is outside its table (nothing written then). */
-int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, float* x,
-                  float* const* k, float* const* v) {
-    int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
-    int64_t keys = s->pos + s->tokens, width = (H + 2 * s->n_kv_heads) * D;
-    int64_t scratch = scratch_for(&e->head, n, s->threads);
+/* Floats of scratch a step of s needs with up to `keys` keys per row (see run_step). */
+static size_t step_floats(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, int64_t keys) {
+    int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff;
+    int64_t width = (H + 2 * s->n_kv_heads) * D, scratch = scratch_for(&e->head, n, s->threads);
     for (int64_t i = 0; i < n_layers; i++) {
         const Product* parts[] = {&layers[i].qkv, &layers[i].o, &layers[i].up, &layers[i].gate, &layers[i].down};
         for (int j = 0; j < 5; j++) {
@@ -321,10 +314,14 @@ int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_l
             if (need > scratch) scratch = need;
         }
     }
-    if (!ids_fit(e, s, n)) return 2;
-    size_t floats = (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys + 2 * D) + scratch + 1);
-    float* buffer = (float*)malloc(sizeof(float) * floats);
-    if (!buffer) return 1;
+    return (size_t)(n * (2 * d + width + H * D + 2 * F + H * keys + 2 * D) + scratch + 1);
+}
+
+/* One step (decode_layers' work) with its scratch in buffer, of step_floats floats or more. */
+static void run_step(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, float* x,
+                     float* const* k, float* const* v, float* buffer) {
+    int64_t n = s->rows * s->tokens, d = s->d_model, H = s->n_heads, D = s->d_head, F = s->d_ff; /* n: rows of x */
+    int64_t keys = s->pos + s->tokens, width = (H + 2 * s->n_kv_heads) * D;
     float *h = buffer, *qkv = h + n * d, *ctx = qkv + n * width, *y = ctx + n * H * D, *a = y + n * d;
     float *g = a + n * F, *scores = g + n * F, *angles = scores + n * H * keys, *split = angles + 2 * n * D;
     const float *cos = s->cos, *sin = s->sin;
@@ -352,6 +349,83 @@ int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_l
         }
         if (e->head.w) project(e, s, x, h, split, n, d);
     }
+}
+
+/* x [rows x tokens, d_model]: this step's hidden states in (or, where e has a token table, out
+   only: the step embeds s->ids itself), every layer's output out; k[i] and v[i]: layer i's caches;
+   where e has a head, the logits into s->logits. Nothing but x, the caches, the logits and its own
+   scratch is written, so calls from several threads on the same layers (each with its own step and
+   caches) do not meet. Returns 0; 1 when there is no memory for the scratch buffers, 2 when a
+   token or position id is outside its table (nothing written then). */
+int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, float* x,
+                  float* const* k, float* const* v) {
+    if (!ids_fit(e, s, s->rows * s->tokens)) return 2;
+    float* buffer = (float*)malloc(sizeof(float) * step_floats(s, e, layers, n_layers, s->pos + s->tokens));
+    if (!buffer) return 1;
+    run_step(s, e, layers, n_layers, x, k, v, buffer);
     free(buffer);
     return 0;
+}
+
+/* The index of row's largest value (the first of equals; a NaN counts as largest, as in torch.argmax)
+   and its log-probability, log softmax(row)[index], the sum of exponentials in double. */
+static int64_t greedy_choice(const float* row, int64_t V, float* log_prob) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V && !isnan(row[best]); i++)
+        if (row[i] > row[best] || isnan(row[i])) best = i;
+    double top = row[best], total = 0.0;
+    for (int64_t i = 0; i < V; i++) total += exp((double)row[i] - top);
+    *log_prob = (float)(-log(total)); /* row[best] - top - log(total), with row[best] = top */
+    return best;
+}
+
+/* Greedy decoding of one token per row for up to n steps, in one call: s->ids [rows] are fed at
+   cache position s->pos (s->tokens 1, s->positions [rows] their position ids), each step's logits
+   (into s->logits [rows, vocab]) give each row's next token, which is fed at the next step. Row r
+   stops after limits[r] tokens (0: stopped already) or on a token of stops[n_stops]; the loop ends when
+   every row has stopped or after n steps. A stopped row goes on being fed its own choices (ignored).
+   s->valid [rows, pos + 1] (or NULL) marks the keys each row may attend to; the keys written later are
+   all valid. Position ids grow by one a step, up to max_position. Out: tokens and log_probs [rows, n],
+   column j the tokens chosen at step j; the last column's tokens are not fed. Returns the steps run
+   (each fed one token per row): n or fewer; 0 with nothing written when an id of the first step is
+   outside its table (a later one ends the loop before that step); -1 when there is no memory. */
+int64_t decode_greedy(const Step* s, const Ends* e, const Layer* layers, int64_t n_layers, float* x,
+                      float* const* k, float* const* v, int64_t n, const int64_t* limits, const int64_t* stops,
+                      int64_t n_stops, int64_t max_position, int64_t* tokens, float* log_probs) {
+    int64_t rows = s->rows, V = e->head.out, first_keys = s->pos + 1, done = 0;
+    Step step = *s;
+    int64_t* ids = (int64_t*)malloc(sizeof(int64_t) * 3 * rows);
+    uint8_t* valid = s->valid ? (uint8_t*)malloc((size_t)(rows * (first_keys + n))) : NULL;
+    float* buffer = (float*)malloc(sizeof(float) * step_floats(s, e, layers, n_layers, s->pos + n));
+    if (!ids || !buffer || (s->valid && !valid)) {
+        free(ids), free(valid), free(buffer);
+        return -1;
+    }
+    int64_t *positions = ids + rows, *left = ids + 2 * rows;
+    for (int64_t r = 0; r < rows; r++) ids[r] = s->ids[r], positions[r] = s->positions[r], left[r] = limits[r];
+    step.ids = ids, step.positions = positions, step.valid = valid;
+    int64_t going = 0;
+    for (int64_t r = 0; r < rows; r++) going += left[r] > 0;
+    while (done < n && going > 0 && ids_fit(e, &step, rows)) {
+        int64_t keys = step.pos + 1;
+        if (valid) /* [rows, keys]: each row's mask, then the keys fed since */
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t t = 0; t < keys; t++) valid[r * keys + t] = t < first_keys ? s->valid[r * first_keys + t] : 1;
+        run_step(&step, e, layers, n_layers, x, k, v, buffer);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t token = greedy_choice(s->logits + r * V, V, log_probs + r * n + done);
+            tokens[r * n + done] = token;
+            if (left[r] > 0) {
+                int stop = --left[r] == 0;
+                for (int64_t i = 0; i < n_stops && !stop; i++) stop = token == stops[i];
+                if (stop) left[r] = 0, going--;
+            }
+            ids[r] = token;
+            positions[r] = positions[r] < max_position ? positions[r] + 1 : max_position;
+        }
+        done++;
+        step.pos++;
+    }
+    free(ids), free(valid), free(buffer);
+    return done;
 }

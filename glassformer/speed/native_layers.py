@@ -235,7 +235,79 @@ class NativeLayers:
         not one the C code takes (the caller then runs the step itself)."""
         d, d_head = self.shape["d_model"], self.shape["d_head"]
         rows, tokens = ids.shape
-        end = cache_pos + tokens
+        if not self.embeds and (x is None or x.dtype != torch.float32 or not x.is_cpu):
+            return None
+        prepared = self._step(ids, positions, mask, cache, cache_pos, cache_pos + tokens)
+        if prepared is None:
+            return None
+        step, caches, kv_pointers, pointed = prepared  # pointed: alive until the call returns
+        hidden = torch.empty(rows * tokens, d) if self.embeds else x.reshape(rows * tokens, d).clone()
+        cos = sin = None
+        if rope is not None:  # [B|1, 1, T, D] -> one row per token, or one for all
+            shared = rope[0].size(0) == 1 and tokens == 1
+            cos, sin = (t.expand(rows, 1, tokens, d_head).reshape(-1, d_head).float().contiguous()
+                        if not shared else t.reshape(1, d_head).float().contiguous() for t in rope)
+            step.cos, step.sin, step.rope_stride = cos.data_ptr(), sin.data_ptr(), 0 if cos.size(0) == 1 else d_head
+        logits = torch.empty(rows, 1 if last_only else tokens, self.ends.head.out) if self.projects else None
+        step.logits, step.last_only = _ptr_of(logits), int(last_only)
+        if self.lib.decode_layers(ctypes.byref(step), ctypes.byref(self.ends), self.layers, len(caches),
+                                  hidden.data_ptr(), *kv_pointers):
+            return None  # no memory for its scratch buffers, or an id outside its table: nothing was written
+        for kv in caches:
+            kv.length = cache_pos + tokens
+        return logits if logits is not None else hidden.view(rows, tokens, d)
+
+    def greedy(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: DecoderCache,
+        cache_pos: int,
+        n: int,
+        limits: list[int],
+        stops: list[int],
+        max_position: int,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Greedy decoding of up to n tokens per row in one call (`decode_greedy` in native_layers.c), where
+        the C code runs the whole step (`embeds`, `projects`, and `rotates` for rotary positions).
+
+        ids [B, 1] are fed at cache position cache_pos and positions [B, 1] (mask: as `__call__`, for them);
+        each step's most probable token is fed at the next. Row r stops after limits[r] tokens (0: it has
+        stopped) or on a token of `stops`; position ids grow up to max_position. Returns the chosen tokens
+        [B, m] and their log-probabilities [B, m] (log_softmax of the logits), column j chosen at step j;
+        the caches hold the m tokens fed (ids and the first m - 1 columns): the last column is not fed yet.
+        None where the C code does not take the call (nothing was run)."""
+        if (not (self.embeds and self.projects) or (self.model.rotary is not None and not self.rotates)
+                or ids.size(1) != 1 or n < 1 or len(limits) != ids.size(0)):
+            return None
+        prepared = self._step(ids, positions, mask, cache, cache_pos, cache_pos + n)
+        if prepared is None:
+            return None
+        step, caches, kv_pointers, pointed = prepared  # pointed: alive until the call returns
+        rows = ids.size(0)
+        logits = torch.empty(rows, self.ends.head.out)
+        step.logits = logits.data_ptr()
+        hidden = torch.empty(rows, self.shape["d_model"])
+        tokens, log_probs = torch.empty(rows, n, dtype=torch.int64), torch.empty(rows, n)
+        limits_t, stops_t = torch.tensor(limits, dtype=torch.int64), torch.tensor(list(stops) or [0], dtype=torch.int64)
+        done = self.lib.decode_greedy(ctypes.byref(step), ctypes.byref(self.ends), self.layers, len(caches),
+                                      hidden.data_ptr(), *kv_pointers, n, limits_t.data_ptr(), stops_t.data_ptr(),
+                                      len(stops), max_position, tokens.data_ptr(), log_probs.data_ptr())
+        if done <= 0:
+            return None  # no memory, or an id of the first step outside its table: nothing was written
+        for kv in caches:
+            kv.length = cache_pos + done
+        return tokens[:, :done], log_probs[:, :done]
+
+    def _step(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache: DecoderCache,
+        cache_pos: int, end: int,
+    ) -> tuple | None:
+        """What every call shares: the _Step for ids [B, T] at cache_pos (its cos, sin and logits left
+        unset), the layers' caches (with room up to end), their C address arrays, and the tensors the step
+        points to (to be kept until the call returns); None where the C code does not take the call."""
+        rows, tokens = ids.shape
         if (rows * tokens > MAX_ROWS or not ids.is_cpu or self._pointers() != self.pointers
                 or _settings(self.model) != self.settings):
             return None
@@ -243,37 +315,19 @@ class NativeLayers:
             if ids.dtype != torch.int64 or positions.dtype != torch.int64:
                 return None
             ids, positions = ids.contiguous(), positions.expand(rows, tokens).contiguous()
-        if self.embeds:
-            hidden = torch.empty(rows * tokens, d)
-        elif x is None or x.dtype != torch.float32 or not x.is_cpu:
-            return None
-        else:
-            hidden = x.reshape(rows * tokens, d).clone()
         caches = [layer.self_attn for layer in cache.layers]
         kv_pointers = self._kv_pointers(caches, rows, cache_pos, end)
         if kv_pointers is None:
             return None
         valid = None
-        if mask is not None:
-            if mask.dtype != torch.bool or mask.shape != (rows, 1, 1, end):  # a key mask, not a per-query one
+        if mask is not None:  # a key mask, not a per-query one
+            if mask.dtype != torch.bool or mask.shape != (rows, 1, 1, cache_pos + tokens):
                 return None
-            valid = mask.reshape(rows, end).contiguous().view(torch.uint8)
-        cos = sin = None
-        if rope is not None:  # [B|1, 1, T, D] -> one row per token, or one for all
-            shared = rope[0].size(0) == 1 and tokens == 1
-            cos, sin = (t.expand(rows, 1, tokens, d_head).reshape(-1, d_head).float().contiguous()
-                        if not shared else t.reshape(1, d_head).float().contiguous() for t in rope)
-        logits = torch.empty(rows, 1 if last_only else tokens, self.ends.head.out) if self.projects else None
-        step = _Step(rows=rows, tokens=tokens, max_len=caches[0].max_len, pos=cache_pos, cos=_ptr_of(cos),
-                     sin=_ptr_of(sin), rope_stride=0 if cos is None or cos.size(0) == 1 else d_head,
-                     valid=_ptr_of(valid), threads=torch.get_num_threads(), ids=ids.data_ptr(),
-                     positions=positions.data_ptr(), logits=_ptr_of(logits), last_only=int(last_only), **self.shape)
-        if self.lib.decode_layers(ctypes.byref(step), ctypes.byref(self.ends), self.layers, len(caches),
-                                  hidden.data_ptr(), *kv_pointers):
-            return None  # no memory for its scratch buffers, or an id outside its table: nothing was written
-        for kv in caches:
-            kv.length = end
-        return logits if logits is not None else hidden.view(rows, tokens, d)
+            valid = mask.reshape(rows, cache_pos + tokens).contiguous().view(torch.uint8)
+        step = _Step(rows=rows, tokens=tokens, max_len=caches[0].max_len, pos=cache_pos, valid=_ptr_of(valid),
+                     threads=torch.get_num_threads(), ids=ids.data_ptr(), positions=positions.data_ptr(),
+                     **self.shape)
+        return step, caches, kv_pointers, (ids, positions, valid)
 
     def _kv_pointers(self, caches: list, rows: int, cache_pos: int, end: int) -> tuple | None:
         """The C arrays of every layer's key and of its value cache's address, or None where a cache is not
