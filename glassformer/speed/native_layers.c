@@ -367,14 +367,35 @@ int decode_layers(const Step* s, const Ends* e, const Layer* layers, int64_t n_l
     return 0;
 }
 
-/* The index of row's largest value (the first of equals; a NaN counts as largest, as in torch.argmax)
-   and its log-probability, log softmax(row)[index], the sum of exponentials in double. */
+/* The index of row's largest value (the first of equals; the first NaN where there is one, as
+   torch.argmax) and its log-probability, log softmax(row)[index] = -log sum_i e^(row[i] - max), the
+   exponentials by exp8 summed 8 at a time in fp32 (as PyTorch's log_softmax), the 8 sums in double. */
 static int64_t greedy_choice(const float* row, int64_t V, float* log_prob) {
+    __m256 top8 = _mm256_set1_ps(-INFINITY), nan8 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= V; i += 8) {
+        __m256 x = _mm256_loadu_ps(row + i);
+        nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        top8 = _mm256_max_ps(top8, x);
+    }
+    float lanes[8], top = -INFINITY;
+    _mm256_storeu_ps(lanes, top8);
+    for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+    int nan = _mm256_movemask_ps(nan8) != 0;
+    for (; i < V; i++) nan |= isnan(row[i]), top = row[i] > top ? row[i] : top;
     int64_t best = 0;
-    for (int64_t i = 1; i < V && !isnan(row[best]); i++)
-        if (row[i] > row[best] || isnan(row[i])) best = i;
-    double top = row[best], total = 0.0;
-    for (int64_t i = 0; i < V; i++) total += exp((double)row[i] - top);
+    if (nan) {
+        while (!isnan(row[best])) best++;
+        *log_prob = NAN;
+        return best;
+    }
+    while (best < V - 1 && row[best] != top) best++;
+    __m256 sum8 = _mm256_setzero_ps(), top_8 = _mm256_set1_ps(top);
+    for (i = 0; i + 8 <= V; i += 8) sum8 = _mm256_add_ps(sum8, exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), top_8)));
+    _mm256_storeu_ps(lanes, sum8);
+    double total = 0.0;
+    for (int j = 0; j < 8; j++) total += lanes[j];
+    for (; i < V; i++) total += exp((double)row[i] - top);
     *log_prob = (float)(-log(total)); /* row[best] - top - log(total), with row[best] = top */
     return best;
 }

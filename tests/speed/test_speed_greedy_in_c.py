@@ -123,3 +123,12 @@ def test_a_hooked_model_decodes_a_step_at_a_time_through_its_modules(greedy_call
         handle.remove()
     _same(got, generate_lm(flat, PROMPTS[:1], stopping=Stopping(max_new_tokens=5)))
     assert len(seen) == 5 and greedy_calls == []  # the prompt, then 4 steps; the C loop never asked
+
+
+def test_a_nan_logit_is_chosen_as_argmax_chooses_it(greedy_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    for model in (c_layers, flat):
+        with torch.no_grad():
+            model.embed.token.weight[7] = float("nan")  # tied: logit 7 NaN, then every logit once 7 is fed
+    got, want = (generate_lm(m, [[5, 6]], stopping=Stopping(max_new_tokens=4))[0] for m in (c_layers, flat))
+    assert got.tokens == want.tokens == [7, 0, 0, 0] and math.isnan(got.log_prob) and greedy_calls == [(3, 3)]
