@@ -2,7 +2,11 @@
 
 Each step is a small function: `next_tokens` chooses, `record` appends and checks the stops,
 `stream` tells the callback, `extend_context` grows what the penalties look at, and the
-`Stepper` feeds the tokens back to the model.
+`Stepper` feeds the tokens back to the model. A stepper that also offers `GreedySteps` (a
+decoder-only model prepared by `glassformer.speed.optimize_for_inference`, decoded in C) runs plain
+greedy decoding many steps per call, choosing each token itself; the loop then records the tokens
+it returns. Streaming and stop strings get one step per call, so that each token is seen as soon as
+it is chosen.
 """
 
 from __future__ import annotations

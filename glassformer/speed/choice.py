@@ -187,10 +187,13 @@ def measure(
         calls = {c: call(c, x) for c in candidates}
         first = _interleaved_best(calls, 1)  # also the warm-up
         # A candidate PRUNE times slower per product than the best on its first call is not timed
-        # again; F.linear in each layout always is (the fallback of every bucket).
+        # again, unless it is F.linear or the fastest of its storage and layout: the kind and layout
+        # chosen on one row need a kernel for every row count.
         per_product = {c: t / len(stored(*c[:2])) for c, t in first.items()}
         fastest = min(per_product.values())
-        calls = {c: f for c, f in calls.items() if per_product[c] <= PRUNE * fastest or c[2] == "linear"}
+        own_best = {c[:2]: min(t for d, t in per_product.items() if d[:2] == c[:2]) for c in per_product}
+        calls = {c: f for c, f in calls.items()
+                 if per_product[c] <= PRUNE * fastest or c[2] == "linear" or per_product[c] == own_best[c[:2]]}
         once = max(first[c] for c in calls)
         reps = max(3, min(REPS, int(TIME_BUDGET_S / max(once, 1e-6))))
         # Per product: a candidate stores as many copies as fit in STREAM_BYTES, bf16 twice as many.

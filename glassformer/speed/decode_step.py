@@ -18,7 +18,9 @@ module path) and takes a call only when nothing could see the difference:
 With `native=True` (what `optimize_for_inference` installs on CPU), each step runs in one call into
 C where it fits the model and the call (`native_layers`): the layers, and where they fit the
 embedding and the output projection; the same numbers within fp32 rounding, not bit for bit; a
-prompt of at most MAX_ROWS tokens in all rows takes it too.
+prompt of at most MAX_ROWS tokens in all rows takes it too. Where the C code runs the whole step,
+`greedy_steps` runs many greedy steps in one call, the C code choosing each token (the decoding
+loop's `GreedySteps`): no return to Python between tokens.
 
 Every other call (a longer prompt, training, a hooked model) goes to the module path unchanged. It is
 built only for the structures it knows: a decoder-only LM of `glassformer.nn` parts (pre- or

@@ -93,6 +93,20 @@ def test_measuring_only_the_c_kernels_picks_them_where_they_run():
     assert "native" not in wide.kernels and all(k in KERNELS for k in wide.kernels)
 
 
+def test_a_storage_slow_on_its_first_call_at_16_rows_keeps_a_kernel_for_them(monkeypatch):
+    """bf16 fastest on one row but 100x slower on the first call of 16 rows, where only the C kernel is a
+    candidate (no F.linear to fall back on): bf16 still gets a kernel for every row count."""
+    timings = iter([1.0, 1.0, 1.0, 1.0, 100.0, 100.0])  # bf16's seconds per call, each row count twice
+
+    def fake(calls, reps):
+        bf16 = next(timings)
+        return {c: bf16 if c[0] == "bfloat16" else 2.0 for c in calls}
+
+    monkeypatch.setattr(choice_module, "_interleaved_best", fake)
+    got = choice_module.measure(96, 64, True, torch.float32, weights="bf16", only=choice_module.NATIVE_ONLY)
+    assert got.dtype == "bfloat16" and len(got.kernels) == 3
+
+
 def test_measuring_picks_a_kernel_for_every_bucket_and_a_layout():
     torch.set_num_threads(2)
     got = choice_module.measure(256, 64, True, torch.float32)
