@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from common import Context, Line, have, skipped, time_sides
-from generation import PROMPT_LEN, generation_bytes, ours_fn, peer_fn, read_note
+from generation import PROMPT_LEN, generation_bytes, ours_fn, peer_fn, probe_sides, probed_limit, read_note
 from glassformer.config import get_preset
 from glassformer.models import build_model
 from glassformer.speed import optimize_for_inference
-from glassformer.speed.bandwidth import BANDWIDTH_BYTES, read_bandwidth, read_probes
+from glassformer.speed.bandwidth import read_bandwidth
 from glassformer.speed.weights_check import compare_models
 from models import GPT2_SIZES, GPT2_SMALL_SIZES, GPT2_SMALL_VOCAB, VOCAB, gpt2_pair, llama_pair, optimized
 
@@ -92,10 +92,9 @@ def run(ctx: Context) -> None:
         ctx.out(skipped("decoding against the read limit", "transformers is not installed"))
         return
     before = read_bandwidth(device=ctx.device)
-    probe = torch.ones(BANDWIDTH_BYTES // 4, device=ctx.device)
-    probes = {f"read {name}": read for name, read in read_probes(probe).items()}
-    ctx.out(f"read bandwidth (faster of {' and '.join(read_probes(probe))} over 1 GiB fp32, best of 5): "
-            f"{before / 1e9:.1f} GB/s")
+    probes = probe_sides(ctx.device)
+    ctx.out(f"read bandwidth (faster of {' and '.join(p.removeprefix('read ') for p in probes)} over 1 GiB fp32, "
+            f"best of 5): {before / 1e9:.1f} GB/s")
     for label, (pair, vocab, new_tokens) in MODELS.items():
         if ctx.quick:
             new_tokens //= 4
@@ -110,9 +109,7 @@ def run(ctx: Context) -> None:
         sides = {"ours": ours_fn(fp32, batch_prompts, new_tokens), "bf16": ours_fn(bf16, batch_prompts, new_tokens),
                  "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device), **probes}
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
-        reads = {name: BANDWIDTH_BYTES / min(timing.seconds[name]) for name in probes}
-        bandwidth = max(reads.values())
-        probed = ", ".join(f"{name.removeprefix('read ')} {rate / 1e9:.1f}" for name, rate in reads.items())
+        bandwidth, probed = probed_limit(timing, probes)
         read = {"ours": generation_bytes(fp32, 1, new_tokens), "bf16": generation_bytes(bf16, 1, new_tokens)}
         name = f"greedy batch 1, {label}, {PROMPT_LEN}-token prompt + {new_tokens} new, fp32"
         note = read_note(read["ours"], new_tokens, {"glassformer": timing.median("ours"),
@@ -132,7 +129,7 @@ def run(ctx: Context) -> None:
                              f"per-rep ratios; bf16 measured faster for {done.bf16_products} of "
                              f"{done.products} products"))
         del fp32, bf16, peer, sides
-    del probe
+    del probes
     after = read_bandwidth(device=ctx.device)
     ctx.out(f"read bandwidth after the section: {after / 1e9:.1f} GB/s")
     steps = 100 if ctx.quick else 200

@@ -3,7 +3,8 @@
 glassformer runs twice: prepared by `optimize_for_inference` as the `generate` command runs it,
 and plain; the line's ratio is the prepared model's, the plain one's follows it. Each line also
 gives the bytes read per generated token, the read limit and the fraction of the read bandwidth
-each side reached (see decoding.py, which measures it the same way).
+each side reached, the limit read by the probes timed as more sides of the same interleaved timing
+(`probe_sides`, `probed_limit`; see decoding.py).
 
 Same GPT-2 weights on both sides, prompts of 16 random tokens, and exactly the same number of
 new tokens: neither side has an end token to stop on (HF's eos_token_id is None, ours end_id
@@ -12,12 +13,14 @@ None), and HF also gets min_new_tokens = max_new_tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from common import Context, Line, have, skipped, time_sides
 from flops import count_flops
 from glassformer.generate import Stopping, generate_lm
-from glassformer.speed.bandwidth import bytes_per_step, read_bandwidth, weight_bytes
+from glassformer.speed.bandwidth import BANDWIDTH_BYTES, bytes_per_step, read_probes, weight_bytes
 from models import VOCAB, gpt2_pair, optimized
 
 PROMPT_LEN = 16
@@ -59,6 +62,20 @@ def generation_bytes(model, batch: int, new_tokens: int) -> int:
     return weight_bytes(model) + sum(bytes_per_step(model, batch, PROMPT_LEN + i) for i in range(1, new_tokens))
 
 
+def probe_sides(device: str) -> dict[str, Callable[[], float]]:
+    """The two `read_probes` over a fresh 1 GiB fp32 tensor (kept alive by them), as sides of a timing:
+    "read x.sum()" and "read C read"."""
+    probe = torch.ones(BANDWIDTH_BYTES // 4, device=device)
+    return {f"read {name}": read for name, read in read_probes(probe).items()}
+
+
+def probed_limit(timing, probes: dict) -> tuple[float, str]:
+    """The read limit in bytes/s, the faster probe's best rep (what the machine could read in the
+    timing's window: a median let gpt2-small's decoding read 115% of it), and each probe's GB/s."""
+    reads = {name: BANDWIDTH_BYTES / min(timing.seconds[name]) for name in probes}
+    return max(reads.values()), ", ".join(f"{name.removeprefix('read ')} {rate / 1e9:.1f}" for name, rate in reads.items())
+
+
 def read_note(read: int, tokens: int, seconds: dict[str, float], bandwidth: float) -> str:
     """MB read per token, the read limit in tokens/s, and the fraction of the bandwidth each side reached."""
     reached = ", ".join(f"{side} {read / s / bandwidth:.1%}" for side, s in seconds.items())
@@ -87,21 +104,23 @@ def run(ctx: Context, new_tokens: int = 200) -> None:
     plain, peer = gpt2_pair(ctx.device)
     plain.eval(), peer.eval()
     ours = optimized(plain)
-    bandwidth = read_bandwidth(device=ctx.device)
+    probes = probe_sides(ctx.device)
     for batch in BATCHES:
         batch_prompts = prompts(batch)
         sides = {"ours": ours_fn(ours, batch_prompts, new_tokens),
                  "plain": ours_fn(plain, batch_prompts, new_tokens),
-                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device)}
+                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device), **probes}
         ours_tokens, plain_tokens, peer_tokens = sides["ours"](), sides["plain"](), sides["peer"]()
         assert all(len(t) == new_tokens for t in ours_tokens + peer_tokens), "a side stopped early"
         same = agreement(ours_tokens, peer_tokens)
         same_plain = agreement(ours_tokens, plain_tokens)
         flops = count_flops(sides["plain"])  # the same products: the C code's are hidden from the counter
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
+        bandwidth, probed = probed_limit(timing, probes)
         name = f"greedy generation GPT-2 6L d384, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache"
         read = read_note(generation_bytes(ours, batch, new_tokens), batch * new_tokens,
                          {"glassformer": timing.median("ours"), "HF generate": timing.median("peer")}, bandwidth)
+        read += f" (GB/s read: {probed})"
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", flops=flops,
                         work=batch * new_tokens, unit="tok", plain_s=timing.median("plain"),
                         note=f"identical outputs in {same:.0%} of rows (optimized vs plain: {same_plain:.0%}); "
