@@ -132,3 +132,12 @@ def test_a_nan_logit_is_chosen_as_argmax_chooses_it(greedy_calls):
             model.embed.token.weight[7] = float("nan")  # tied: logit 7 NaN, then every logit once 7 is fed
     got, want = (generate_lm(m, [[5, 6]], stopping=Stopping(max_new_tokens=4))[0] for m in (c_layers, flat))
     assert got.tokens == want.tokens == [7, 0, 0, 0] and math.isnan(got.log_prob) and greedy_calls == [(3, 3)]
+
+
+def test_an_activation_reassigned_after_the_transform_sends_greedy_decoding_to_the_flat_steps(greedy_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    for model in (c_layers, flat):
+        model.decoder.layers[1].ffn.activation = torch.relu  # an ablation by assignment
+    stopping = Stopping(max_new_tokens=6)
+    _same(generate_lm(c_layers, PROMPTS, stopping=stopping), generate_lm(flat, PROMPTS, stopping=stopping))
+    assert greedy_calls == [(5, 0)]  # asked once, declined: a step at a time from there
