@@ -27,10 +27,10 @@ id inside its table. Otherwise the flat step runs its own loop over the layers (
 or the call takes the module path (a prompt).
 The structure (norms, activation, heads, attention scale) is read once, when it is built: a
 submodule replaced later sends the calls to the module path (`decode_step`); the plain attributes
-an experiment may reassign (each feed-forward's activation, the attention scale, the embedding and
-output scales: `_settings`) are compared at each call, and a changed one sends the call to the flat
-step's own loop, which reads them. Other attributes (a norm's eps, the number of heads) are not:
-build the model as wanted, then transform it.
+an experiment may reassign (each feed-forward's activation, the attention scale, each norm's eps, the
+embedding and output scales: `_settings`) are compared at each call, and a changed one sends the call
+to the flat step's own loop, which reads them. Other attributes (the number of heads, a norm's shape)
+are not: build the model as wanted, then transform it.
 """
 
 from __future__ import annotations
@@ -362,10 +362,12 @@ class NativeLayers:
 
 def _settings(model: DecoderOnly) -> tuple:
     """The plain attributes the C code was built with that an experiment may reassign: the embedding
-    and output scales, and each layer's activation and attention scale (compared by value; functions
-    by identity)."""
-    scales = (model.embed.scale, model.lm_head.scale)
-    return scales + tuple((layer.ffn.activation, layer.self_attn.attn_scale) for layer in model.decoder.layers)
+    and output scales, each norm's eps, and each layer's activation and attention scale (compared by
+    value; functions by identity)."""
+    ends = (model.embed.norm, model.decoder.final_norm)
+    scales = (model.embed.scale, model.lm_head.scale) + tuple(getattr(norm, "eps", None) for norm in ends)
+    return scales + tuple((layer.ffn.activation, layer.self_attn.attn_scale, layer.self_attn_residual.norm.eps,
+                           layer.ffn_residual.norm.eps) for layer in model.decoder.layers)
 
 
 def _embedding(model: DecoderOnly, d: int, norm) -> tuple | None:

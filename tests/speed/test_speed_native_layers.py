@@ -141,6 +141,16 @@ def test_an_activation_or_scale_reassigned_after_the_transform_leaves_the_c_code
     assert c_calls and all(r is not None for r in c_calls)
 
 
+@pytest.mark.parametrize("where", ["layer", "final"])
+def test_a_norms_eps_reassigned_after_the_transform_leaves_the_c_code(where, c_calls):
+    c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    for model in (c_layers, flat):
+        norm = model.decoder.layers[0].ffn_residual.norm if where == "layer" else model.decoder.final_norm
+        norm.eps = 10.0  # large enough to change the logits well beyond the tolerance
+    _same_generations(c_layers, flat)
+    assert c_calls and all(r is None for r in c_calls)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
     c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
