@@ -11,7 +11,6 @@ from glassformer.config import get_preset
 from glassformer.generate import Stopping, beam_search_lm, generate_lm
 from glassformer.models import build_model
 from glassformer.speed import native, optimize_for_inference
-from glassformer.speed.choice import Choice
 from glassformer.nn.feedforward import ACTIVATIONS
 from glassformer.speed.native_layers import ACTIVATION_CODES, MAX_ROWS, NativeLayers
 
@@ -46,19 +45,6 @@ def c_calls(monkeypatch):
 
     monkeypatch.setattr(NativeLayers, "__call__", counted)
     return results
-
-
-def _layout(monkeypatch, column_major: bool, dtype: str):
-    """Every product's choice fixed to one layout and dtype, as the measurement may give them. With
-    bf16 weights the flat step widens them ("upcast"), keeping x fp32 as the C code does (the bf16
-    kernels would round x to bf16 too)."""
-    kernel = "upcast" if dtype == "bfloat16" else "linear"
-
-    def fixed(out_features, in_features, bias, dt, w="fp32", only=None):
-        return Choice(column_major, (kernel,) * 3, dtype)
-
-    monkeypatch.setattr("glassformer.speed.small_batch.choose", fixed)
-    monkeypatch.setattr("glassformer.speed.fused_qkv.choose", fixed)
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "gelu_tanh", "silu"])
@@ -97,8 +83,8 @@ def _same_generations(a, b, prompts=PROMPTS, **kwargs):
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("column_major", [False, True])
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
-def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, monkeypatch, c_calls):
-    _layout(monkeypatch, column_major, "bfloat16" if weights == "bf16" else "float32")
+def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, fixed_choice, c_calls):
+    fixed_choice(column_major, "bfloat16" if weights == "bf16" else "float32")
     c_layers, flat = _pair(*CONFIGS[name], weights=weights)
     # The whole step in C: the embedding (a tied bf16 table too), rotary angles, final norm and output projection.
     step = c_layers.forward.native
