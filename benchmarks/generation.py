@@ -103,9 +103,14 @@ def run(ctx: Context, new_tokens: int = 200) -> None:
         return
     plain, peer = gpt2_pair(ctx.device)
     plain.eval(), peer.eval()
-    ours = optimized(plain)
+    report_generations(ctx, "GPT-2 6L d384", optimized(plain), plain, peer, BATCHES, new_tokens)
+
+
+def report_generations(ctx: Context, label: str, ours, plain, peer, batches, new_tokens: int) -> None:
+    """A line per batch size: ours (prepared), plain and peer generating new_tokens greedily from the same
+    prompts, timed with the read probes as more sides (the limit beside each line)."""
     probes = probe_sides(ctx.device)
-    for batch in BATCHES:
+    for batch in batches:
         batch_prompts = prompts(batch)
         sides = {"ours": ours_fn(ours, batch_prompts, new_tokens),
                  "plain": ours_fn(plain, batch_prompts, new_tokens),
@@ -117,11 +122,10 @@ def run(ctx: Context, new_tokens: int = 200) -> None:
         flops = count_flops(sides["plain"])  # the same products: the C code's are hidden from the counter
         timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
         bandwidth, probed = probed_limit(timing, probes)
-        name = f"greedy generation GPT-2 6L d384, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache"
+        name = f"greedy generation {label}, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache"
         read = read_note(generation_bytes(ours, batch, new_tokens), batch * new_tokens,
                          {"glassformer": timing.median("ours"), "HF generate": timing.median("peer")}, bandwidth)
-        read += f" (GB/s read: {probed})"
         ctx.report(Line(name, timing.median("ours"), timing.median("peer"), "HF generate", flops=flops,
                         work=batch * new_tokens, unit="tok", plain_s=timing.median("plain"),
                         note=f"identical outputs in {same:.0%} of rows (optimized vs plain: {same_plain:.0%}); "
-                             f"{read}; {timing.noise()}"))
+                             f"{read} (GB/s read: {probed}); {timing.noise()}"))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 
 from common import Context, Line, have, skipped, time_sides
-from flops import count_flops, step_flops
-from generation import PROMPT_LEN, agreement, generation_bytes, ours_fn, peer_fn, prompts, read_note
-from glassformer.speed.bandwidth import read_bandwidth
+from flops import step_flops
+from generation import report_generations
 from models import VOCAB, llama_pair, optimized
 from train_step import MIN_TRAIN_REPS, check_same_logits, step_fn
 
@@ -48,24 +47,4 @@ def run(ctx: Context, new_tokens: int = 200, train_reps: int | None = None) -> N
     # The training steps above changed both sides alike; decode from fresh, equal weights.
     plain, peer = llama_pair(ctx.device)
     plain.eval(), peer.eval()
-    fast = optimized(plain)
-    bandwidth = read_bandwidth(device=ctx.device)
-    for batch in DECODE_BATCHES:
-        batch_prompts = prompts(batch)
-        sides = {"ours": ours_fn(fast, batch_prompts, new_tokens),
-                 "plain": ours_fn(plain, batch_prompts, new_tokens),
-                 "peer": peer_fn(peer, batch_prompts, new_tokens, ctx.device)}
-        ours_tokens, plain_tokens, peer_tokens = sides["ours"](), sides["plain"](), sides["peer"]()
-        assert all(len(t) == new_tokens for t in ours_tokens + peer_tokens), "a side stopped early"
-        same, same_plain = agreement(ours_tokens, peer_tokens), agreement(ours_tokens, plain_tokens)
-        flops = count_flops(sides["plain"])  # the same products: the C code's are hidden from the counter
-        timing = time_sides(sides, reps=ctx.reps, device=ctx.device)
-        read = read_note(generation_bytes(fast, batch, new_tokens), batch * new_tokens,
-                         {"glassformer": timing.median("ours"), "HF generate": timing.median("peer")}, bandwidth)
-        ctx.report(Line(
-            f"greedy generation {name}, batch {batch}, {PROMPT_LEN}-token prompt + {new_tokens} new, KV cache",
-            timing.median("ours"), timing.median("peer"), "HF generate", flops=flops, work=batch * new_tokens,
-            unit="tok", plain_s=timing.median("plain"),
-            note=f"identical outputs in {same:.0%} of rows (optimized vs plain: {same_plain:.0%}); {read}; "
-                 f"{timing.noise()}",
-        ))
+    report_generations(ctx, name, optimized(plain), plain, peer, DECODE_BATCHES, new_tokens)
