@@ -11,7 +11,7 @@ from glassformer.config import get_preset
 from glassformer.generate import Stopping, generate_lm
 from glassformer.models import build_model
 from glassformer.speed import native, optimize_for_inference
-from glassformer.speed.native_layers import NativeLayers
+from glassformer.speed.native_layers import MAX_ROWS, NativeLayers
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"native kernels: {native.why_unavailable()}")
 
@@ -142,3 +142,11 @@ def test_an_activation_reassigned_after_the_transform_sends_greedy_decoding_to_t
     stopping = Stopping(max_new_tokens=6)
     _same(generate_lm(c_layers, PROMPTS, stopping=stopping), generate_lm(flat, PROMPTS, stopping=stopping))
     assert greedy_calls == [(5, 0)]  # asked once, declined: a step at a time from there
+
+
+def test_more_rows_than_the_c_code_takes_decode_a_step_at_a_time(greedy_calls):
+    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    prompts = [[1 + i % 30, 2 + i % 29] for i in range(MAX_ROWS + 1)]
+    stopping = Stopping(max_new_tokens=5)
+    _same(generate_lm(c_layers, prompts, stopping=stopping), generate_lm(flat, prompts, stopping=stopping))
+    assert greedy_calls == [(4, 0)]
