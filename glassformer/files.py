@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,6 +50,33 @@ def sha256_of(f: BinaryIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+SETTLED_S = 2.0
+"""A file last changed at least this long before it is hashed has its digest remembered (`content_sha256`)."""
+_DIGESTS: dict[tuple[int, ...], tuple[str, int]] = {}
+_MAX_DIGESTS = 64
+
+
+def content_sha256(f: BinaryIO) -> tuple[str, int]:
+    """`sha256_of` a whole open file, remembered for this process by what `os.fstat` says of it (device,
+    inode, size, modification and change times), so that a data file hashed twice unchanged (`--resume`
+    checks the data, then prepares it) is read once. Only a regular file read from its start that was
+    last changed SETTLED_S or more before is remembered: a change after that gets a later timestamp,
+    even where timestamps are as coarse as the kernel's tick."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode) or f.tell() != 0:
+        return sha256_of(f)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    settled = time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) >= SETTLED_S * 1e9
+    digest = sha256_of(f)
+    if settled:
+        if len(_DIGESTS) >= _MAX_DIGESTS:
+            _DIGESTS.pop(next(iter(_DIGESTS)))
+        _DIGESTS[key] = digest
+    return digest
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, in hex; DataError as read_bytes gives for a missing file."""
     p = Path(path)
@@ -55,7 +84,7 @@ def file_sha256(path: str | Path) -> str:
         raise DataError(f"{path}: is a directory (expected a data file)")
     try:
         with open(p, "rb") as f:
-            return sha256_of(f)[0]
+            return content_sha256(f)[0]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:

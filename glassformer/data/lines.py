@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from glassformer.errors import DataError
-from glassformer.files import sha256_of
+from glassformer.files import content_sha256
 
 BLOCK_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -108,6 +108,7 @@ def numbered_lines(path: str | Path, expected: str, block_bytes: int = BLOCK_BYT
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:
-    """(SHA-256 hex digest of the file's bytes, its size in bytes), read in blocks."""
+    """(SHA-256 hex digest of the file's bytes, its size in bytes), read in blocks (once per process for
+    a file that has not changed: `content_sha256`)."""
     with _open(path) as f:
-        return sha256_of(f)
+        return content_sha256(f)
