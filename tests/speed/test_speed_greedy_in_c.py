@@ -1,28 +1,21 @@
 """Greedy decoding of many tokens in one C call (`NativeLayers.greedy`): the tokens, log-probabilities
 and finish reasons of the step-by-step loop, and a step at a time wherever a token must be seen at once."""
 
-import copy
 import math
 
 import pytest
 import torch
 
-from glassformer.config import get_preset
 from glassformer.generate import Stopping, generate_lm
-from glassformer.models import build_model
-from glassformer.speed import native, optimize_for_inference
+from glassformer.speed import native
 from glassformer.speed.native_layers import MAX_ROWS, NativeLayers
+from tests.speed.test_speed_native_layers import CONFIGS as LAYER_CONFIGS
+from tests.speed.test_speed_native_layers import PROMPTS, c_and_flat
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"native kernels: {native.why_unavailable()}")
 
-PROMPTS = [[5, 6, 7, 8], [9, 10]]  # two lengths: the left-padded batch passes a key-padding mask
-CONFIGS = {
-    "gpt2 pre-norm, tied": ("tiny-lm", {}),
-    "post-norm, sinusoidal, untied, relu": ("tiny-lm", dict(norm="post", positions="sinusoidal", tie_output=False,
-                                                            activation="relu")),
-    "llama: rmsnorm, rotary, gqa, swiglu": ("small-llama", dict(d_model=64, n_heads=4, n_kv_heads=2, d_ff=128,
-                                                                n_layers=2)),
-}
+NAMES = ("gpt2 pre-norm, tied", "post-norm, sinusoidal, untied, relu", "llama: rmsnorm, rotary, gqa, swiglu")
+CONFIGS = {name: LAYER_CONFIGS[name] for name in NAMES}
 
 
 @pytest.fixture
@@ -40,16 +33,6 @@ def greedy_calls(monkeypatch):
     return calls
 
 
-def _pair(preset, changes, **switches):
-    """(decoded in C, the flat step's own loop), the same weights."""
-    torch.manual_seed(0)
-    model = build_model(get_preset(preset).replace(vocab_size=40, max_len=64, **changes)).eval()
-    c_layers, flat = model, copy.deepcopy(model)
-    assert optimize_for_inference(c_layers, **switches).native_layers
-    assert not optimize_for_inference(flat, native_layers=False, **switches).native_layers
-    return c_layers, flat
-
-
 def _same(got, want):
     assert [g.tokens for g in got] == [w.tokens for w in want]
     assert [g.finish_reason for g in got] == [w.finish_reason for w in want]
@@ -60,7 +43,7 @@ def _same(got, want):
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_many_steps_in_one_call_give_the_step_by_step_tokens(name, weights, fixed_choice, greedy_calls):
     fixed_choice(False, "bfloat16" if weights == "bf16" else "float32")
-    c_layers, flat = _pair(*CONFIGS[name], weights=weights)
+    c_layers, flat = c_and_flat(*CONFIGS[name], weights=weights)
     stopping = Stopping(max_new_tokens=12)
     for prompts in (PROMPTS, PROMPTS[:1]):  # a padded batch (a mask), and one row
         _same(generate_lm(c_layers, prompts, stopping=stopping), generate_lm(flat, prompts, stopping=stopping))
@@ -69,7 +52,7 @@ def test_many_steps_in_one_call_give_the_step_by_step_tokens(name, weights, fixe
 
 
 def test_rows_stop_on_their_own_end_and_stop_tokens_and_the_call_ends_when_all_have(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     free = generate_lm(flat, PROMPTS, stopping=Stopping(max_new_tokens=20))
     end_id, stop_id = free[0].tokens[5], free[1].tokens[8]
     stopping = Stopping(end_id=end_id, stop_ids=(stop_id,), max_new_tokens=20)
@@ -80,7 +63,7 @@ def test_rows_stop_on_their_own_end_and_stop_tokens_and_the_call_ends_when_all_h
 
 
 def test_rows_of_different_room_stop_at_their_own_length_and_positions_stay_in_the_table(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])  # 64 positions
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])  # 64 positions
     prompts = [list(range(1, 39)) + list(range(1, 23)), [9, 10]]  # 60 tokens: room for 4; 2 tokens: 62
     got, want = (generate_lm(m, prompts) for m in (c_layers, flat))
     _same(got, want)
@@ -89,7 +72,7 @@ def test_rows_of_different_room_stop_at_their_own_length_and_positions_stay_in_t
 
 
 def test_streaming_and_stop_strings_take_one_step_a_call(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    c_layers, flat = c_and_flat(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
     streamed = []
     got = generate_lm(c_layers, PROMPTS, stopping=Stopping(max_new_tokens=6),
                       on_token=lambda row, token: streamed.append((row, token)))
@@ -106,7 +89,7 @@ def test_streaming_and_stop_strings_take_one_step_a_call(greedy_calls):
 
 
 def test_equal_logits_give_the_first_token_as_argmax_does(greedy_calls):
-    c_layers, _ = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, _ = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     with torch.no_grad():
         c_layers.embed.token.weight.zero_()  # tied: every logit 0
     [got] = generate_lm(c_layers, [[5, 6]], stopping=Stopping(max_new_tokens=8))
@@ -115,7 +98,7 @@ def test_equal_logits_give_the_first_token_as_argmax_does(greedy_calls):
 
 
 def test_a_hooked_model_decodes_a_step_at_a_time_through_its_modules(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     seen = []
     handle = c_layers.decoder.layers[0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
     try:
@@ -127,7 +110,7 @@ def test_a_hooked_model_decodes_a_step_at_a_time_through_its_modules(greedy_call
 
 
 def test_a_nan_logit_is_chosen_as_argmax_chooses_it(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     for model in (c_layers, flat):
         with torch.no_grad():
             model.embed.token.weight[7] = float("nan")  # tied: logit 7 NaN, then every logit once 7 is fed
@@ -136,7 +119,7 @@ def test_a_nan_logit_is_chosen_as_argmax_chooses_it(greedy_calls):
 
 
 def test_an_activation_reassigned_after_the_transform_sends_greedy_decoding_to_the_flat_steps(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     for model in (c_layers, flat):
         model.decoder.layers[1].ffn.activation = torch.relu  # an ablation by assignment
     stopping = Stopping(max_new_tokens=6)
@@ -145,7 +128,7 @@ def test_an_activation_reassigned_after_the_transform_sends_greedy_decoding_to_t
 
 
 def test_more_rows_than_the_c_code_takes_decode_a_step_at_a_time(greedy_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     prompts = [[1 + i % 30, 2 + i % 29] for i in range(MAX_ROWS + 1)]
     stopping = Stopping(max_new_tokens=5)
     _same(generate_lm(c_layers, prompts, stopping=stopping), generate_lm(flat, prompts, stopping=stopping))

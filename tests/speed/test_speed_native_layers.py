@@ -60,7 +60,7 @@ def test_the_c_activations_equal_pytorchs_within_a_few_ulps_of_the_output(name):
         torch.testing.assert_close(a.double(), expected, atol=2e-6, rtol=2e-6)
 
 
-def _pair(preset, changes, **switches):
+def c_and_flat(preset, changes, **switches):
     """(with the C layers, the flat step's own loop), the same weights, both prepared."""
     torch.manual_seed(0)
     model = build_model(get_preset(preset).replace(vocab_size=40, max_len=64, **changes)).eval()
@@ -85,7 +85,7 @@ def _same_generations(a, b, prompts=PROMPTS, **kwargs):
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_c_layers_give_the_flat_steps_logits_and_tokens(name, column_major, weights, fixed_choice, c_calls):
     fixed_choice(column_major, "bfloat16" if weights == "bf16" else "float32")
-    c_layers, flat = _pair(*CONFIGS[name], weights=weights)
+    c_layers, flat = c_and_flat(*CONFIGS[name], weights=weights)
     # The whole step in C: the embedding (a tied bf16 table too), rotary angles, final norm and output projection.
     step = c_layers.forward.native
     assert step.embeds and step.projects and step.rotates == (c_layers.rotary is not None)
@@ -110,7 +110,7 @@ def test_an_embedding_the_c_code_does_not_know_is_computed_first_and_a_head_scal
 
 def test_an_activation_or_scale_reassigned_after_the_transform_leaves_the_c_code(c_calls):
     """An ablation by assignment (not a hook): the flat step's loop reads the new attribute."""
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     for model in (c_layers, flat):
         model.decoder.layers[1].ffn.activation = torch.relu
     _same_generations(c_layers, flat)
@@ -129,7 +129,7 @@ def test_an_activation_or_scale_reassigned_after_the_transform_leaves_the_c_code
 
 @pytest.mark.parametrize("where", ["layer", "final"])
 def test_a_norms_eps_reassigned_after_the_transform_leaves_the_c_code(where, c_calls):
-    c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    c_layers, flat = c_and_flat(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
     for model in (c_layers, flat):
         norm = model.decoder.layers[0].ffn_residual.norm if where == "layer" else model.decoder.final_norm
         norm.eps = 10.0  # large enough to change the logits well beyond the tolerance
@@ -139,7 +139,7 @@ def test_a_norms_eps_reassigned_after_the_transform_leaves_the_c_code(where, c_c
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
-    c_layers, flat = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    c_layers, flat = c_and_flat(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -150,7 +150,7 @@ def test_any_thread_count_gives_the_same_numbers(threads, c_calls):
 
 
 def test_beam_search_reorders_the_caches_the_c_layers_read(c_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     got, want = (beam_search_lm(model, PROMPTS, end_id=0, beam_size=3, max_new_tokens=8) for model in (c_layers, flat))
     assert [[h.tokens for h in hs] for hs in got] == [[h.tokens for h in hs] for hs in want]
     assert [h.log_prob for hs in got for h in hs] == pytest.approx([h.log_prob for hs in want for h in hs], rel=1e-5)
@@ -158,14 +158,14 @@ def test_beam_search_reorders_the_caches_the_c_layers_read(c_calls):
 
 
 def test_more_rows_than_the_c_code_takes_fall_back_to_the_loop(c_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     prompts = [[1 + i % 30, 2 + i % 29] for i in range(MAX_ROWS + 1)]
     _same_generations(c_layers, flat, prompts=prompts)
     assert c_calls and all(r is None for r in c_calls)
 
 
 def test_weights_changed_in_place_are_read_and_replaced_ones_end_the_c_path(c_calls):
-    c_layers, flat = _pair(*CONFIGS["gpt2 pre-norm, tied"])
+    c_layers, flat = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])
     with torch.no_grad():  # in place: the same storage, and the C code reads the new values
         for model in (c_layers, flat):
             model.decoder.layers[0].ffn.w_1.bias.add_(0.5)
@@ -181,7 +181,7 @@ def test_weights_changed_in_place_are_read_and_replaced_ones_end_the_c_path(c_ca
 
 @pytest.mark.parametrize("where", ["token", "position"])
 def test_an_id_outside_its_table_leaves_the_c_code_and_fails_as_the_modules_do(where, c_calls):
-    c_layers, _ = _pair(*CONFIGS["gpt2 pre-norm, tied"])  # vocabulary 40, 64 positions
+    c_layers, _ = c_and_flat(*CONFIGS["gpt2 pre-norm, tied"])  # vocabulary 40, 64 positions
     ids, positions = torch.tensor([[40 if where == "token" else 5]]), torch.tensor([[64 if where == "position" else 0]])
     cache = c_layers.new_cache(8)
     with torch.inference_mode():
@@ -225,7 +225,7 @@ def test_without_the_c_kernels_the_flat_step_runs_its_loop(monkeypatch, tmp_path
 
 @pytest.mark.parametrize("name", ["gpt2 pre-norm, tied", "llama: rmsnorm, rotary, gqa, swiglu"])
 def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_through_the_modules(name, c_calls):
-    c_layers, _ = _pair(*CONFIGS[name])
+    c_layers, _ = c_and_flat(*CONFIGS[name])
     ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]])  # the first row left-padded
     valid = ids != 0
     valid[1] = True
@@ -254,7 +254,7 @@ def test_a_short_prompt_goes_through_the_c_layers_causally_and_a_long_one_throug
 
 def test_threads_decoding_at_once_with_one_model_get_their_own_results(c_calls):
     """ctypes lets go of the GIL during the C call: two generations in two threads run it at once."""
-    c_layers, _ = _pair(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
+    c_layers, _ = c_and_flat(*CONFIGS["llama: rmsnorm, rotary, gqa, swiglu"])
     prompts = [[[5, 6, 7]], [[9, 10, 11, 12], [13]]]
     stopping = Stopping(max_new_tokens=12)
     alone = [[g.tokens for g in generate_lm(c_layers, p, stopping=stopping)] for p in prompts]
