@@ -1,6 +1,8 @@
 """Every small-batch kernel computes F.linear, and the measured choice is remembered per machine."""
 
 import json
+import os
+import time
 
 import pytest
 import torch
@@ -83,6 +85,43 @@ def test_a_choice_is_measured_once_then_read_back(monkeypatch):
     monkeypatch.setattr(choice_module.native, "build_key", lambda: "another build")
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
     assert choose(123, 45, True, torch.float32) == first and len(measured) == 4
+
+
+def test_a_choice_measured_on_a_busy_machine_serves_this_process_and_is_not_written(monkeypatch):
+    measured, share = [], {"busy": 0.9}
+
+    def fake_measure(out_features, in_features, bias, dtype, weights="fp32", only=None):
+        measured.append((out_features, in_features))
+        return Choice(False, ("native", "linear", "linear"))
+
+    monkeypatch.setattr(choice_module, "measure", fake_measure)
+    monkeypatch.setattr(choice_module, "others_share", lambda work: (work(), share["busy"]))
+    monkeypatch.setattr(choice_module, "_UNSAVED", {})
+    cache_file().unlink(missing_ok=True)
+    first = choose(77, 33, False, torch.float32)
+    assert choose(77, 33, False, torch.float32) == first and measured == [(77, 33)]  # kept in this process
+    assert not cache_file().exists()
+    monkeypatch.setattr(choice_module, "_UNSAVED", {})  # a new process: measured again, on a quiet machine
+    share["busy"] = 0.1
+    assert choose(77, 33, False, torch.float32) == first and len(measured) == 2
+    assert any("77x33" in key for key in json.loads(cache_file().read_text()))
+    monkeypatch.setattr(choice_module, "_UNSAVED", {})
+    assert choose(77, 33, False, torch.float32) == first and len(measured) == 2  # read back
+
+
+def test_this_processes_cpu_time_is_read_from_proc_and_short_work_is_not_judged():
+    from glassformer.speed.machine_load import cpu_ticks, others_share
+
+    assert others_share(lambda: 7) == (7, None)  # too short to tell
+    before = cpu_ticks()
+    if before is None:
+        pytest.skip("no /proc on this system")
+    start = time.process_time()
+    while time.process_time() - start < 0.3:  # 0.3 s of this process's CPU time
+        pass
+    after, tick = cpu_ticks(), os.sysconf("SC_CLK_TCK")
+    own = after[1] - before[1]
+    assert 0.2 * tick <= own <= 0.5 * tick and after[0] - before[0] >= own - 2
 
 
 def test_measuring_only_the_c_kernels_picks_them_where_they_run():
